@@ -1,0 +1,29 @@
+"""django-auth-adfs settings that point at ``settings.ENTRA_LOGIN_HOST``.
+
+The library derives its server from ``TENANT_ID`` (always login.microsoftonline.com) and refuses
+``SERVER`` next to ``TENANT_ID``. Setting ``SERVER`` after the library's own checks lets the
+same code sign in against Entra in production and against the emulator in the demo and tests.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings as django_settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django_auth_adfs.config import Settings
+
+
+def sign_in_failed_response(request: HttpRequest, error_message: str, status: int) -> HttpResponse:
+    """The library's failure page, in the portal's layout (the library's own uses inline CSS)."""
+    return render(
+        request, "accounts/sign_in_failed.html", {"error_message": error_message}, status=status
+    )
+
+
+class PortalAdfsSettings(Settings):
+    """``django_auth_adfs.config.Settings`` with ``SERVER`` taken from ``ENTRA_LOGIN_HOST``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.SERVER = django_settings.ENTRA_LOGIN_HOST
+        self.CUSTOM_FAILED_RESPONSE_VIEW = sign_in_failed_response

@@ -1,0 +1,134 @@
+"""Sign-in and sign-out: django-auth-adfs's views, wrapped with the checks the library lacks.
+
+- ``login``: builds the library's authorization URL, then binds it to this session with a random
+  ``state``, a ``nonce`` and a PKCE challenge (``accounts.signin``); ``next`` is kept only if it
+  is a same-site relative path; ``login_hint`` is passed on to Entra.
+- ``callback``: refuses a ``state`` this session did not start (login CSRF), hands the verified
+  sign-in to the backend (PKCE verifier, nonce), then runs the library's callback view, which
+  authenticates and calls ``django.contrib.auth.login`` (that rotates the session key). A person
+  without a portal role is signed in but sees only the "no portal role" page.
+- ``logout``: POST only (CSRF-protected); writes the audit event, flushes the session and sends
+  the browser to Entra's end_session_endpoint so the Entra session ends too.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from urllib.parse import urlencode
+
+from django.contrib.auth import logout as auth_logout
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+from django_auth_adfs.config import provider_config
+from django_auth_adfs.views import OAuth2CallbackView
+
+from accounts.roles import has_role, no_role_response
+from accounts.signin import (
+    attach_pending,
+    clean_login_hint,
+    safe_next_path,
+    signin_begin,
+    signin_take,
+)
+from audit.models import PortalEvent
+from audit.services import portal_event_record
+
+logger = logging.getLogger(__name__)
+
+_library_callback = OAuth2CallbackView.as_view()
+
+
+def _authorization_redirect(request: HttpRequest, *, next_path: str, login_hint: str = "") -> str:
+    url = provider_config.build_authorization_endpoint(request)
+    return signin_begin(request, authorization_url=url, next_path=next_path, login_hint=login_hint)
+
+
+@never_cache
+@require_GET
+def login(request: HttpRequest) -> HttpResponse:
+    """Start a sign-in: redirect to Entra's authorize endpoint (``?next=``, ``?login_hint=``)."""
+    next_path = safe_next_path(request, request.GET.get("next"))
+    hint = clean_login_hint(request.GET.get("login_hint"))
+    return redirect(_authorization_redirect(request, next_path=next_path, login_hint=hint))
+
+
+@never_cache
+@require_GET
+def callback(request: HttpRequest) -> HttpResponse:
+    """Finish a sign-in that this session started; anything else is refused with 400."""
+    if request.GET.get("error"):
+        # Entra reports a refusal (consent, cancelled, policy) instead of a code.
+        signin_take(request, request.GET.get("state"))
+        return render(
+            request,
+            "accounts/sign_in_failed.html",
+            {
+                "error_message": "Entra ID did not sign you in: "
+                + request.GET.get("error_description", request.GET["error"])[:300]
+            },
+            status=400,
+        )
+    pending = signin_take(request, request.GET.get("state"))
+    if pending is None:
+        logger.warning("sign-in callback refused: state unknown to this session or expired")
+        return render(
+            request,
+            "accounts/sign_in_failed.html",
+            {
+                "error_message": "This sign-in could not be verified: it was not started from "
+                "this browser, or it took too long. Please sign in again."
+            },
+            status=400,
+        )
+    attach_pending(request, pending)
+    # The library's callback reads its redirect target from a base64 ``state``; give it the
+    # ``next`` we checked when the sign-in started (the library checks it once more).
+    request.GET = request.GET.copy()
+    request.GET["state"] = base64.urlsafe_b64encode(pending.next_path.encode()).decode()
+    response: HttpResponse = _library_callback(request)
+
+    location = response.get("Location", "")
+    if response.status_code == 302 and location.startswith(
+        str(provider_config.authorization_endpoint)
+    ):
+        # The library asks to sign in again with MFA; that round trip needs its own state too.
+        return redirect(
+            signin_begin(request, authorization_url=location, next_path=pending.next_path)
+        )
+    if not request.user.is_authenticated:
+        return response
+    if not has_role(request.user):
+        portal_event_record(
+            kind=PortalEvent.Kind.SIGN_IN_REFUSED,
+            actor=request.user,
+            request=request,
+            detail={"reason": "no portal role"},
+        )
+        return no_role_response(request)
+    portal_event_record(kind=PortalEvent.Kind.SIGN_IN, actor=request.user, request=request)
+    return response
+
+
+@require_POST
+def logout(request: HttpRequest) -> HttpResponse:
+    """Sign out here and at Entra: redirect to the end_session_endpoint with a return address."""
+    if request.user.is_authenticated:
+        portal_event_record(kind=PortalEvent.Kind.SIGN_OUT, actor=request.user, request=request)
+    auth_logout(request)  # flushes the session and rotates its key
+    end_session = provider_config.build_end_session_endpoint()
+    query = urlencode(
+        {"post_logout_redirect_uri": request.build_absolute_uri(reverse("signed_out"))}
+    )
+    separator = "&" if "?" in end_session else "?"
+    return HttpResponseRedirect(f"{end_session}{separator}{query}")
+
+
+@never_cache
+@require_GET
+def signed_out(request: HttpRequest) -> HttpResponse:
+    """Where Entra sends the browser back after sign-out."""
+    return render(request, "accounts/signed_out.html")

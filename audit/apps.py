@@ -1,0 +1,11 @@
+"""The portal's own event log."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class AuditConfig(AppConfig):
+    name = "audit"
+    verbose_name = "Audit"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,225 @@
+"""Action requests, caller verifications and the demo mailbox.
+
+An ``ActionRequest`` is the durable record of one thing an agent asked the portal to do to one
+person through Microsoft Graph. The row is the outbox: it is written (with its audit event) in one
+transaction, a Celery task is enqueued on commit, and beat re-dispatches rows that no worker
+picked up. Change a request only through the functions in ``mfa.services``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class ActionKind(models.TextChoices):
+    REREGISTER = "reregister", "Require MFA re-registration"
+    REVOKE_SESSIONS = "revoke_sessions", "Revoke sign-in sessions"
+    ISSUE_TAP = "issue_tap", "Issue a Temporary Access Pass"
+    SET_MFA_STATE = "set_mfa_state", "Change per-user MFA state"
+    DELETE_METHOD = "delete_method", "Delete one method"
+
+    @classmethod
+    def needs_verification(cls, kind: str) -> bool:
+        """Whether the caller must have been verified first (all but revoking sessions)."""
+        return kind != cls.REVOKE_SESSIONS
+
+
+class Status(models.TextChoices):
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    PENDING = "pending", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIALLY_SUCCEEDED = "partially_succeeded", "Partially succeeded"
+    FAILED = "failed", "Failed"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+
+
+FINAL_STATUSES = frozenset(
+    {
+        Status.SUCCEEDED,
+        Status.PARTIALLY_SUCCEEDED,
+        Status.FAILED,
+        Status.REJECTED,
+        Status.CANCELLED,
+        Status.EXPIRED,
+    }
+)
+
+
+class Tier(models.TextChoices):
+    STANDARD = "standard", "Standard"
+    PRIVILEGED = "privileged", "Privileged"
+
+
+class ActionRequestQuerySet(models.QuerySet["ActionRequest"]):
+    def open(self) -> ActionRequestQuerySet:
+        return self.exclude(status__in=FINAL_STATUSES)
+
+    def for_target(self, target_id: str) -> ActionRequestQuerySet:
+        return self.filter(target_id=target_id)
+
+
+class ActionRequest(models.Model):
+    """One requested action on one person, from request to outcome."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    kind = models.CharField(max_length=32, choices=ActionKind.choices)
+    status = models.CharField(
+        max_length=32, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="action_requests"
+    )
+    requester_name = models.CharField(max_length=256)
+    # The person acted on, as Graph named them when the request was made.
+    target_id = models.CharField(max_length=64, db_index=True)
+    target_upn = models.CharField(max_length=320)
+    target_name = models.CharField(max_length=256)
+    target_tier = models.CharField(max_length=16, choices=Tier.choices)
+    target_roles = models.JSONField(default=list, blank=True)
+    reason = models.TextField()
+    ticket = models.CharField(max_length=64)
+    # Kind-specific input: {"revoke_sessions": bool}, {"lifetime_minutes", "usable_once"},
+    # {"state"}, {"method_id", "method_type", "method_label"}. Never a secret.
+    params = models.JSONField(default=dict, blank=True)
+    verification = models.ForeignKey(
+        "CallerVerification",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="action_requests",
+    )
+    # One submitted form makes one request, however often it is posted.
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    rate_override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="decided_action_requests",
+    )
+    decided_by_name = models.CharField(max_length=256, blank=True)
+    decision_comment = models.TextField(blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # Progress a person can read: [{"at": iso, "text": "Removing Authenticator app", "state":
+    # "running"|"done"|"failed"|"skipped", "detail": str}].
+    steps = models.JSONField(default=list, blank=True)
+    # The outcome: {"removed": [...], "failed": [...], "remaining": [...], ...}.
+    result = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=128, blank=True)
+    error_message = models.TextField(blank=True)
+    error_request_id = models.CharField(max_length=64, blank=True)
+    # Graph writes already done, by step key, so a re-run after a crash never repeats one.
+    completed_writes = models.JSONField(default=list, blank=True)
+
+    objects = ActionRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = (
+            models.Index(fields=("target_id", "created_at")),
+            models.Index(fields=("requester", "created_at")),
+            models.Index(fields=("status", "created_at")),
+        )
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.get_kind_display()} for {self.target_name} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def is_privileged(self) -> bool:
+        return self.target_tier == Tier.PRIVILEGED
+
+    def approval_expires_at(self) -> Any:
+        minutes: int = settings.PORTAL_APPROVAL_TTL_MINUTES
+        return self.created_at + timedelta(minutes=minutes)
+
+
+class VerificationMethod(models.TextChoices):
+    EMAIL_CODE = "email_code", "One-time code emailed to the manager or alternate address"
+    MANUAL = "manual", "Manual check"
+
+
+class CallerVerification(models.Model):
+    """Proof that the agent checked the caller is the person they claim to be.
+
+    A verification counts for an action only when it is ``verified``, by the same agent, for the
+    same target, and verified no more than ``PORTAL_VERIFICATION_MAX_AGE_MINUTES`` ago.
+    The emailed code is stored only as a salted hash.
+    """
+
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="caller_verifications"
+    )
+    target_id = models.CharField(max_length=64, db_index=True)
+    target_name = models.CharField(max_length=256)
+    method = models.CharField(max_length=16, choices=VerificationMethod.choices)
+    # Manual: the check chosen from settings.PORTAL_MANUAL_CHECKS, with the agent's evidence.
+    manual_check = models.CharField(max_length=64, blank=True)
+    evidence = models.TextField(blank=True)
+    # Email code: where it went (masked for display) and its hash.
+    sent_to_masked = models.CharField(max_length=320, blank=True)
+    sent_to_kind = models.CharField(max_length=32, blank=True)
+    code_hash = models.CharField(max_length=128, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} for {self.target_name}"
+
+    def is_valid_for(self, *, agent_id: int, target_id: str, now: Any = None) -> bool:
+        """Whether this verification may back an action by ``agent_id`` on ``target_id`` now."""
+        now = now or timezone.now()
+        max_age = timedelta(minutes=settings.PORTAL_VERIFICATION_MAX_AGE_MINUTES)
+        return (
+            self.verified_at is not None
+            and self.agent_id == agent_id
+            and self.target_id == target_id
+            and now - self.verified_at <= max_age
+        )
+
+
+class MailboxMessage(models.Model):
+    """An email kept by the demo's mailbox backend (PORTAL_DEMO without EMAIL_URL)."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    from_email = models.CharField(max_length=320)
+    to = models.JSONField(default=list)
+    subject = models.CharField(max_length=998)
+    body = models.TextField()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return self.subject

@@ -1,0 +1,90 @@
+"""Reading settings from the environment, failing loudly with the variable's name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+
+class ConfigError(ImproperlyConfigured):
+    """A setting is missing or malformed. The message always starts with the variable's name."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"{name} {problem}")
+
+
+class Env:
+    """Typed access to environment variables; any parse failure names the variable."""
+
+    def __init__(self) -> None:
+        self._env = environ.Env()
+
+    def _get(self, cast: str, name: str, default: Any) -> Any:
+        try:
+            return getattr(self._env, cast)(name, default=default)
+        except (ValueError, ImproperlyConfigured, KeyError) as exc:
+            raise ConfigError(name, f"is malformed ({os.environ.get(name)!r}): {exc}") from exc
+
+    def str(self, name: str, *, default: str) -> str:
+        return str(self._get("str", name, default))
+
+    def bool(self, name: str, *, default: bool) -> bool:
+        raw = os.environ.get(name)
+        if raw is not None and raw.strip().lower() not in {
+            "1", "0", "true", "false", "yes", "no", "on", "off", "",
+        }:
+            raise ConfigError(name, f"must be a boolean (1/0, true/false), not {raw!r}")
+        return bool(self._get("bool", name, default))
+
+    def int(self, name: str, *, default: int) -> int:
+        value = self._get("int", name, default)
+        return int(value)
+
+    def float(self, name: str, *, default: float) -> float:
+        return float(self._get("float", name, default))
+
+    def list(self, name: str, *, default: list[str]) -> list[str]:
+        return [item.strip() for item in self._get("list", name, default) if item.strip()]
+
+    def db(self, name: str, *, default: str) -> dict[str, Any]:
+        raw = os.environ.get(name) or default
+        try:
+            config: dict[str, Any] = environ.Env.db_url_config(raw)
+        except (ValueError, ImproperlyConfigured, KeyError) as exc:
+            raise ConfigError(name, f"is not a database URL: {exc}") from exc
+        if not config.get("ENGINE"):
+            raise ConfigError(name, f"has an unknown scheme: {urlsplit(raw).scheme!r}")
+        return config
+
+    def email_url(self, name: str, *, default: str) -> dict[str, Any]:
+        raw = os.environ.get(name) or default
+        if not raw:
+            return {}
+        try:
+            config: dict[str, Any] = environ.Env.email_url_config(raw)
+        except (ValueError, ImproperlyConfigured, KeyError) as exc:
+            raise ConfigError(name, f"is not an email URL (smtp://...): {exc}") from exc
+        return config
+
+    def url_str(self, name: str, *, default: str) -> str:
+        value = self.str(name, default=default).rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.netloc:
+            raise ConfigError(name, f"must be an https:// URL, not {value!r}")
+        return value
+
+    def secret(self, name: str, *, default: str | None) -> str | None:
+        """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
+        file_name = os.environ.get(f"{name}_FILE")
+        if file_name:
+            path = Path(file_name)
+            if not path.is_file():
+                raise ConfigError(f"{name}_FILE", f"names no readable file: {file_name}")
+            return path.read_text().strip()
+        return os.environ.get(name, default)

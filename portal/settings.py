@@ -1,0 +1,269 @@
+"""Django settings, read from the environment.
+
+Every value comes from an environment variable (see README.md and .env.example). A missing or
+malformed value stops the process at start with a message that names the variable. A secret
+may also be given as ``<NAME>_FILE``: the path of a file holding it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from portal.config import ConfigError, Env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
+
+env = Env()
+
+# --- core -----------------------------------------------------------------------------------
+# PORTAL_DEMO turns on the conveniences of the local demo (plain-http cookies, the local mailbox,
+# the emulator's defaults). It never turns off a check: sign-in, policy and Graph calls take the
+# same code path in the demo, in the tests and in production.
+DEMO = env.bool("PORTAL_DEMO", default=False)
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.secret("DJANGO_SECRET_KEY", default=None)
+if not SECRET_KEY:
+    if not DEMO:
+        raise ConfigError("DJANGO_SECRET_KEY", "is required outside the demo (PORTAL_DEMO=1)")
+    SECRET_KEY = "demo-only-secret-key-never-use-in-production-0123456789abcdef"
+if not DEMO and len(SECRET_KEY) < 50:
+    raise ConfigError("DJANGO_SECRET_KEY", "must be at least 50 characters long")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEMO else [])
+if not ALLOWED_HOSTS:
+    raise ConfigError("ALLOWED_HOSTS", "is required outside the demo (comma-separated host names)")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_auth_adfs",
+    "portal",
+    "accounts",
+    "mfa",
+    "audit",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "portal.security.SecurityHeadersMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.portal_roles",
+            ],
+        },
+    },
+]
+
+# --- database and Redis -----------------------------------------------------------------------
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Threads and processes (the worker in tests) must see the same test database: a file.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(VAR_DIR / "test.sqlite3")
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if not REDIS_URL:
+    raise ConfigError(
+        "REDIS_URL",
+        "is required (make run and make test start an embedded Redis when it is unset)",
+    )
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "portal",
+    }
+}
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None  # outcomes live in the database, never in Celery results
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "interactive"
+CELERY_TASK_QUEUES_NAMES = ["interactive", "bulk", "sync"]
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "queue_order_strategy": "priority"}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE: dict[str, Any] = {}
+
+# --- Entra ID and Microsoft Graph ----------------------------------------------------------------
+ENTRA_TENANT_ID = env.str("ENTRA_TENANT_ID", default="")
+ENTRA_CLIENT_ID = env.str("ENTRA_CLIENT_ID", default="")
+ENTRA_CLIENT_SECRET = env.secret("ENTRA_CLIENT_SECRET", default=None) or ""
+ENTRA_CLIENT_CERT_PATH = env.str("ENTRA_CLIENT_CERT_PATH", default="")
+ENTRA_LOGIN_HOST = env.str("ENTRA_LOGIN_HOST", default="login.microsoftonline.com")
+GRAPH_URL = env.url_str("GRAPH_URL", default="https://graph.microsoft.com")
+ENTRA_CA_BUNDLE = env.str("ENTRA_CA_BUNDLE", default="")
+GRAPH_TIMEOUT_SECONDS = env.float("GRAPH_TIMEOUT_SECONDS", default=15.0)
+GRAPH_MAX_RETRIES = env.int("GRAPH_MAX_RETRIES", default=4)
+GRAPH_MAX_RETRY_WAIT_SECONDS = env.float("GRAPH_MAX_RETRY_WAIT_SECONDS", default=60.0)
+# The shared budget: requests per window for each throttling class (GRAPH.md, "Throttling").
+GRAPH_BUDGET_REPORTS = env.str("GRAPH_BUDGET_REPORTS", default="5/10")
+GRAPH_BUDGET_IDENTITY = env.str("GRAPH_BUDGET_IDENTITY", default="3500/10")
+GRAPH_INTERACTIVE_RESERVE = env.int("GRAPH_INTERACTIVE_RESERVE", default=1)
+
+for _name in ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID"):
+    if not globals()[_name]:
+        raise ConfigError(_name, "is required (the demo sets it to the emulator's tenant)")
+if not (ENTRA_CLIENT_SECRET or ENTRA_CLIENT_CERT_PATH):
+    raise ConfigError(
+        "ENTRA_CLIENT_SECRET",
+        "or ENTRA_CLIENT_CERT_PATH is required: the portal's app credential",
+    )
+if ENTRA_CLIENT_CERT_PATH and not Path(ENTRA_CLIENT_CERT_PATH).is_file():
+    raise ConfigError("ENTRA_CLIENT_CERT_PATH", f"names no file: {ENTRA_CLIENT_CERT_PATH}")
+
+AUTHENTICATION_BACKENDS = ["accounts.backends.PortalAdfsBackend"]
+LOGIN_URL = "django_auth_adfs:login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+PORTAL_ROLE_CLAIMS = {"Helpdesk.Agent": "Agent", "Helpdesk.Lead": "Lead", "Helpdesk.Admin": "Admin"}
+
+AUTH_ADFS: dict[str, Any] = {
+    "SETTINGS_CLASS": "accounts.adfs.PortalAdfsSettings",
+    "TENANT_ID": ENTRA_TENANT_ID,
+    "CLIENT_ID": ENTRA_CLIENT_ID,
+    "CLIENT_SECRET": ENTRA_CLIENT_SECRET,
+    "RELYING_PARTY_ID": ENTRA_CLIENT_ID,
+    # The v2.0 endpoints: https://{host}/{tenant}/v2.0/.well-known/openid-configuration.
+    "VERSION": "v2.0",
+    # A token for the portal's own API carries the person's app roles; openid and profile bring
+    # the id_token (its nonce is checked) with the display name.
+    "SCOPES": ["openid", "profile", f"api://{ENTRA_CLIENT_ID}/.default"],
+    # v2.0 access tokens name the client id; v1.0 ones (accessTokenAcceptedVersion unset) the
+    # Application ID URI.
+    "AUDIENCE": [ENTRA_CLIENT_ID, f"api://{ENTRA_CLIENT_ID}"],
+    "CA_BUNDLE": ENTRA_CA_BUNDLE or True,
+    "USERNAME_CLAIM": "oid",
+    "GUEST_USERNAME_CLAIM": "oid",
+    "CLAIM_MAPPING": {"email": "preferred_username"},
+    "GROUPS_CLAIM": "roles",
+    "MIRROR_GROUPS": False,
+    "CREATE_NEW_USERS": True,
+    "LOGIN_EXEMPT_URLS": [],
+    "TIMEOUT": GRAPH_TIMEOUT_SECONDS,
+    "RETRIES": 2,
+}
+
+# --- sessions, cookies and headers -------------------------------------------------------------
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # the sign-in redirect back from Entra is a top-level GET
+SESSION_COOKIE_SECURE = not DEMO
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SECURE = not DEMO
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SECURE_HSTS_SECONDS = 0 if DEMO else env.int("SECURE_HSTS_SECONDS", default=31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEMO
+SECURE_HSTS_PRELOAD = False
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEMO)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- email --------------------------------------------------------------------------------------
+_email = env.email_url("EMAIL_URL", default="" if DEMO else "smtp://localhost:25")
+if _email:
+    vars().update(_email)
+else:
+    # The demo keeps every email in the database and shows it at /mailbox/.
+    EMAIL_BACKEND = "mfa.mailbox.MailboxBackend"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="MFA helpdesk <helpdesk@localhost>")
+
+# --- static files, i18n -------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # urllib3 logs full URLs at DEBUG; keep it quiet so no query ever lands in a log.
+        "urllib3": {"level": "WARNING"},
+        "msal": {"level": "WARNING"},
+    },
+}
+
+# --- helpdesk policy (mfa) ---------------------------------------------------------------------
+# Ticket references must match this regular expression (anchored), e.g. INC0012345 or HD-123.
+PORTAL_TICKET_PATTERN = env.str("PORTAL_TICKET_PATTERN", default=r"(INC|REQ|HD)-?\d{3,10}")
+PORTAL_TICKET_HINT = env.str("PORTAL_TICKET_HINT", default="INC0012345, REQ-4567 or HD-123")
+# A caller verification backs actions for this long after it succeeded.
+PORTAL_VERIFICATION_MAX_AGE_MINUTES = env.int("PORTAL_VERIFICATION_MAX_AGE_MINUTES", default=10)
+PORTAL_VERIFICATION_CODE_TTL_MINUTES = env.int("PORTAL_VERIFICATION_CODE_TTL_MINUTES", default=10)
+PORTAL_VERIFICATION_MAX_ATTEMPTS = env.int("PORTAL_VERIFICATION_MAX_ATTEMPTS", default=3)
+PORTAL_MANUAL_CHECKS = env.list(
+    "PORTAL_MANUAL_CHECKS",
+    default=[
+        "Video call: face matched the HR photo, government ID shown",
+        "Call-back to the phone number in the HR system",
+        "Verified in person at the service desk with badge",
+        "Confirmed by the manager on a call-back",
+    ],
+)
+# Unapproved requests on privileged targets expire after this long.
+PORTAL_APPROVAL_TTL_MINUTES = env.int("PORTAL_APPROVAL_TTL_MINUTES", default=240)
+# Each agent may submit this many actions per window; more needs a lead's override.
+PORTAL_AGENT_RATE_LIMIT = env.int("PORTAL_AGENT_RATE_LIMIT", default=20)
+PORTAL_AGENT_RATE_WINDOW_MINUTES = env.int("PORTAL_AGENT_RATE_WINDOW_MINUTES", default=60)
+# Members of these groups (object ids) are privileged targets even without a directory role.
+PORTAL_PROTECTED_GROUP_IDS = env.list("PORTAL_PROTECTED_GROUP_IDS", default=[])
+PORTAL_NOTIFY_MANAGER = env.bool("PORTAL_NOTIFY_MANAGER", default=True)
+PORTAL_HELPDESK_CONTACT = env.str(
+    "PORTAL_HELPDESK_CONTACT", default="the IT service desk on +44 20 7946 0000"
+)
+# A freshly issued Temporary Access Pass waits (encrypted, in Redis) this long for its agent.
+PORTAL_TAP_REVEAL_TTL_SECONDS = env.int("PORTAL_TAP_REVEAL_TTL_SECONDS", default=600)
+# Requests recorded but not picked up by a worker within this long are dispatched again.
+PORTAL_REDISPATCH_AFTER_SECONDS = env.int("PORTAL_REDISPATCH_AFTER_SECONDS", default=60)

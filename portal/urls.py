@@ -1,0 +1,16 @@
+"""The portal's URLs. Areas built by other packages are included here as they appear."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+
+from accounts import views as accounts_views
+from portal import health, views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("oauth2/", include("accounts.urls")),
+    path("signed-out/", accounts_views.signed_out, name="signed_out"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+]

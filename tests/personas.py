@@ -1,0 +1,138 @@
+"""The named people of the tests, in one place (docs/DEVNOTES.md, "Demo people").
+
+Each persona is a person seeded in the Entra emulator's demo tenant. Names, UPNs and roles are
+fixed here; the object ids come from the constant the seed exports
+(``entra_emulator.seed.persona_oid``: ``uuid5(NAMESPACE_DNS, upn)``), so they are known without a
+running emulator. ``check_against(tenant)`` compares every persona with a live tenant, so a change
+of the seed cannot go unnoticed (tests/test_settings.py runs it).
+
+Use the constants (``AGENT``, ``LEAD``, ...) or the fixtures of tests/conftest.py (``personas``,
+``agent``, ``lead``, ``admin``, ``outsider``, ``standard_target``, ``privileged_target``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+from entra_emulator.seed import DOMAIN, persona_oid
+from entra_emulator.seed import PERSONAS as SEED_PERSONAS
+
+PAA = "Privileged Authentication Administrator"
+PRA = "Privileged Role Administrator"
+AUTH_ADMIN = "Authentication Administrator"
+
+
+@dataclass(frozen=True)
+class Persona:
+    """One person of the demo tenant.
+
+    ``app_role`` is the portal app role Entra puts in the ``roles`` claim (None: no portal
+    access); ``portal_role`` is the portal's name for it (settings.PORTAL_ROLE_CLAIMS).
+    ``directory_roles`` are the Entra directory roles the seed gives the person; any of them
+    makes the person a privileged target.
+    """
+
+    key: str
+    display_name: str
+    upn: str
+    app_role: str | None
+    portal_role: str | None
+    directory_roles: tuple[str, ...] = ()
+
+    @property
+    def oid(self) -> str:
+        """The user's object id in the demo tenant (Entra's ``oid`` claim)."""
+        return persona_oid(self.upn)
+
+    @property
+    def privileged(self) -> bool:
+        """True when the person holds a directory role (the portal's privileged tier)."""
+        return bool(self.directory_roles)
+
+
+def _person(
+    key: str,
+    local: str,
+    display_name: str,
+    app_role: str | None = None,
+    directory_roles: tuple[str, ...] = (),
+) -> Persona:
+    portal_role = app_role.removeprefix("Helpdesk.") if app_role else None
+    return Persona(key, display_name, f"{local}@{DOMAIN}", app_role, portal_role, directory_roles)
+
+
+AGENT = _person("agent", "ada.agent", "Ada Agent", "Helpdesk.Agent")
+PRIVILEGED_AGENT = _person(
+    "privileged_agent", "aaron.agent", "Aaron Agent", "Helpdesk.Agent", (PAA,)
+)
+LEAD = _person("lead", "leo.lead", "Leo Lead", "Helpdesk.Lead")
+OTHER_LEAD = _person("other_lead", "lena.lead", "Lena Lead", "Helpdesk.Lead")
+ADMIN = _person("admin", "ana.admin", "Ana Admin", "Helpdesk.Admin", (PRA,))
+OTHER_ADMIN = _person("other_admin", "abel.admin", "Abel Admin", "Helpdesk.Admin", (PRA,))
+OUTSIDER = _person("outsider", "otto.outsider", "Otto Outsider")
+STANDARD_TARGET = _person("standard_target", "sam.standard", "Sam Standard")
+PRIVILEGED_TARGET = _person(
+    "privileged_target", "priya.privileged", "Priya Privileged", None, (AUTH_ADMIN,)
+)
+
+
+@dataclass(frozen=True)
+class Personas:
+    """Every persona of the tests, as attributes (the ``personas`` fixture)."""
+
+    agent: Persona = AGENT
+    privileged_agent: Persona = PRIVILEGED_AGENT
+    lead: Persona = LEAD
+    other_lead: Persona = OTHER_LEAD
+    admin: Persona = ADMIN
+    other_admin: Persona = OTHER_ADMIN
+    outsider: Persona = OUTSIDER
+    standard_target: Persona = STANDARD_TARGET
+    privileged_target: Persona = PRIVILEGED_TARGET
+
+    def all(self) -> list[Persona]:
+        """Every persona, in declaration order."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def by_upn(self, upn: str) -> Persona:
+        """The persona with this UPN (case-insensitive); KeyError when there is none."""
+        for persona in self.all():
+            if persona.upn.lower() == upn.lower():
+                return persona
+        raise KeyError(upn)
+
+
+PERSONAS = Personas()
+
+
+class TenantLike(Protocol):
+    """What ``check_against`` needs of the emulator's ``server.tenant``."""
+
+    def find_user(self, id_or_upn: str) -> dict[str, Any] | None: ...
+
+
+def check_against(tenant: TenantLike) -> list[str]:
+    """Differences between the personas and a live tenant (ids, names) or the seed's table
+    (app roles, directory roles), one sentence each; empty when they agree."""
+    problems: list[str] = []
+    for persona in PERSONAS.all():
+        seeded = SEED_PERSONAS.get(persona.upn.split("@")[0], {})
+        if seeded.get("app_roles") != ([persona.app_role] if persona.app_role else []):
+            problems.append(f"{persona.upn}: app roles {seeded.get('app_roles')} in the seed")
+        if seeded.get("directory_roles") != list(persona.directory_roles):
+            problems.append(
+                f"{persona.upn}: directory roles {seeded.get('directory_roles')} in the seed"
+            )
+        user = tenant.find_user(persona.upn)
+        if user is None:
+            problems.append(f"the tenant has no user {persona.upn}")
+            continue
+        if user.get("id") != persona.oid:
+            problems.append(f"{persona.upn}: id {user.get('id')} in the tenant, {persona.oid} here")
+        if user.get("displayName") != persona.display_name:
+            problems.append(
+                f"{persona.upn}: named {user.get('displayName')!r} in the tenant, "
+                f"{persona.display_name!r} here"
+            )
+    return problems

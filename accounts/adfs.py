@@ -20,7 +20,7 @@ def sign_in_failed_response(request: HttpRequest, error_message: str, status: in
     )
 
 
-class PortalAdfsSettings(Settings):
+class PortalAdfsSettings(Settings):  # type: ignore[misc]  # the library is untyped
     """``django_auth_adfs.config.Settings`` with ``SERVER`` taken from ``ENTRA_LOGIN_HOST``."""
 
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 import jwt
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django_auth_adfs.backend import AdfsAuthCodeBackend
@@ -26,15 +26,15 @@ from accounts.signin import pending_of
 logger = logging.getLogger(__name__)
 
 
-class PortalAdfsBackend(AdfsAuthCodeBackend):  # type: ignore[misc]
+class PortalAdfsBackend(AdfsAuthCodeBackend):  # type: ignore[misc]  # untyped library
     """Authorization-code sign-in against Entra ID (or the emulator, by configuration)."""
 
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self,
         request: HttpRequest | None = None,
         authorization_code: str | None = None,
         **kwargs: Any,
-    ) -> AbstractBaseUser | None:
+    ) -> User | None:
         """Exchange ``authorization_code`` and return the signed-in user.
 
         Returns None when no verified pending sign-in is attached to ``request`` (a callback that
@@ -44,15 +44,13 @@ class PortalAdfsBackend(AdfsAuthCodeBackend):  # type: ignore[misc]
         if not authorization_code:
             return None
         pending = pending_of(request)
-        if pending is None:
+        if request is None or pending is None:
             logger.warning("sign-in refused: authorization code without a verified state")
             return None
         provider_config.load_config()
         token_response = self.exchange_auth_code(authorization_code, request)
         self.validate_id_token(token_response.get("id_token"), expected_nonce=pending.nonce)
-        user: AbstractBaseUser = self.process_access_token(
-            token_response.get("access_token"), token_response
-        )
+        user: User = self.process_access_token(token_response.get("access_token"), token_response)
         return user
 
     def exchange_auth_code(self, authorization_code: str, request: HttpRequest) -> dict[str, Any]:
@@ -110,11 +108,11 @@ class PortalAdfsBackend(AdfsAuthCodeBackend):  # type: ignore[misc]
             raise PermissionDenied("nonce mismatch")
         return claims
 
-    def update_user_groups(self, user: AbstractBaseUser, claim_groups: list[str]) -> None:
+    def update_user_groups(self, user: User, claim_groups: list[str]) -> None:
         """Portal roles live on ``PortalProfile``, not in Django groups: leave groups alone."""
 
     def update_user_flags(
-        self, user: AbstractBaseUser, claims: dict[str, Any], claim_groups: list[str]
+        self, user: User, claims: dict[str, Any], claim_groups: list[str]
     ) -> None:
         """The library's last per-sign-in hook (it has the claims): rewrite the profile here."""
         super().update_user_flags(user, claims, claim_groups)

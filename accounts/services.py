@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,7 +13,7 @@ from accounts.models import PortalProfile
 from accounts.roles import roles_from_claims
 
 
-def portal_profile_sync(*, user: AbstractBaseUser, claims: Mapping[str, Any]) -> PortalProfile:
+def portal_profile_sync(*, user: User, claims: Mapping[str, Any]) -> PortalProfile:
     """Create or rewrite ``user``'s profile from the claims of a validated Entra token.
 
     Takes ``oid``, ``name``, ``preferred_username`` (or ``upn``) and ``roles``. The portal roles are

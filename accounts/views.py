@@ -87,8 +87,9 @@ def callback(request: HttpRequest) -> HttpResponse:
     attach_pending(request, pending)
     # The library's callback reads its redirect target from a base64 ``state``; give it the
     # ``next`` we checked when the sign-in started (the library checks it once more).
-    request.GET = request.GET.copy()
-    request.GET["state"] = base64.urlsafe_b64encode(pending.next_path.encode()).decode()
+    query = request.GET.copy()
+    query["state"] = base64.urlsafe_b64encode(pending.next_path.encode()).decode()
+    request.GET = query  # type: ignore[assignment]  # a mutable copy, on purpose
     response: HttpResponse = _library_callback(request)
 
     location = response.get("Location", "")

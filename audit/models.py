@@ -34,6 +34,28 @@ class PortalEvent(models.Model):
         SIGN_IN = "sign_in", "Signed in"
         SIGN_IN_REFUSED = "sign_in_refused", "Sign-in refused"
         SIGN_OUT = "sign_out", "Signed out"
+        # Caller verification (mfa.verification).
+        VERIFICATION_CODE_SENT = "verification_code_sent", "Verification code sent"
+        VERIFICATION_SUCCEEDED = "verification_succeeded", "Caller verified by code"
+        VERIFICATION_FAILED = "verification_failed", "Caller verification failed"
+        VERIFICATION_MANUAL = "verification_manual", "Caller verified by a manual check"
+        # Helpdesk action requests (mfa.services).
+        ACTION_REQUESTED = "action_requested", "Action requested"
+        ACTION_APPROVED = "action_approved", "Action approved"
+        ACTION_REJECTED = "action_rejected", "Action rejected"
+        ACTION_CANCELLED = "action_cancelled", "Action cancelled"
+        ACTION_EXPIRED = "action_expired", "Action expired"
+        ACTION_STARTED = "action_started", "Action started"
+        ACTION_STEP = "action_step", "Action step"
+        ACTION_RETRY_SCHEDULED = "action_retry_scheduled", "Action waiting to retry"
+        ACTION_SUCCEEDED = "action_succeeded", "Action succeeded"
+        ACTION_PARTIALLY_SUCCEEDED = "action_partially_succeeded", "Action partially succeeded"
+        ACTION_FAILED = "action_failed", "Action failed"
+        ACTION_REDISPATCHED = "action_redispatched", "Action dispatched again"
+        ACTION_NOTIFIED = "action_notified", "Target notified of an action"
+        TAP_REVEALED = "tap_revealed", "Temporary Access Pass revealed"
+        TAP_REVEAL_REFUSED = "tap_reveal_refused", "Temporary Access Pass reveal refused"
+        RATE_OVERRIDE = "rate_override", "Rate limit overridden"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

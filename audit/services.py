@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.http import HttpRequest
 
 from audit.models import PortalEvent
@@ -55,7 +55,7 @@ def portal_event_record(
         detail=detail or {},
     )
     if actor is not None and actor.is_authenticated:
-        assert isinstance(actor, AbstractBaseUser)
+        assert isinstance(actor, User)
         event.actor = actor
         event.actor_name, event.actor_oid = _actor_identity(actor)
     if request is not None:

@@ -36,8 +36,14 @@ class FailRule:
         self.compiled = re.compile(self.path_regex)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "path_regex": self.path_regex, "status": self.status,
-                "code": self.code, "message": self.message, "count": self.count}
+        return {
+            "method": self.method,
+            "path_regex": self.path_regex,
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "count": self.count,
+        }
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,8 @@ class Faults:
 
     def __init__(self, seed: int | None = None) -> None:
         self._lock = threading.Lock()
-        self._random = random.Random(seed)
+        # Reproducible test faults, not security: a seeded PRNG is the point.
+        self._random = random.Random(seed)  # noqa: S311
         self._stopping = threading.Event()
         self.reset()
 
@@ -79,8 +86,15 @@ class Faults:
 
         Raises ValueError (nothing changed) for an unknown name or an out-of-range value.
         """
-        known = {"latency_ms", "error_rate", "error_status", "timeout_rate", "timeout_seconds",
-                 "token_endpoint_down", "fail_next"}
+        known = {
+            "latency_ms",
+            "error_rate",
+            "error_status",
+            "timeout_rate",
+            "timeout_seconds",
+            "token_endpoint_down",
+            "fail_next",
+        }
         unknown = set(settings) - known
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(sorted(unknown))}")
@@ -116,8 +130,10 @@ class Faults:
                         method=str(raw.get("method", "GET")),
                         path_regex=str(raw["path_regex"]),
                         status=int(raw.get("status", 500)),
-                        code=str(raw.get("code") or _CODES.get(int(raw.get("status", 500)),
-                                                              "generalException")),
+                        code=str(
+                            raw.get("code")
+                            or _CODES.get(int(raw.get("status", 500)), "generalException")
+                        ),
                         message=str(raw.get("message") or "Injected failure."),
                         count=int(raw.get("count", 1)),
                     )
@@ -131,8 +147,15 @@ class Faults:
             for name, value in updates.items():
                 setattr(self, name, value)
 
-    def add_fail_next(self, method: str, path_regex: str, status: int, code: str,
-                      message: str = "Injected failure.", count: int = 1) -> None:
+    def add_fail_next(
+        self,
+        method: str,
+        path_regex: str,
+        status: int,
+        code: str,
+        message: str = "Injected failure.",
+        count: int = 1,
+    ) -> None:
         """Append one ``fail_next`` rule (keeps the existing ones)."""
         rule = FailRule(method, path_regex, status, code, message, count)
         with self._lock:
@@ -178,8 +201,7 @@ class Faults:
                     headers = {"Retry-After": "1"} if rule.status in (429, 503) else {}
                     return InjectedFault(rule.status, rule.code, rule.message, headers)
             timeout = self.timeout_rate > 0 and self._random.random() < self.timeout_rate
-            error = (not timeout and self.error_rate > 0
-                     and self._random.random() < self.error_rate)
+            error = not timeout and self.error_rate > 0 and self._random.random() < self.error_rate
             timeout_seconds, status = self.timeout_seconds, self.error_status
         if timeout:
             self.sleep(timeout_seconds)
@@ -187,10 +209,10 @@ class Faults:
         if error:
             if status == 503:
                 return InjectedFault(
-                    503, "serviceNotAvailable",
+                    503,
+                    "serviceNotAvailable",
                     "Service is unavailable. Please retry after the time in Retry-After.",
                     {"Retry-After": "1"},
                 )
-            return InjectedFault(500, "generalException", "General exception while processing.",
-                                 {})
+            return InjectedFault(500, "generalException", "General exception while processing.", {})
         return None

@@ -122,9 +122,13 @@ def graph_route(
             method.upper(), compiled, versions, handler, throttle_class, permissions, directory
         )
         _ROUTES[:] = [
-            r for r in _ROUTES
-            if not (r.method == route.method and r.pattern.pattern == pattern
-                    and set(r.versions) & set(versions))
+            r
+            for r in _ROUTES
+            if not (
+                r.method == route.method
+                and r.pattern.pattern == pattern
+                and set(r.versions) & set(versions)
+            )
         ]
         _ROUTES.append(route)
         return handler
@@ -173,7 +177,8 @@ class GraphContext:
                 ) from exc
             if not isinstance(body, dict):
                 raise GraphHttpError(
-                    400, "BadRequest",
+                    400,
+                    "BadRequest",
                     "Unable to read JSON request payload. Please ensure Content-Type header is set "
                     "and payload is of valid JSON format.",
                 )
@@ -228,8 +233,15 @@ def _base_headers(request_id: str, client_request_id: str) -> dict[str, str]:
         "request-id": request_id,
         "client-request-id": client_request_id,
         "x-ms-ags-diagnostic": json.dumps(
-            {"ServerInfo": {"DataCenter": "Loopback", "Slice": "E", "Ring": "0",
-                            "ScaleUnit": "000", "RoleInstance": "EMULATOR"}},
+            {
+                "ServerInfo": {
+                    "DataCenter": "Loopback",
+                    "Slice": "E",
+                    "Ring": "0",
+                    "ScaleUnit": "000",
+                    "RoleInstance": "EMULATOR",
+                }
+            },
             separators=(",", ":"),
         ),
         "Cache-Control": "no-cache",
@@ -237,7 +249,12 @@ def _base_headers(request_id: str, client_request_id: str) -> dict[str, str]:
 
 
 def error_response(
-    status: int, code: str, message: str, *, request_id: str, client_request_id: str,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    request_id: str,
+    client_request_id: str,
     headers: dict[str, str] | None = None,
 ) -> Response:
     """Graph's error JSON with innerError date / request-id / client-request-id."""
@@ -281,8 +298,7 @@ def project(item: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
         return item
     wanted = {name.lower() for name in select}
     return {
-        key: value for key, value in item.items()
-        if key.lower() in wanted or key == "@odata.type"
+        key: value for key, value in item.items() if key.lower() in wanted or key == "@odata.type"
     }
 
 
@@ -329,7 +345,8 @@ def collection_response(
     query = ctx.query
     if query.top is not None and not 1 <= query.top <= max_top:
         raise GraphHttpError(
-            400, "Request_BadRequest",
+            400,
+            "Request_BadRequest",
             f"Invalid page size specified: '{query.top}'. Must be between 1 and {max_top} "
             "inclusive.",
         )
@@ -345,7 +362,7 @@ def collection_response(
         args.get(name, "") for name in ("$filter", "$search", "$orderby", "$select", "$top")
     )
     offset = _decode_skiptoken(query.skiptoken, fingerprint) if query.skiptoken else 0
-    page = selected[offset:offset + page_size]
+    page = selected[offset : offset + page_size]
     body: dict[str, Any] = {"@odata.context": ctx.context_url(context)}
     if query.count:
         body["@odata.count"] = len(selected)
@@ -353,7 +370,7 @@ def collection_response(
         pairs = [(k, v) for k, v in args.items(multi=True) if k not in {"$skiptoken", "skiptoken"}]
         pairs.append(("$skiptoken", _encode_skiptoken(offset + page_size, fingerprint)))
         body["@odata.nextLink"] = (
-            f"{graph_base(ctx.runtime)}/{ctx.version}{ctx.request.path[len(ctx.version) + 1:]}?"
+            f"{graph_base(ctx.runtime)}/{ctx.version}{ctx.request.path[len(ctx.version) + 1 :]}?"
             + urlencode(pairs, quote_via=quote, safe="$'(),:/")
         )
     body["value"] = [project(item, query.select) for item in page]
@@ -379,9 +396,7 @@ def _find_route(version: str, path: str, method: str) -> tuple[GraphRoute, dict[
             405, "Request_BadRequest", f"The HTTP method '{method}' is not allowed for this path."
         )
     segment = next((s for s in path.split("/") if s), "")
-    raise GraphHttpError(
-        400, "BadRequest", f"Resource not found for the segment '{segment}'."
-    )
+    raise GraphHttpError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
 
 
 def _check_query_rules(ctx: GraphContext) -> None:
@@ -390,13 +405,15 @@ def _check_query_rules(ctx: GraphContext) -> None:
     eventual = ctx.consistency_eventual()
     if query.search is not None and not eventual:
         raise GraphHttpError(
-            400, "Request_UnsupportedQuery",
+            400,
+            "Request_UnsupportedQuery",
             "Request with $search query parameter only works through MSGraph with a special "
             "request header: 'ConsistencyLevel: eventual'",
         )
     if query.count and not eventual:
         raise GraphHttpError(
-            400, "Request_BadRequest",
+            400,
+            "Request_BadRequest",
             f"$count is not currently supported without the 'ConsistencyLevel: eventual' "
             f"header. {ADVANCED_QUERY_HINT}",
         )
@@ -407,7 +424,8 @@ def _check_query_rules(ctx: GraphContext) -> None:
         for feature, shown in (("endswith", "endsWith"), ("ne", "ne"), ("not", "not")):
             if feature in features and not (eventual and query.count):
                 raise GraphHttpError(
-                    400, "Request_UnsupportedQuery",
+                    400,
+                    "Request_UnsupportedQuery",
                     f"Operator '{shown}' is not supported because the required parameters might "
                     f"be missing. Try adding $count=true query parameter and ConsistencyLevel:"
                     f"eventual header. {ADVANCED_QUERY_HINT}",
@@ -421,7 +439,8 @@ def _authorize(route: GraphRoute, token: TokenInfo) -> None:
     granted = token.roles if token.is_app else token.scopes
     if not set(route.permissions) & set(granted):
         raise GraphHttpError(
-            403, "Authorization_RequestDenied",
+            403,
+            "Authorization_RequestDenied",
             "Insufficient privileges to complete the operation.",
         )
 
@@ -434,8 +453,12 @@ def handle_graph_request(runtime: GraphRuntime, request: Request) -> Response:
         return _process(runtime, request, request_id, client_request_id)
     except GraphHttpError as exc:
         return error_response(
-            exc.status, exc.code, exc.message, request_id=request_id,
-            client_request_id=client_request_id, headers=exc.headers,
+            exc.status,
+            exc.code,
+            exc.message,
+            request_id=request_id,
+            client_request_id=client_request_id,
+            headers=exc.headers,
         )
 
 
@@ -460,8 +483,15 @@ def _process(
     except ODataError as exc:
         raise GraphHttpError(400, exc.code, exc.message) from exc
     ctx = GraphContext(
-        runtime=runtime, request=request, params=params, token=token, version=version,
-        request_id=request_id, client_request_id=client_request_id, query=query, route=route,
+        runtime=runtime,
+        request=request,
+        params=params,
+        token=token,
+        version=version,
+        request_id=request_id,
+        client_request_id=client_request_id,
+        query=query,
+        route=route,
     )
     _check_query_rules(ctx)
     # An envelope route ($batch, no permissions of its own) is not throttled: Graph counts
@@ -471,7 +501,8 @@ def _process(
     )
     if retry_after is not None:
         raise GraphHttpError(
-            429, "TooManyRequests",
+            429,
+            "TooManyRequests",
             "Too many requests to this resource. Please retry after the time given in the "
             "Retry-After header.",
             headers={"Retry-After": str(retry_after)},
@@ -507,8 +538,11 @@ def dispatch_inner(
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         inner_headers.setdefault("Content-Type", "application/json")
     builder = EnvironBuilder(
-        path=f"/{ctx.version}{split.path}", query_string=split.query, method=method.upper(),
-        headers=inner_headers, data=data,
+        path=f"/{ctx.version}{split.path}",
+        query_string=split.query,
+        method=method.upper(),
+        headers=inner_headers,
+        data=data,
         environ_base={"REMOTE_ADDR": ctx.request.remote_addr or "127.0.0.1"},
     )
     try:

@@ -122,10 +122,10 @@ _TAP_CREATE_PROPERTIES = frozenset(
 
 def method_label(method: Mapping[str, Any]) -> str:
     """Human wording of a method for audit reasons ("Mobile Phone", "Authenticator App", ...)."""
-    if method["@odata.type"] == PHONE_TYPE:
-        return _PHONE_LABELS.get(method.get("phoneType", ""), "Phone")
-    return _METHOD_LABELS.get(method["@odata.type"], method["@odata.type"].removeprefix(
-        ODATA_PREFIX))
+    kind = str(method["@odata.type"])
+    if kind == PHONE_TYPE:
+        return _PHONE_LABELS.get(str(method.get("phoneType", "")), "Phone")
+    return _METHOD_LABELS.get(kind, kind.removeprefix(ODATA_PREFIX))
 
 
 def is_deletable(method: Mapping[str, Any]) -> bool:

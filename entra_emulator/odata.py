@@ -10,8 +10,9 @@ Supported ``$filter`` grammar::
     and     := unary ('and' unary)*
     unary   := 'not' unary | compare
     compare := operand (('eq'|'ne'|'gt'|'ge'|'lt'|'le') operand)?
-    operand := '(' expr ')' | func '(' expr ',' expr ')' | path '/' ('any'|'all') '(' var ':' expr ')'
-             | path | 'string' (with '' for ') | number | true | false | null | GUID | DateTimeOffset
+    operand := '(' expr ')' | func '(' expr ',' expr ')'
+             | path '/' ('any'|'all') '(' var ':' expr ')' | path
+             | 'string' (with '' for ') | number | true | false | null | GUID | DateTimeOffset
 
 String comparisons ignore case, as directory queries do. ``$search`` takes ``"property:words"``
 terms joined by ``AND`` / ``OR`` (AND binds tighter); a term matches when every word is a prefix of
@@ -68,9 +69,7 @@ def _tokenize(text: str) -> list[_Token]:
     while pos < len(text):
         match = _TOKEN_RE.match(text, pos)
         if match is None:
-            raise ODataError(
-                f"Invalid filter clause: syntax error at position {pos} in '{text}'."
-            )
+            raise ODataError(f"Invalid filter clause: syntax error at position {pos} in '{text}'.")
         kind = match.lastgroup or ""
         raw = match.group()
         if kind == "string":
@@ -333,8 +332,10 @@ def parse_filter(text: str) -> FilterExpression:
 
 # --- $search ------------------------------------------------------------------------------------
 
-_SEARCH_TOKEN_RE = re.compile(r'\s*(?:(?P<term>"(?:[^"\\]|\\.)*")|(?P<op>AND|OR)\b|(?P<punct>[()]))')
-_WORD_SPLIT_RE = re.compile(r"[\s._@\-#/,;:'()]+")
+_SEARCH_TOKEN_RE = re.compile(
+    r'\s*(?:(?P<term>"(?:[^"\\]|\\.)*")|(?P<op>AND|OR)\b|(?P<punct>[()]))'
+)
+_WORD_SPLIT_RE = re.compile(r"""[\s._@\-#/,;:'"()]+""")
 
 
 @dataclass(frozen=True)
@@ -352,8 +353,10 @@ class SearchTerm:
                 continue
             folded = candidate.casefold()
             item_words = [w for w in _WORD_SPLIT_RE.split(folded) if w]
-            if all(folded.startswith(w) or any(iw.startswith(w) for iw in item_words)
-                   for w in self.words):
+            if all(
+                folded.startswith(w) or any(iw.startswith(w) for iw in item_words)
+                for w in self.words
+            ):
                 return True
         return False
 
@@ -389,8 +392,10 @@ def parse_search(text: str) -> SearchExpression:
         pos = match.end()
         if match.group("punct"):
             # Grouping is legal in Graph, but the portal never sends it; refuse rather than guess.
-            raise ODataError("Parentheses in $search are not supported by this emulator.",
-                             code="Request_UnsupportedQuery")
+            raise ODataError(
+                "Parentheses in $search are not supported by this emulator.",
+                code="Request_UnsupportedQuery",
+            )
         if match.group("op"):
             if expect_term:
                 raise ODataError(f"Syntax error: operator '{match.group('op')}' without a term.")
@@ -405,7 +410,7 @@ def parse_search(text: str) -> SearchExpression:
         prop, sep, value = body.partition(":")
         if not sep or not prop.strip():
             raise ODataError(
-                "Search is only supported with property names, e.g. \"displayName:value\".",
+                'Search is only supported with property names, e.g. "displayName:value".',
                 code="Request_UnsupportedQuery",
             )
         words = tuple(w for w in _WORD_SPLIT_RE.split(value.casefold()) if w)

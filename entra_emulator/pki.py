@@ -168,7 +168,8 @@ def create_client_certificate(directory: Path, name: str) -> tuple[Path, Path]:
     cert = _self_signed(key, name)
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"

@@ -39,49 +39,75 @@ DEFAULT_REDIRECT_URIS = (
 APP_ROLE_VALUES = ("Helpdesk.Agent", "Helpdesk.Lead", "Helpdesk.Admin")
 
 # Application permissions granted to the portal app (admin consent), the least it needs.
-PORTAL_APPLICATION_PERMISSIONS = frozenset({
-    "User.Read.All",
-    "User.ReadWrite.All",  # revokeSignInSessions
-    "GroupMember.Read.All",
-    "UserAuthenticationMethod.ReadWrite.All",
-    "Policy.Read.All",
-    "Policy.ReadWrite.AuthenticationMethod",
-    "RoleManagement.ReadWrite.Directory",
-    "RoleEligibilitySchedule.ReadWrite.Directory",
-    "AuditLog.Read.All",
-})
+PORTAL_APPLICATION_PERMISSIONS = frozenset(
+    {
+        "User.Read.All",
+        "User.ReadWrite.All",  # revokeSignInSessions
+        "GroupMember.Read.All",
+        "UserAuthenticationMethod.ReadWrite.All",
+        "Policy.Read.All",
+        "Policy.ReadWrite.AuthenticationMethod",
+        "RoleManagement.ReadWrite.Directory",
+        "RoleEligibilitySchedule.ReadWrite.Directory",
+        "AuditLog.Read.All",
+    }
+)
 # Delegated permissions consented for the portal (the ``scp`` of a delegated Graph token).
-PORTAL_DELEGATED_PERMISSIONS = frozenset({
-    "User.Read",
-    "User.Read.All",
-    "User.ReadWrite.All",
-    "GroupMember.Read.All",
-    "UserAuthenticationMethod.ReadWrite.All",
-    "Policy.Read.All",
-    "Policy.ReadWrite.AuthenticationMethod",
-    "RoleManagement.ReadWrite.Directory",
-    "RoleEligibilitySchedule.ReadWrite.Directory",
-    "AuditLog.Read.All",
-})
+PORTAL_DELEGATED_PERMISSIONS = frozenset(
+    {
+        "User.Read",
+        "User.Read.All",
+        "User.ReadWrite.All",
+        "GroupMember.Read.All",
+        "UserAuthenticationMethod.ReadWrite.All",
+        "Policy.Read.All",
+        "Policy.ReadWrite.AuthenticationMethod",
+        "RoleManagement.ReadWrite.Directory",
+        "RoleEligibilitySchedule.ReadWrite.Directory",
+        "AuditLog.Read.All",
+    }
+)
 
 # upn prefix -> (given name, surname, job title, app roles, directory roles seeded by E2)
 _PERSONA_TABLE: dict[str, tuple[str, str, str, tuple[str, ...], tuple[str, ...]]] = {
     "ada.agent": ("Ada", "Agent", "Service Desk Analyst", ("Helpdesk.Agent",), ()),
-    "aaron.agent": ("Aaron", "Agent", "Senior Service Desk Analyst", ("Helpdesk.Agent",),
-                    ("Privileged Authentication Administrator",)),
+    "aaron.agent": (
+        "Aaron",
+        "Agent",
+        "Senior Service Desk Analyst",
+        ("Helpdesk.Agent",),
+        ("Privileged Authentication Administrator",),
+    ),
     "leo.lead": ("Leo", "Lead", "Service Desk Team Lead", ("Helpdesk.Lead",), ()),
     "lena.lead": ("Lena", "Lead", "Service Desk Team Lead", ("Helpdesk.Lead",), ()),
-    "ana.admin": ("Ana", "Admin", "Identity Administrator", ("Helpdesk.Admin",),
-                  ("Privileged Role Administrator",)),
-    "abel.admin": ("Abel", "Admin", "Identity Administrator", ("Helpdesk.Admin",),
-                   ("Privileged Role Administrator",)),
+    "ana.admin": (
+        "Ana",
+        "Admin",
+        "Identity Administrator",
+        ("Helpdesk.Admin",),
+        ("Privileged Role Administrator",),
+    ),
+    "abel.admin": (
+        "Abel",
+        "Admin",
+        "Identity Administrator",
+        ("Helpdesk.Admin",),
+        ("Privileged Role Administrator",),
+    ),
     "otto.outsider": ("Otto", "Outsider", "Accountant", (), ()),
     "sam.standard": ("Sam", "Standard", "Sales Representative", (), ()),
-    "priya.privileged": ("Priya", "Privileged", "Security Engineer", (),
-                         ("Authentication Administrator",)),
+    "priya.privileged": (
+        "Priya",
+        "Privileged",
+        "Security Engineer",
+        (),
+        ("Authentication Administrator",),
+    ),
 }
 _PERSONA_DEPARTMENTS = {
-    "otto.outsider": "Finance", "sam.standard": "Sales", "priya.privileged": "Security",
+    "otto.outsider": "Finance",
+    "sam.standard": "Sales",
+    "priya.privileged": "Security",
 }
 
 
@@ -116,47 +142,226 @@ HELPDESK_STAFF_GROUP = "Helpdesk Staff"
 HELPDESK_LEADS_GROUP = "Helpdesk Leads"
 GROUP_IDS: dict[str, str] = {
     name: stable_id("groups", name)
-    for name in (ROLE_ASSIGNABLE_GROUP, PROTECTED_GROUP, HELPDESK_STAFF_GROUP,
-                 HELPDESK_LEADS_GROUP)
+    for name in (ROLE_ASSIGNABLE_GROUP, PROTECTED_GROUP, HELPDESK_STAFF_GROUP, HELPDESK_LEADS_GROUP)
 }
 
 _FIRST_NAMES = (
-    "Olivia", "Liam", "Emma", "Noah", "Amelia", "Oliver", "Sophia", "Elijah", "Isabella", "James",
-    "Mia", "William", "Charlotte", "Benjamin", "Harper", "Lucas", "Evelyn", "Henry", "Abigail",
-    "Theodore", "Emily", "Jack", "Ella", "Levi", "Elizabeth", "Alexander", "Camila", "Jackson",
-    "Luna", "Mateo", "Sofia", "Daniel", "Avery", "Michael", "Mila", "Mason", "Aria", "Sebastian",
-    "Scarlett", "Ethan", "Penelope", "Logan", "Layla", "Owen", "Chloe", "Samuel", "Victoria",
-    "Jacob", "Madison", "Asher", "Eleanor", "Aiden", "Grace", "John", "Nora", "Joseph", "Riley",
-    "Wyatt", "Zoey", "David", "Hannah", "Leo", "Hazel", "Luke", "Lily", "Julian", "Ellie",
-    "Hudson", "Violet", "Grayson", "Lillian", "Matthew", "Zoe", "Ezra", "Stella", "Gabriel",
-    "Aurora", "Carter", "Natalie", "Isaac", "Emilia", "Jayden", "Everly", "Anthony", "Leah",
-    "Aisha", "Kenji", "Priyanka", "Mohammed", "Fatima", "Wei", "Ingrid", "Dmitri", "Chiara",
-    "Tomás", "Zanele", "Björn", "Siobhán", "Nguyen", "Yusuf", "Ananya", "Mateus", "Ayumi",
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Amelia",
+    "Oliver",
+    "Sophia",
+    "Elijah",
+    "Isabella",
+    "James",
+    "Mia",
+    "William",
+    "Charlotte",
+    "Benjamin",
+    "Harper",
+    "Lucas",
+    "Evelyn",
+    "Henry",
+    "Abigail",
+    "Theodore",
+    "Emily",
+    "Jack",
+    "Ella",
+    "Levi",
+    "Elizabeth",
+    "Alexander",
+    "Camila",
+    "Jackson",
+    "Luna",
+    "Mateo",
+    "Sofia",
+    "Daniel",
+    "Avery",
+    "Michael",
+    "Mila",
+    "Mason",
+    "Aria",
+    "Sebastian",
+    "Scarlett",
+    "Ethan",
+    "Penelope",
+    "Logan",
+    "Layla",
+    "Owen",
+    "Chloe",
+    "Samuel",
+    "Victoria",
+    "Jacob",
+    "Madison",
+    "Asher",
+    "Eleanor",
+    "Aiden",
+    "Grace",
+    "John",
+    "Nora",
+    "Joseph",
+    "Riley",
+    "Wyatt",
+    "Zoey",
+    "David",
+    "Hannah",
+    "Leo",
+    "Hazel",
+    "Luke",
+    "Lily",
+    "Julian",
+    "Ellie",
+    "Hudson",
+    "Violet",
+    "Grayson",
+    "Lillian",
+    "Matthew",
+    "Zoe",
+    "Ezra",
+    "Stella",
+    "Gabriel",
+    "Aurora",
+    "Carter",
+    "Natalie",
+    "Isaac",
+    "Emilia",
+    "Jayden",
+    "Everly",
+    "Anthony",
+    "Leah",
+    "Aisha",
+    "Kenji",
+    "Priyanka",
+    "Mohammed",
+    "Fatima",
+    "Wei",
+    "Ingrid",
+    "Dmitri",
+    "Chiara",
+    "Tomás",
+    "Zanele",
+    "Björn",
+    "Siobhán",
+    "Nguyen",
+    "Yusuf",
+    "Ananya",
+    "Mateus",
+    "Ayumi",
 )
 _SURNAMES = (
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
-    "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez",
-    "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright",
-    "Scott", "Torres", "Nguyen", "Hill", "Flores", "Green", "Adams", "Nelson", "Baker", "Hall",
-    "Rivera", "Campbell", "Mitchell", "Carter", "Roberts", "Okafor", "Tanaka", "Kowalski",
-    "Novak", "Rossi", "Müller", "Schmidt", "Dubois", "Lefebvre", "Jensen", "Larsen", "Haddad",
-    "Khan", "Patel", "Singh", "Sharma", "Chen", "Wang", "Kim", "Park", "Sato", "Suzuki",
-    "O'Brien", "O'Connor", "Murphy", "Kelly", "Byrne", "Fitzgerald", "Andersson", "Nielsen",
-    "Costa", "Silva", "Santos", "Ivanova", "Petrov", "Mensah", "Abebe", "Dlamini", "Ferreira",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+    "Okafor",
+    "Tanaka",
+    "Kowalski",
+    "Novak",
+    "Rossi",
+    "Müller",
+    "Schmidt",
+    "Dubois",
+    "Lefebvre",
+    "Jensen",
+    "Larsen",
+    "Haddad",
+    "Khan",
+    "Patel",
+    "Singh",
+    "Sharma",
+    "Chen",
+    "Wang",
+    "Kim",
+    "Park",
+    "Sato",
+    "Suzuki",
+    "O'Brien",
+    "O'Connor",
+    "Murphy",
+    "Kelly",
+    "Byrne",
+    "Fitzgerald",
+    "Andersson",
+    "Nielsen",
+    "Costa",
+    "Silva",
+    "Santos",
+    "Ivanova",
+    "Petrov",
+    "Mensah",
+    "Abebe",
+    "Dlamini",
+    "Ferreira",
 )
 _DEPARTMENTS: dict[str, tuple[str, ...]] = {
     "Sales": ("Account Executive", "Sales Representative", "Sales Manager", "Sales Engineer"),
     "Marketing": ("Marketing Specialist", "Content Strategist", "Brand Manager"),
-    "Engineering": ("Software Engineer", "Senior Software Engineer", "Engineering Manager",
-                    "Site Reliability Engineer", "QA Engineer"),
+    "Engineering": (
+        "Software Engineer",
+        "Senior Software Engineer",
+        "Engineering Manager",
+        "Site Reliability Engineer",
+        "QA Engineer",
+    ),
     "Finance": ("Accountant", "Financial Analyst", "Controller", "Payroll Specialist"),
     "Human Resources": ("HR Business Partner", "Recruiter", "HR Coordinator"),
     "Legal": ("Counsel", "Paralegal", "Compliance Officer"),
     "Operations": ("Operations Analyst", "Logistics Coordinator", "Facilities Manager"),
     "Customer Support": ("Support Engineer", "Customer Success Manager", "Support Agent"),
-    "IT": ("Systems Administrator", "Network Engineer", "IT Service Desk Analyst",
-           "Service Desk Analyst"),
+    "IT": (
+        "Systems Administrator",
+        "Network Engineer",
+        "IT Service Desk Analyst",
+        "Service Desk Analyst",
+    ),
     "Security": ("Security Analyst", "Security Engineer", "CISO Office Analyst"),
 }
 _OFFICES = ("London", "Manchester", "Dublin", "Amsterdam", "Berlin", "Lisbon", "Remote")
@@ -167,11 +372,23 @@ def _iso(moment: datetime) -> str:
 
 
 def _make_user(
-    *, user_id: str, given: str, surname: str, upn: str, mail: str | None, department: str,
-    job_title: str, created: datetime, enabled: bool = True, user_type: str = "Member",
-    office: str = "London", employee_id: str | None = None, other_mails: list[str] | None = None,
+    *,
+    user_id: str,
+    given: str,
+    surname: str,
+    upn: str,
+    mail: str | None,
+    department: str,
+    job_title: str,
+    created: datetime,
+    enabled: bool = True,
+    user_type: str = "Member",
+    office: str = "London",
+    employee_id: str | None = None,
+    other_mails: list[str] | None = None,
     mobile: str | None = None,
 ) -> dict[str, Any]:
+    created_text = _iso(created)
     return {
         "id": user_id,
         "displayName": f"{given} {surname}",
@@ -193,8 +410,8 @@ def _make_user(
         "creationType": "Invitation" if user_type == "Guest" else None,
         "externalUserState": "Accepted" if user_type == "Guest" else None,
         "onPremisesSyncEnabled": None,
-        "createdDateTime": _iso(created),
-        "signInSessionsValidFromDateTime": _iso(created),
+        "createdDateTime": created_text,
+        "signInSessionsValidFromDateTime": created_text,
     }
 
 
@@ -256,7 +473,7 @@ def build_tenant(
 ) -> Tenant:
     """A fresh, deterministic tenant with ``users`` people in all (personas included, at least
     the personas and the guest). Same arguments, same tenant."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - deterministic demo data, never secrets
     now = (now or datetime.now(UTC)).astimezone(UTC)
     tenant = Tenant(tenant_id=TENANT_ID, domain=DOMAIN)
     tenant.apps[CLIENT_ID] = _portal_app(redirect_uris, client_certificates or [])
@@ -267,13 +484,22 @@ def build_tenant(
 
     # Department heads first (they report to the CEO), so every manager exists before its reports.
     ceo_id = persona_oid(f"carla.ceo@{DOMAIN}")
-    tenant.add_user(_make_user(
-        user_id=ceo_id, given="Carla", surname="Chief", upn=f"carla.ceo@{DOMAIN}",
-        mail=f"carla.ceo@{DOMAIN}", department="Executive", job_title="Chief Executive Officer",
-        created=now - timedelta(days=2400), employee_id="E000001",
-    ))
+    tenant.add_user(
+        _make_user(
+            user_id=ceo_id,
+            given="Carla",
+            surname="Chief",
+            upn=f"carla.ceo@{DOMAIN}",
+            mail=f"carla.ceo@{DOMAIN}",
+            department="Executive",
+            job_title="Chief Executive Officer",
+            created=now - timedelta(days=2400),
+            employee_id="E000001",
+        )
+    )
     executives = [ceo_id]
     used_upns = {f"carla.ceo@{DOMAIN}"}
+    base_counts: dict[str, int] = {}
     generated_target = max(0, users - len(_PERSONA_TABLE) - 2)  # personas, CEO and guest
 
     def new_person(department: str, *, head: bool = False) -> str:
@@ -281,23 +507,32 @@ def build_tenant(
         base = "".join(ch for ch in f"{given}.{surname}".lower() if ch.isalnum() or ch == ".")
         base = base.encode("ascii", "ignore").decode() or "user"
         upn = f"{base}@{DOMAIN}"
-        counter = 1
+        counter = base_counts.get(base, 1)
         while upn in used_upns:
             counter += 1
             upn = f"{base}{counter}@{DOMAIN}"
+        base_counts[base] = counter
         used_upns.add(upn)
         user_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         title = f"Head of {department}" if head else rng.choice(_DEPARTMENTS[department])
         enabled = head or rng.random() >= 0.03
-        tenant.add_user(_make_user(
-            user_id=user_id, given=given, surname=surname, upn=upn, mail=upn,
-            department=department, job_title=title,
-            created=now - timedelta(days=rng.randint(20, 2200), seconds=rng.randint(0, 86399)),
-            enabled=enabled, office=rng.choice(_OFFICES),
-            employee_id=f"E{len(tenant.users) + 1:06d}",
-            other_mails=[f"{base}.home@example.net"] if rng.random() < 0.4 else [],
-            mobile=f"+44 7700 9{rng.randint(0, 99999):05d}" if rng.random() < 0.5 else None,
-        ))
+        tenant.add_user(
+            _make_user(
+                user_id=user_id,
+                given=given,
+                surname=surname,
+                upn=upn,
+                mail=upn,
+                department=department,
+                job_title=title,
+                created=now - timedelta(days=rng.randint(20, 2200), seconds=rng.randint(0, 86399)),
+                enabled=enabled,
+                office=rng.choice(_OFFICES),
+                employee_id=f"E{len(tenant.users) + 1:06d}",
+                other_mails=[f"{base}.home@example.net"] if rng.random() < 0.4 else [],
+                mobile=f"+44 7700 9{rng.randint(0, 99999):05d}" if rng.random() < 0.5 else None,
+            )
+        )
         members = dept_members[department]
         if head or not members:
             tenant.managers[user_id] = ceo_id
@@ -311,7 +546,7 @@ def build_tenant(
 
     for department in departments[: min(len(departments), generated_target)]:
         new_person(department, head=True)
-    while sum(len(m) for m in dept_members.values()) < generated_target:
+    for _ in range(generated_target - sum(len(m) for m in dept_members.values())):
         new_person(rng.choice(departments))
 
     # Personas: helpdesk staff in IT, reporting to the IT head; targets in their departments.
@@ -319,24 +554,40 @@ def build_tenant(
     for prefix, (given, surname, title, app_roles, _roles) in _PERSONA_TABLE.items():
         persona = PERSONAS[prefix]
         department = _PERSONA_DEPARTMENTS.get(prefix, "IT")
-        tenant.add_user(_make_user(
-            user_id=persona["id"], given=given, surname=surname, upn=persona["upn"],
-            mail=persona["upn"], department=department, job_title=title,
-            created=now - timedelta(days=400), employee_id=f"P{len(tenant.users):06d}",
-            other_mails=[f"{prefix}.personal@example.net"],
-            mobile="+44 7700 900123" if prefix == "sam.standard" else None,
-        ))
+        tenant.add_user(
+            _make_user(
+                user_id=persona["id"],
+                given=given,
+                surname=surname,
+                upn=persona["upn"],
+                mail=persona["upn"],
+                department=department,
+                job_title=title,
+                created=now - timedelta(days=400),
+                employee_id=f"P{len(tenant.users):06d}",
+                other_mails=[f"{prefix}.personal@example.net"],
+                mobile="+44 7700 900123" if prefix == "sam.standard" else None,
+            )
+        )
         members = dept_members.setdefault(department, [])
         tenant.managers[persona["id"]] = members[0] if members else it_head
         members.append(persona["id"])
         if app_roles:
             tenant.app_role_assignments[persona["id"]] = set(app_roles)
 
-    tenant.add_user(_make_user(
-        user_id=GUEST_ID, given="Gina", surname="Guest", upn=GUEST_UPN,
-        mail="gina.guest@fabrikam.example", department="Partners", job_title="Consultant",
-        created=now - timedelta(days=90), user_type="Guest",
-    ))
+    tenant.add_user(
+        _make_user(
+            user_id=GUEST_ID,
+            given="Gina",
+            surname="Guest",
+            upn=GUEST_UPN,
+            mail="gina.guest@fabrikam.example",
+            department="Partners",
+            job_title="Consultant",
+            created=now - timedelta(days=90),
+            user_type="Guest",
+        )
+    )
     tenant.users[GUEST_ID]["displayName"] = "Gina Guest (Fabrikam)"
 
     _seed_groups(tenant, rng, now, dept_members, executives)
@@ -353,7 +604,10 @@ def build_tenant(
 
 
 def _seed_groups(
-    tenant: Tenant, rng: random.Random, now: datetime, dept_members: dict[str, list[str]],
+    tenant: Tenant,
+    rng: random.Random,
+    now: datetime,
+    dept_members: dict[str, list[str]],
     executives: list[str],
 ) -> None:
     created = now - timedelta(days=700)
@@ -366,8 +620,9 @@ def _seed_groups(
         )
         tenant.group_members[group_id] = set(members)
 
-    def add(name: str, description: str, members: set[str], *, role_assignable: bool = False
-            ) -> None:
+    def add(
+        name: str, description: str, members: set[str], *, role_assignable: bool = False
+    ) -> None:
         group_id = GROUP_IDS[name]
         tenant.groups[group_id] = _make_group(
             group_id, name, description, created, role_assignable=role_assignable
@@ -378,11 +633,19 @@ def _seed_groups(
     add(HELPDESK_LEADS_GROUP, "Service desk team leads", set(leads))
     staff = {p["id"] for p in PERSONAS.values() if p["app_roles"]} - leads
     # Nested: the leads group is a member of the staff group (transitiveMemberOf must see it).
-    add(HELPDESK_STAFF_GROUP, "Everyone who works the service desk", staff | {GROUP_IDS[
-        HELPDESK_LEADS_GROUP]})
+    add(
+        HELPDESK_STAFF_GROUP,
+        "Everyone who works the service desk",
+        staff | {GROUP_IDS[HELPDESK_LEADS_GROUP]},
+    )
     add(PROTECTED_GROUP, "Executive team: protected from helpdesk resets", set(executives))
-    security_people = [u for u in dept_members.get("Security", [])
-                       if u != PERSONAS["priya.privileged"]["id"]]
+    security_people = [
+        u for u in dept_members.get("Security", []) if u != PERSONAS["priya.privileged"]["id"]
+    ]
     operators = set(rng.sample(security_people, k=min(2, len(security_people))))
-    add(ROLE_ASSIGNABLE_GROUP, "Role-assignable group holding a directory role", operators,
-        role_assignable=True)
+    add(
+        ROLE_ASSIGNABLE_GROUP,
+        "Role-assignable group holding a directory role",
+        operators,
+        role_assignable=True,
+    )

@@ -34,8 +34,9 @@ VALIDATION_LEEWAY_SECONDS = 30
 class TokenError(Exception):
     """A bearer token was refused: Graph answers ``status`` with ``code`` and ``message``."""
 
-    def __init__(self, message: str, *, status: int = 401,
-                 code: str = "InvalidAuthenticationToken") -> None:
+    def __init__(
+        self, message: str, *, status: int = 401, code: str = "InvalidAuthenticationToken"
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -110,7 +111,9 @@ class TokenService:
 
     def sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(
-            claims, self.signing_key, algorithm="RS256",
+            claims,
+            self.signing_key,
+            algorithm="RS256",
             headers={"typ": "JWT", "kid": self.kid, "x5t": self.kid},
         )
 
@@ -181,7 +184,12 @@ class TokenService:
         return self.sign(claims)
 
     def issue_app_token(
-        self, *, client_id: str, service_principal_id: str, audience: str, roles: list[str],
+        self,
+        *,
+        client_id: str,
+        service_principal_id: str,
+        audience: str,
+        roles: list[str],
         azpacr: str,
     ) -> str:
         """An app-only access token carrying the granted application permissions in ``roles``."""

@@ -32,17 +32,44 @@ from entra_emulator.graph_core import (
     project,
 )
 
-USER_READ = ("User.Read.All", "User.ReadWrite.All", "Directory.Read.All",
-             "Directory.ReadWrite.All", "User.ReadBasic.All")
-MEMBERSHIP_READ = ("GroupMember.Read.All", "Group.Read.All", "Directory.Read.All",
-                   "Directory.ReadWrite.All", "GroupMember.ReadWrite.All")
+USER_READ = (
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "User.ReadBasic.All",
+)
+MEMBERSHIP_READ = (
+    "GroupMember.Read.All",
+    "Group.Read.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "GroupMember.ReadWrite.All",
+)
 DEFAULT_USER_PROPERTIES = [
-    "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
-    "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id",
+    "businessPhones",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "id",
 ]
 SEARCHABLE_USER_PROPERTIES = {
-    "displayname", "givenname", "surname", "userprincipalname", "mail", "jobtitle",
-    "department", "employeeid", "mailnickname", "othermails",
+    "displayname",
+    "givenname",
+    "surname",
+    "userprincipalname",
+    "mail",
+    "jobtitle",
+    "department",
+    "employeeid",
+    "mailnickname",
+    "othermails",
 }
 USER_TYPE = "#microsoft.graph.user"
 GROUP_TYPE = "#microsoft.graph.group"
@@ -51,7 +78,8 @@ ROLE_TYPE = "#microsoft.graph.directoryRole"
 
 def _not_found(resource: str) -> GraphHttpError:
     return GraphHttpError(
-        404, "Request_ResourceNotFound",
+        404,
+        "Request_ResourceNotFound",
         f"Resource '{resource}' does not exist or one of its queried reference-property objects "
         "are not present.",
     )
@@ -76,7 +104,8 @@ def _check_search_properties(ctx: GraphContext) -> None:
         for term in clause:
             if term.property.lower() not in SEARCHABLE_USER_PROPERTIES:
                 raise GraphHttpError(
-                    400, "Request_UnsupportedQuery",
+                    400,
+                    "Request_UnsupportedQuery",
                     f"Search is not supported on property '{term.property}'.",
                 )
 
@@ -120,8 +149,14 @@ def _directory_roles_of(ctx: GraphContext, principal_ids: set[str]) -> list[dict
 # --- users --------------------------------------------------------------------------------------
 
 
-@graph_route("GET", r"/users", throttle_class="identity", permissions=USER_READ,
-             versions=("v1.0", "beta"), directory=True)
+@graph_route(
+    "GET",
+    r"/users",
+    throttle_class="identity",
+    permissions=USER_READ,
+    versions=("v1.0", "beta"),
+    directory=True,
+)
 def list_users(ctx: GraphContext) -> Response:
     _check_search_properties(ctx)
     _default_select(ctx)
@@ -130,8 +165,13 @@ def list_users(ctx: GraphContext) -> Response:
     return collection_response(ctx, matching, context="users", max_top=999, filtered=True)
 
 
-@graph_route("GET", r"/users/(?P<user_id>[^/]+)", throttle_class="identity",
-             permissions=USER_READ, versions=("v1.0", "beta"))
+@graph_route(
+    "GET",
+    r"/users/(?P<user_id>[^/]+)",
+    throttle_class="identity",
+    permissions=USER_READ,
+    versions=("v1.0", "beta"),
+)
 def get_user(ctx: GraphContext) -> Response:
     user = _user_or_404(ctx, ctx.params["user_id"])
     _default_select(ctx)
@@ -139,12 +179,18 @@ def get_user(ctx: GraphContext) -> Response:
     return json_response(ctx, body)
 
 
-@graph_route("GET", r"/me", throttle_class="identity",
-             permissions=("User.Read", *USER_READ), versions=("v1.0", "beta"))
+@graph_route(
+    "GET",
+    r"/me",
+    throttle_class="identity",
+    permissions=("User.Read", *USER_READ),
+    versions=("v1.0", "beta"),
+)
 def get_me(ctx: GraphContext) -> Response:
     if ctx.token.is_app or not ctx.token.oid:
         raise GraphHttpError(
-            400, "BadRequest",
+            400,
+            "BadRequest",
             "/me request is only valid with delegated authentication flow.",
         )
     user = _user_or_404(ctx, ctx.token.oid)
@@ -153,8 +199,13 @@ def get_me(ctx: GraphContext) -> Response:
     return json_response(ctx, body)
 
 
-@graph_route("GET", r"/users/(?P<user_id>[^/]+)/manager", throttle_class="identity",
-             permissions=USER_READ, versions=("v1.0", "beta"))
+@graph_route(
+    "GET",
+    r"/users/(?P<user_id>[^/]+)/manager",
+    throttle_class="identity",
+    permissions=USER_READ,
+    versions=("v1.0", "beta"),
+)
 def get_manager(ctx: GraphContext) -> Response:
     user = _user_or_404(ctx, ctx.params["user_id"])
     manager_id = ctx.tenant.managers.get(user["id"])
@@ -185,21 +236,38 @@ def _membership(ctx: GraphContext, *, transitive: bool, groups_only: bool) -> Re
     return collection_response(ctx, items, context=context, max_top=999)
 
 
-@graph_route("GET", r"/users/(?P<user_id>[^/]+)/transitiveMemberOf", throttle_class="identity",
-             permissions=MEMBERSHIP_READ, versions=("v1.0", "beta"), directory=True)
+@graph_route(
+    "GET",
+    r"/users/(?P<user_id>[^/]+)/transitiveMemberOf",
+    throttle_class="identity",
+    permissions=MEMBERSHIP_READ,
+    versions=("v1.0", "beta"),
+    directory=True,
+)
 def list_transitive_member_of(ctx: GraphContext) -> Response:
     return _membership(ctx, transitive=True, groups_only=False)
 
 
-@graph_route("GET", r"/users/(?P<user_id>[^/]+)/transitiveMemberOf/microsoft\.graph\.group",
-             throttle_class="identity", permissions=MEMBERSHIP_READ, versions=("v1.0", "beta"),
-             directory=True)
+@graph_route(
+    "GET",
+    r"/users/(?P<user_id>[^/]+)/transitiveMemberOf/microsoft\.graph\.group",
+    throttle_class="identity",
+    permissions=MEMBERSHIP_READ,
+    versions=("v1.0", "beta"),
+    directory=True,
+)
 def list_transitive_groups(ctx: GraphContext) -> Response:
     return _membership(ctx, transitive=True, groups_only=True)
 
 
-@graph_route("GET", r"/users/(?P<user_id>[^/]+)/memberOf", throttle_class="identity",
-             permissions=MEMBERSHIP_READ, versions=("v1.0", "beta"), directory=True)
+@graph_route(
+    "GET",
+    r"/users/(?P<user_id>[^/]+)/memberOf",
+    throttle_class="identity",
+    permissions=MEMBERSHIP_READ,
+    versions=("v1.0", "beta"),
+    directory=True,
+)
 def list_member_of(ctx: GraphContext) -> Response:
     return _membership(ctx, transitive=False, groups_only=False)
 
@@ -214,16 +282,27 @@ def _group_or_404(ctx: GraphContext) -> dict[str, Any]:
     return group
 
 
-@graph_route("GET", r"/groups", throttle_class="identity", permissions=MEMBERSHIP_READ,
-             versions=("v1.0", "beta"), directory=True)
+@graph_route(
+    "GET",
+    r"/groups",
+    throttle_class="identity",
+    permissions=MEMBERSHIP_READ,
+    versions=("v1.0", "beta"),
+    directory=True,
+)
 def list_groups(ctx: GraphContext) -> Response:
     with ctx.tenant.lock:
         groups = list(ctx.tenant.groups.values())
     return collection_response(ctx, groups, context="groups", max_top=999)
 
 
-@graph_route("GET", r"/groups/(?P<group_id>[^/]+)", throttle_class="identity",
-             permissions=MEMBERSHIP_READ, versions=("v1.0", "beta"))
+@graph_route(
+    "GET",
+    r"/groups/(?P<group_id>[^/]+)",
+    throttle_class="identity",
+    permissions=MEMBERSHIP_READ,
+    versions=("v1.0", "beta"),
+)
 def get_group(ctx: GraphContext) -> Response:
     group = _group_or_404(ctx)
     body = {"@odata.context": ctx.context_url("groups/$entity"), **project(group, ctx.query.select)}
@@ -250,13 +329,25 @@ def _members(ctx: GraphContext, *, transitive: bool) -> Response:
     return collection_response(ctx, items, context="directoryObjects", max_top=999)
 
 
-@graph_route("GET", r"/groups/(?P<group_id>[^/]+)/members", throttle_class="identity",
-             permissions=MEMBERSHIP_READ, versions=("v1.0", "beta"), directory=True)
+@graph_route(
+    "GET",
+    r"/groups/(?P<group_id>[^/]+)/members",
+    throttle_class="identity",
+    permissions=MEMBERSHIP_READ,
+    versions=("v1.0", "beta"),
+    directory=True,
+)
 def list_group_members(ctx: GraphContext) -> Response:
     return _members(ctx, transitive=False)
 
 
-@graph_route("GET", r"/groups/(?P<group_id>[^/]+)/transitiveMembers", throttle_class="identity",
-             permissions=MEMBERSHIP_READ, versions=("v1.0", "beta"), directory=True)
+@graph_route(
+    "GET",
+    r"/groups/(?P<group_id>[^/]+)/transitiveMembers",
+    throttle_class="identity",
+    permissions=MEMBERSHIP_READ,
+    versions=("v1.0", "beta"),
+    directory=True,
+)
 def list_group_transitive_members(ctx: GraphContext) -> Response:
     return _members(ctx, transitive=True)

@@ -22,7 +22,6 @@ from graph.client import GraphClient, relative_url
 from graph.errors import GraphError, GraphProtocolError, error_from_parts, parse_retry_after
 from graph.operations import Operation
 
-
 MAX_BATCH_SIZE = 20
 
 
@@ -103,7 +102,9 @@ def run_batch(client: GraphClient, calls: Sequence[BatchCall]) -> list[BatchOutc
                 answer = answers.get(str(index))
                 if answer is None:
                     outcomes[index] = BatchOutcome(
-                        call, 0, error=GraphProtocolError(
+                        call,
+                        0,
+                        error=GraphProtocolError(
                             0, "MissingBatchResponse", f"no answer for inner request {index}"
                         ),
                     )
@@ -124,8 +125,10 @@ def run_batch(client: GraphClient, calls: Sequence[BatchCall]) -> list[BatchOutc
                 if retryable and attempts[index] < config.max_retries:
                     attempts[index] += 1
                     retry.append(index)
-                    step = retry_after if retry_after is not None else config.backoff_base * (
-                        2 ** attempts[index]
+                    step = (
+                        retry_after
+                        if retry_after is not None
+                        else config.backoff_base * (2 ** attempts[index])
                     )
                     if status != 429:  # a 429 pause is waited out inside the budget
                         wait = max(wait, step)
@@ -134,8 +137,12 @@ def run_batch(client: GraphClient, calls: Sequence[BatchCall]) -> list[BatchOutc
         if retry and wait > config.max_retry_wait:
             for index in retry:
                 outcomes[index] = BatchOutcome(
-                    calls[index], 503, error=GraphProtocolError(
-                        503, "RetryTooFarAway", f"inner request {index} asked to wait {wait:g} s",
+                    calls[index],
+                    503,
+                    error=GraphProtocolError(
+                        503,
+                        "RetryTooFarAway",
+                        f"inner request {index} asked to wait {wait:g} s",
                     ),
                 )
             retry = []
@@ -173,18 +180,21 @@ def _send_chunk(
     data = response.data
     if not isinstance(data, Mapping) or not isinstance(data.get("responses"), list):
         raise GraphProtocolError(
-            response.status, "InvalidBatchResponse", "the $batch answer has no 'responses' list",
-            response.request_id, response.client_request_id,
+            response.status,
+            "InvalidBatchResponse",
+            "the $batch answer has no 'responses' list",
+            response.request_id,
+            response.client_request_id,
         )
     answers: dict[str, tuple[int, Mapping[str, str], Any]] = {}
     for item in data["responses"]:
         if not isinstance(item, Mapping):
             continue
-        headers = item.get("headers")
+        inner_headers = item.get("headers")
         status = item.get("status")
         answers[str(item.get("id"))] = (
             int(status) if isinstance(status, int) else 0,
-            headers if isinstance(headers, Mapping) else {},
+            inner_headers if isinstance(inner_headers, Mapping) else {},
             item.get("body"),
         )
     return answers

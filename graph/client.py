@@ -300,6 +300,10 @@ class GraphClient:
         may_have_reached = False
         attempt = 0
         while True:
+            # The access token first (it may take a round trip to the login host), then the
+            # budget: so that the request leaves right after its budget token was granted and
+            # our bucket stays in step with Graph's.
+            access_token = shared.tokens.token()
             for throttle_class, tokens in costs.items():
                 shared.budget.acquire(
                     throttle_class, self.priority, timeout=config.max_retry_wait, tokens=tokens
@@ -307,7 +311,7 @@ class GraphClient:
             client_request_id = str(uuid.uuid4())
             request_headers = {
                 **headers,
-                "Authorization": f"Bearer {shared.tokens.token()}",
+                "Authorization": f"Bearer {access_token}",
                 "client-request-id": client_request_id,
                 "return-client-request-id": "true",
                 "Accept": "application/json",
@@ -327,8 +331,11 @@ class GraphClient:
                 reached = not _never_sent(exc)
                 may_have_reached = may_have_reached or reached
                 error = GraphTransient(
-                    0, "ConnectionError", f"{method} failed: {type(exc).__name__}",
-                    None, client_request_id,
+                    0,
+                    "ConnectionError",
+                    f"{method} failed: {type(exc).__name__}",
+                    None,
+                    client_request_id,
                 )
                 if reached and not idempotent:
                     raise _outcome_unknown(method, error) from exc
@@ -336,15 +343,21 @@ class GraphClient:
                 # A read timeout: the request was sent and may have been processed.
                 may_have_reached = True
                 error = GraphTransient(
-                    0, "Timeout", f"{method} got no answer within {config.timeout:g} s",
-                    None, client_request_id,
+                    0,
+                    "Timeout",
+                    f"{method} got no answer within {config.timeout:g} s",
+                    None,
+                    client_request_id,
                 )
                 if not idempotent:
                     raise _outcome_unknown(method, error) from exc
             except requests.RequestException as exc:
                 raise GraphTransient(
-                    0, "RequestFailed", f"{method} failed: {type(exc).__name__}",
-                    None, client_request_id,
+                    0,
+                    "RequestFailed",
+                    f"{method} failed: {type(exc).__name__}",
+                    None,
+                    client_request_id,
                 ) from exc
             else:
                 status = response.status_code
@@ -352,8 +365,11 @@ class GraphClient:
                     return _success(response, client_request_id)
                 if 300 <= status < 400:
                     raise GraphProtocolError(
-                        status, "UnexpectedRedirect", f"Graph answered {status} to {method}",
-                        response.headers.get("request-id"), client_request_id,
+                        status,
+                        "UnexpectedRedirect",
+                        f"Graph answered {status} to {method}",
+                        response.headers.get("request-id"),
+                        client_request_id,
                     )
                 error = error_from_response(response, client_request_id)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -440,8 +456,11 @@ def _success(response: requests.Response, client_request_id: str) -> GraphRespon
         data = response.json()
     except ValueError as exc:
         raise GraphProtocolError(
-            response.status_code, "InvalidJson", "Graph answered with a body that is not JSON",
-            request_id, client_request_id,
+            response.status_code,
+            "InvalidJson",
+            "Graph answered with a body that is not JSON",
+            request_id,
+            client_request_id,
         ) from exc
     return GraphResponse(response.status_code, data, request_id, client_request_id)
 
@@ -450,8 +469,11 @@ def _raw_page(response: GraphResponse) -> RawPage:
     data = response.data
     if not isinstance(data, Mapping) or not isinstance(data.get("value"), list):
         raise GraphProtocolError(
-            response.status, "NotACollection", "Graph answered without a 'value' list",
-            response.request_id, response.client_request_id,
+            response.status,
+            "NotACollection",
+            "Graph answered without a 'value' list",
+            response.request_id,
+            response.client_request_id,
         )
     next_link = data.get("@odata.nextLink")
     count = data.get("@odata.count")
@@ -460,4 +482,3 @@ def _raw_page(response: GraphResponse) -> RawPage:
         next_link=next_link if isinstance(next_link, str) and next_link else None,
         count=count if isinstance(count, int) else None,
     )
-

@@ -123,7 +123,7 @@ def _error_class(status: int) -> type[GraphError]:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (Graph sends integer seconds); None if absent or odd."""
+    """Seconds from a ``Retry-After`` header (Graph sends whole seconds); None if absent or odd."""
     if value is None:
         return None
     try:
@@ -163,7 +163,11 @@ def error_from_parts(
     cls = _error_class(status)
     if cls is GraphThrottled:
         return GraphThrottled(
-            status, code, message, request_id, client_id,
+            status,
+            code,
+            message,
+            request_id,
+            client_id,
             retry_after=parse_retry_after(lowered.get("retry-after")),
         )
     return cls(status, code, message, request_id, client_id)

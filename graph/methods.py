@@ -36,7 +36,10 @@ _DELETE_METHOD = {
         reference=reference,
     )
     for kind, reference in (
-        (MethodKind.PHONE, "https://learn.microsoft.com/graph/api/phoneauthenticationmethod-delete"),
+        (
+            MethodKind.PHONE,
+            "https://learn.microsoft.com/graph/api/phoneauthenticationmethod-delete",
+        ),
         (
             MethodKind.MICROSOFT_AUTHENTICATOR,
             "https://learn.microsoft.com/graph/api/microsoftauthenticatorauthenticationmethod-delete",
@@ -45,8 +48,14 @@ _DELETE_METHOD = {
             MethodKind.SOFTWARE_OATH,
             "https://learn.microsoft.com/graph/api/softwareoathauthenticationmethod-delete",
         ),
-        (MethodKind.FIDO2, "https://learn.microsoft.com/graph/api/fido2authenticationmethod-delete"),
-        (MethodKind.EMAIL, "https://learn.microsoft.com/graph/api/emailauthenticationmethod-delete"),
+        (
+            MethodKind.FIDO2,
+            "https://learn.microsoft.com/graph/api/fido2authenticationmethod-delete",
+        ),
+        (
+            MethodKind.EMAIL,
+            "https://learn.microsoft.com/graph/api/emailauthenticationmethod-delete",
+        ),
         (
             MethodKind.WINDOWS_HELLO_FOR_BUSINESS,
             "https://learn.microsoft.com/graph/api/windowshelloforbusinessauthenticationmethod-delete",

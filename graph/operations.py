@@ -71,7 +71,9 @@ class Operation:
         """
         wanted = set(self.placeholders)
         if set(values) != wanted:
-            raise ValueError(f"{self.name} needs path values {sorted(wanted)}, got {sorted(values)}")
+            raise ValueError(
+                f"{self.name} needs path values {sorted(wanted)}, got {sorted(values)}"
+            )
         return _PLACEHOLDER.sub(lambda m: odata.path_segment(values[m.group(1)]), self.path)
 
     def check_body(self, body: Any) -> None:

@@ -207,7 +207,10 @@ class MethodKind(enum.Enum):
         "windowsHelloForBusinessAuthenticationMethod",
         "windowsHelloForBusinessMethods",
     )
-    TEMPORARY_ACCESS_PASS = ("temporaryAccessPassAuthenticationMethod", "temporaryAccessPassMethods")
+    TEMPORARY_ACCESS_PASS = (
+        "temporaryAccessPassAuthenticationMethod",
+        "temporaryAccessPassMethods",
+    )
     PLATFORM_CREDENTIAL = ("platformCredentialAuthenticationMethod", "platformCredentialMethods")
     PASSWORD = ("passwordAuthenticationMethod", None)
     UNKNOWN = ("", None)

@@ -19,6 +19,7 @@ import msal
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from msal.exceptions import MsalServiceError
 
 from graph.errors import GraphAuthError, GraphTokenUnavailable
@@ -60,9 +61,12 @@ class CertificateCredential:
             raise ValueError(f"{path}: the private key is encrypted; give an unencrypted key")
         try:
             certificate = x509.load_pem_x509_certificate(cert_pem.encode())
-            serialization.load_pem_private_key(key_pem.encode(), password=None)
+            key = serialization.load_pem_private_key(key_pem.encode(), password=None)
         except ValueError as exc:
             raise ValueError(f"{path}: cannot read the key or certificate: {exc}") from exc
+        if not isinstance(key, rsa.RSAPrivateKey):
+            # Entra accepts only RSA-signed client assertions.
+            raise ValueError(f"{path}: the private key must be RSA, not {type(key).__name__}")
         der = certificate.public_bytes(serialization.Encoding.DER)
         # Entra identifies the certificate by its SHA-1 thumbprint (the "x5t" header).
         thumbprint = hashlib.sha1(der, usedforsecurity=False).hexdigest()

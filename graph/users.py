@@ -91,9 +91,7 @@ def get_users(client: GraphClient, user_ids: Sequence[str]) -> dict[str, User | 
     calls = [BatchCall(_GET_USER, {"user_id": user_id}) for user_id in user_ids]
     result: dict[str, User | GraphError] = {}
     for user_id, outcome in zip(user_ids, run_batch(client, calls), strict=True):
-        result[user_id] = (
-            User.from_graph(outcome.data) if outcome.error is None else outcome.error
-        )
+        result[user_id] = User.from_graph(outcome.data) if outcome.error is None else outcome.error
     return result
 
 

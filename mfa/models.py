@@ -132,6 +132,21 @@ class ActionRequest(models.Model):
     error_request_id = models.CharField(max_length=64, blank=True)
     # Graph writes already done, by step key, so a re-run after a crash never repeats one.
     completed_writes = models.JSONField(default=list, blank=True)
+    # "<target_id>:<family>" while the request is open, NULL once it is final: the database's
+    # unique index makes "one open request per target and kind family" hold even if the Redis
+    # lock around the check is lost (several NULLs are allowed by PostgreSQL and SQLite alike).
+    open_slot = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    # Graph writes begun but not yet known to be done: {step key: iso time}. A worker that dies
+    # between sending a write and recording it leaves its key here; the re-run re-reads Graph to
+    # learn the outcome instead of sending the write again.
+    pending_writes = models.JSONField(default=dict, blank=True)
+    # The running worker's lease: refreshed at every step. A `running` row whose heartbeat is
+    # older than PORTAL_ACTION_LEASE_SECONDS belongs to a dead worker and may be claimed again.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Where the completion notice goes (target, and the manager when configured), taken from
+    # Graph when the request was made; and when it was sent, so a re-run never mails twice.
+    notify_to = models.JSONField(default=list, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
 
     objects = ActionRequestQuerySet.as_manager()
 

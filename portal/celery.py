@@ -16,10 +16,15 @@ over the name-prefix routes below, which only give a sensible default.
 
 from __future__ import annotations
 
+import os
+
 from celery import Celery
 from kombu import Exchange, Queue
 
 QUEUE_NAMES: tuple[str, ...] = ("interactive", "bulk", "sync")
+
+# ``celery -A portal worker`` imports this module before anything has named the settings.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -34,6 +39,9 @@ app.conf.update(
     # that an agent's live request waits on.
     task_routes={
         "audit.tasks.*": {"queue": "sync"},
+        # An agent watches an action run; the outbox reaper is background work.
+        "mfa.tasks.action_request_run": {"queue": "interactive"},
+        "mfa.tasks.requests_*": {"queue": "sync"},
         "*.bulk_*": {"queue": "bulk"},
     },
 )

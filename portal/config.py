@@ -58,7 +58,9 @@ class Env:
             config: dict[str, Any] = environ.Env.db_url_config(raw)
         except (ValueError, ImproperlyConfigured, KeyError) as exc:
             raise ConfigError(name, f"is not a database URL: {exc}") from exc
-        if not config.get("ENGINE"):
+        # django-environ passes an unknown scheme through as the ENGINE name; Django would then
+        # fail later without naming the variable.
+        if urlsplit(raw).scheme not in environ.Env.DB_SCHEMES or not config.get("ENGINE"):
             raise ConfigError(name, f"has an unknown scheme: {urlsplit(raw).scheme!r}")
         return config
 

@@ -573,7 +573,8 @@ def banner(*, portal_port: int, demo: bool) -> str:
     """What to tell the person at the terminal once everything answers."""
     lines = ["", f"  MFA helpdesk portal: http://{LOOPBACK}:{portal_port}/", ""]
     if demo:
-        lines.append("  Demo tenant (the Entra emulator). Sign in as:")
+        lines.append("  Demo tenant (the Entra emulator): sign in, then pick one of these people")
+        lines.append("  on the emulator's sign-in page (no password):")
         for name, upn, role in DEMO_SIGN_INS:
             lines.append(f"    {name:<10} {upn:<42} {role}")
         lines.append("")

@@ -267,3 +267,29 @@ PORTAL_HELPDESK_CONTACT = env.str(
 PORTAL_TAP_REVEAL_TTL_SECONDS = env.int("PORTAL_TAP_REVEAL_TTL_SECONDS", default=600)
 # Requests recorded but not picked up by a worker within this long are dispatched again.
 PORTAL_REDISPATCH_AFTER_SECONDS = env.int("PORTAL_REDISPATCH_AFTER_SECONDS", default=60)
+# A `running` request whose worker sent no heartbeat for this long is taken to be orphaned (the
+# worker died) and may be claimed again; longer than any single Graph call with its retries.
+PORTAL_ACTION_LEASE_SECONDS = env.int("PORTAL_ACTION_LEASE_SECONDS", default=300)
+# Throttled or transient Graph failures are retried this many times before a request fails.
+PORTAL_ACTION_MAX_ATTEMPTS = env.int("PORTAL_ACTION_MAX_ATTEMPTS", default=5)
+# A target's roles and tier are cached this long (the person page and the action form share it).
+PORTAL_TARGET_CACHE_SECONDS = env.int("PORTAL_TARGET_CACHE_SECONDS", default=180)
+for _name in ("PORTAL_ACTION_LEASE_SECONDS", "PORTAL_ACTION_MAX_ATTEMPTS"):
+    if globals()[_name] < 1:
+        raise ConfigError(_name, "must be at least 1")
+
+# The outbox reaper (mfa.tasks): dispatch again what no worker picked up, expire old approvals.
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "mfa-requests-redispatch": {
+            "task": "mfa.tasks.requests_redispatch",
+            "schedule": 30.0,
+            "options": {"queue": "sync", "expires": 30},
+        },
+        "mfa-requests-expire-stale": {
+            "task": "mfa.tasks.requests_expire_stale",
+            "schedule": 60.0,
+            "options": {"queue": "sync", "expires": 60},
+        },
+    }
+)

@@ -10,6 +10,7 @@ from portal import health, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("oauth2/", include("accounts.urls")),
+    path("", include("mfa.urls")),
     path("signed-out/", accounts_views.signed_out, name="signed_out"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -13,7 +13,7 @@ from accounts.roles import display_name_of, portal_roles_of, role_required
 
 
 def greeting_for(moment: datetime) -> str:
-    """"Good morning" (05:00-11:59), "Good afternoon" (12:00-17:59) or "Good evening"."""
+    """The greeting for the hour: morning 05-12, afternoon 12-18, evening otherwise."""
     if 5 <= moment.hour < 12:
         return "Good morning"
     if 12 <= moment.hour < 18:

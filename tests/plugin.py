@@ -33,13 +33,10 @@ Every test starts with an empty Redis database (``FLUSHDB`` before each test): n
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import secrets
 import shutil
-import ssl
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +48,7 @@ from portal.devrun import EmbeddedRedis, demo_environment, free_port
 if TYPE_CHECKING:
     import redis
     from celery.worker import WorkController
+
     from entra_emulator.server import EmulatorServer
 
 
@@ -172,31 +170,11 @@ def emulator_faults(
         )
 
 
-def emulator_control(
-    server: EmulatorServer, path: str, body: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Call the emulator's control API (``/_emulator/...``): GET without ``body``, else POST.
-
-    Returns the JSON answer; raises urllib.error.HTTPError on an error status.
-    """
-    context = ssl.create_default_context(cafile=str(server.ca_path))
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{server.base_url.rstrip('/')}{path}",
-        data=data,
-        method="GET" if body is None else "POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30, context=context) as response:
-        answer: dict[str, Any] = json.loads(response.read() or b"{}")
-        return answer
-
-
 @pytest.fixture
 def fresh_tenant(emulator_faults: EmulatorServer) -> EmulatorServer:
-    """The emulator with its tenant re-seeded before the test (``POST /_emulator/reset``);
+    """The emulator with its tenant re-seeded and its sign-in state cleared before the test;
     faults and throttle are restored after it."""
-    emulator_control(emulator_faults, "/_emulator/reset", {})
+    emulator_faults.reset()
     return emulator_faults
 
 

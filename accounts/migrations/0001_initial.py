@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,18 +14,38 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='PortalProfile',
+            name="PortalProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('oid', models.CharField(max_length=64, unique=True, verbose_name='Entra object id')),
-                ('display_name', models.CharField(blank=True, max_length=256)),
-                ('upn', models.CharField(blank=True, max_length=256, verbose_name='user principal name')),
-                ('roles', models.JSONField(blank=True, default=list)),
-                ('roles_updated_at', models.DateTimeField()),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='portal_profile', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "oid",
+                    models.CharField(max_length=64, unique=True, verbose_name="Entra object id"),
+                ),
+                ("display_name", models.CharField(blank=True, max_length=256)),
+                (
+                    "upn",
+                    models.CharField(
+                        blank=True, max_length=256, verbose_name="user principal name"
+                    ),
+                ),
+                ("roles", models.JSONField(blank=True, default=list)),
+                ("roles_updated_at", models.DateTimeField()),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="portal_profile",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'portal profile',
+                "verbose_name": "portal profile",
             },
         ),
     ]

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,27 +14,57 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='PortalEvent',
+            name="PortalEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor_name', models.CharField(blank=True, max_length=256)),
-                ('actor_oid', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('kind', models.CharField(choices=[('sign_in', 'Signed in'), ('sign_in_refused', 'Sign-in refused'), ('sign_out', 'Signed out')], db_index=True, max_length=64)),
-                ('target_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('target_name', models.CharField(blank=True, max_length=256)),
-                ('request', models.PositiveBigIntegerField(blank=True, db_column='request_id', null=True)),
-                ('ticket', models.CharField(blank=True, max_length=128)),
-                ('old_value', models.JSONField(blank=True, null=True)),
-                ('new_value', models.JSONField(blank=True, null=True)),
-                ('source_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('user_agent', models.CharField(blank=True, max_length=512)),
-                ('detail', models.JSONField(blank=True, default=dict)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("actor_name", models.CharField(blank=True, max_length=256)),
+                ("actor_oid", models.CharField(blank=True, db_index=True, max_length=64)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("sign_in", "Signed in"),
+                            ("sign_in_refused", "Sign-in refused"),
+                            ("sign_out", "Signed out"),
+                        ],
+                        db_index=True,
+                        max_length=64,
+                    ),
+                ),
+                ("target_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("target_name", models.CharField(blank=True, max_length=256)),
+                (
+                    "request",
+                    models.PositiveBigIntegerField(blank=True, db_column="request_id", null=True),
+                ),
+                ("ticket", models.CharField(blank=True, max_length=128)),
+                ("old_value", models.JSONField(blank=True, null=True)),
+                ("new_value", models.JSONField(blank=True, null=True)),
+                ("source_ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("user_agent", models.CharField(blank=True, max_length=512)),
+                ("detail", models.JSONField(blank=True, default=dict)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ('-created_at', '-id'),
-                'indexes': [models.Index(fields=['kind', 'created_at'], name='audit_porta_kind_289606_idx')],
+                "ordering": ("-created_at", "-id"),
+                "indexes": [
+                    models.Index(fields=["kind", "created_at"], name="audit_porta_kind_289606_idx")
+                ],
             },
         ),
     ]

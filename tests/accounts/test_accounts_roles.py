@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
@@ -12,30 +14,22 @@ from django.test import Client, RequestFactory
 from accounts.models import PortalProfile
 from accounts.roles import has_role, portal_roles_of, role_required, roles_from_claims
 from accounts.services import portal_profile_sync
+from tests.personas import ADMIN, AGENT, LEAD, OTHER_LEAD, OUTSIDER
 
-DOMAIN = "contoso-demo.onmicrosoft.com"
-
-# The portal personas of docs/DEVNOTES.md, as their tokens' claims would name them.
-PERSONA_CLAIMS: dict[str, dict[str, object]] = {
-    "ada": {"name": "Ada Agent", "upn": f"ada.agent@{DOMAIN}", "roles": ["Helpdesk.Agent"]},
-    "leo": {"name": "Leo Lead", "upn": f"leo.lead@{DOMAIN}", "roles": ["Helpdesk.Lead"]},
-    "ana": {"name": "Ana Admin", "upn": f"ana.admin@{DOMAIN}", "roles": ["Helpdesk.Admin"]},
-    "otto": {"name": "Otto Outsider", "upn": f"otto.outsider@{DOMAIN}", "roles": []},
-}
+PEOPLE = {"ada": AGENT, "leo": LEAD, "ana": ADMIN, "otto": OUTSIDER}
 
 
-def make_person(key: str) -> object:
-    """A user signed in once with the persona's claims (the backend's own profile step)."""
-    data = PERSONA_CLAIMS[key]
-    oid = f"00000000-0000-4000-8000-{sorted(PERSONA_CLAIMS).index(key):012d}"
-    user = get_user_model().objects.create(username=oid)
+def make_person(key: str) -> Any:
+    """A user as the backend leaves them after one sign-in with the persona's token claims."""
+    persona = PEOPLE[key]
+    user = get_user_model().objects.create(username=persona.oid)
     portal_profile_sync(
         user=user,
         claims={
-            "oid": oid,
-            "name": data["name"],
-            "preferred_username": data["upn"],
-            "roles": data["roles"],
+            "oid": persona.oid,
+            "name": persona.display_name,
+            "preferred_username": persona.upn,
+            "roles": [persona.app_role] if persona.app_role else [],
         },
     )
     return get_user_model().objects.get(pk=user.pk)
@@ -50,11 +44,11 @@ def test_app_role_values_map_to_portal_roles() -> None:
 
 @pytest.mark.django_db
 def test_roles_are_replaced_at_every_sign_in() -> None:
-    user = get_user_model().objects.create(username="9d3c1e9f-0000-4000-8000-000000000001")
+    user = get_user_model().objects.create(username=OTHER_LEAD.oid)
     claims: dict[str, object] = {
-        "oid": user.username,
-        "name": "Lena Lead",
-        "preferred_username": f"lena.lead@{DOMAIN}",
+        "oid": OTHER_LEAD.oid,
+        "name": OTHER_LEAD.display_name,
+        "preferred_username": OTHER_LEAD.upn,
         "roles": ["Helpdesk.Lead", "Helpdesk.Agent"],
     }
     portal_profile_sync(user=user, claims=claims)
@@ -101,7 +95,7 @@ def test_role_required_admits_only_the_listed_roles(rf: RequestFactory) -> None:
     def approvals(request: HttpRequest) -> HttpResponse:
         return HttpResponse("approvals")
 
-    def call(user: object) -> HttpResponse:
+    def call(user: Any) -> HttpResponse:
         request = rf.get("/approvals/")
         request.user = user
         request.session = {}  # type: ignore[assignment]
@@ -127,8 +121,10 @@ def test_home_greets_a_person_with_a_role_by_name(client: Client) -> None:
     html = response.content.decode()
     assert "Ada Agent" in html
     assert '<span class="role-badge">Agent</span>' in html
-    assert "Good morning, Ada Agent" in html or "Good afternoon, Ada Agent" in html or (
-        "Good evening, Ada Agent" in html
+    assert (
+        "Good morning, Ada Agent" in html
+        or "Good afternoon, Ada Agent" in html
+        or ("Good evening, Ada Agent" in html)
     )
 
 

@@ -75,10 +75,12 @@ def test_state_is_random_bound_to_the_session_and_single_use(rf: RequestFactory)
 
     request = rf.get("/oauth2/login")
     request.session = SessionStore()
-    first = parse_qs(urlsplit(signin_begin(request, authorization_url=AUTHORIZE,
-                                            next_path="/x")).query)
-    second = parse_qs(urlsplit(signin_begin(request, authorization_url=AUTHORIZE,
-                                             next_path="/y")).query)
+    first = parse_qs(
+        urlsplit(signin_begin(request, authorization_url=AUTHORIZE, next_path="/x")).query
+    )
+    second = parse_qs(
+        urlsplit(signin_begin(request, authorization_url=AUTHORIZE, next_path="/y")).query
+    )
     # The library's base64 "next" state is replaced, never sent alongside.
     assert len(first["state"]) == 1 and first["state"] != ["L3NlY3JldA=="]
     assert first["state"] != second["state"] and first["nonce"] != second["nonce"]
@@ -104,8 +106,9 @@ def test_only_the_newest_pending_sign_ins_are_kept(rf: RequestFactory) -> None:
     request = rf.get("/oauth2/login")
     request.session = SessionStore()
     states = [
-        parse_qs(urlsplit(signin_begin(request, authorization_url=AUTHORIZE,
-                                        next_path="/")).query)["state"][0]
+        parse_qs(urlsplit(signin_begin(request, authorization_url=AUTHORIZE, next_path="/")).query)[
+            "state"
+        ][0]
         for _ in range(PENDING_MAX_COUNT + 2)
     ]
     assert len(request.session[SESSION_KEY]) == PENDING_MAX_COUNT

@@ -12,6 +12,7 @@ from django.test import Client
 
 from portal import health
 from portal.devrun import free_port
+from portal.graph_client import reset_graph_client
 
 
 def body(response: Any) -> dict[str, Any]:
@@ -54,7 +55,12 @@ def test_readyz_names_a_failing_redis(client: Client, emulator: Any, settings: A
 @pytest.mark.django_db(transaction=True)
 def test_readyz_names_a_failing_graph_token(client: Client, emulator_faults: Any) -> None:
     emulator_faults.faults.configure(token_endpoint_down=True)
-    response = client.get("/readyz")
+    # A new Graph client, as in a freshly started process: nothing in its token cache.
+    reset_graph_client()
+    try:
+        response = client.get("/readyz")
+    finally:
+        reset_graph_client()
     data = body(response)
     assert response.status_code == 503
     assert data["status"] == "failing"

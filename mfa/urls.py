@@ -1,0 +1,43 @@
+"""The helpdesk URLs (namespace ``mfa``), mounted at the site root by portal/urls.py."""
+
+from __future__ import annotations
+
+from django.urls import path, register_converter
+
+from mfa import views
+
+
+class GuidConverter:
+    """An object id or public id: a GUID, passed to the view as a lower-case string. Nothing
+    else reaches Graph from a URL path."""
+
+    regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+    def to_python(self, value: str) -> str:
+        return value.lower()
+
+    def to_url(self, value: object) -> str:
+        return str(value).lower()
+
+
+register_converter(GuidConverter, "guid")
+
+app_name = "mfa"
+
+urlpatterns = [
+    path("users/", views.user_search, name="user_search"),
+    path("users/<guid:oid>/", views.user_detail, name="user_detail"),
+    path("users/<guid:oid>/entra-events/", views.user_entra_events, name="user_entra_events"),
+    path("users/<guid:oid>/verify/send/", views.verify_send, name="verify_send"),
+    path("users/<guid:oid>/verify/check/", views.verify_check, name="verify_check"),
+    path("users/<guid:oid>/verify/manual/", views.verify_manual, name="verify_manual"),
+    path("users/<guid:oid>/actions/<slug:kind>/", views.action_form, name="action_form"),
+    path("requests/", views.request_list, name="request_list"),
+    path("requests/<guid:public_id>/", views.request_detail, name="request_detail"),
+    path("requests/<guid:public_id>/cancel/", views.request_cancel, name="request_cancel"),
+    path("requests/<guid:public_id>/tap/", views.request_tap, name="request_tap"),
+    path("approvals/", views.approvals, name="approvals"),
+    path("approvals/<guid:public_id>/", views.approval_decide, name="approval_decide"),
+    path("approvals/rate-override/", views.rate_override, name="rate_override"),
+    path("mailbox/", views.mailbox, name="mailbox"),
+]

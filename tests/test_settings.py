@@ -1,0 +1,194 @@
+"""Settings fail at start, naming the variable; the test environment is what the plugin promises;
+.env.example and README document every variable the settings read; personas match the seed.
+
+Each start is a real ``django.setup()`` in a subprocess, as the web, worker and beat processes do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from celery import shared_task
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import transaction
+
+from portal.devrun import BASE_DIR
+from tests import plugin
+from tests.personas import PERSONAS, check_against
+
+SETUP = "import django; django.setup(); print('started')"
+
+# A complete production configuration (no demo), valid as it stands.
+PRODUCTION = {
+    "PORTAL_DEMO": "0",
+    "DJANGO_SECRET_KEY": "p" * 64,
+    "ALLOWED_HOSTS": "portal.example.com",
+    "DATABASE_URL": "",
+    "ENTRA_TENANT_ID": "11111111-2222-3333-4444-555555555555",
+    "ENTRA_CLIENT_ID": "66666666-7777-8888-9999-000000000000",
+    "ENTRA_CLIENT_SECRET": "secret",
+    "ENTRA_LOGIN_HOST": "login.microsoftonline.com",
+    "GRAPH_URL": "https://graph.microsoft.com",
+    "ENTRA_CA_BUNDLE": "",
+    "EMAIL_URL": "smtp://mail.example.com:25",
+}
+
+
+def start(changes: dict[str, str | None]) -> subprocess.CompletedProcess[str]:
+    """Start Django in a subprocess with this run's environment plus ``changes``
+    (None removes a variable)."""
+    env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return subprocess.run(
+        [sys.executable, "-c", SETUP],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+@pytest.mark.parametrize("changes", [{}, PRODUCTION], ids=["demo", "production"])
+def test_a_valid_configuration_starts(changes: dict[str, str | None]) -> None:
+    result = start(changes)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started"
+
+
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        ("DATABASE_URL", {"DATABASE_URL": "nonsense://x"}),
+        ("GRAPH_URL", {"GRAPH_URL": "http://x"}),
+        ("PORTAL_DEMO", {"PORTAL_DEMO": "maybe"}),
+        ("DJANGO_DEBUG", {"DJANGO_DEBUG": "perhaps"}),
+        ("DJANGO_SECRET_KEY", {**PRODUCTION, "DJANGO_SECRET_KEY": None}),
+        ("DJANGO_SECRET_KEY", {**PRODUCTION, "DJANGO_SECRET_KEY": "too-short"}),
+        ("DJANGO_SECRET_KEY_FILE", {**PRODUCTION, "DJANGO_SECRET_KEY_FILE": "/nonexistent/key"}),
+        ("ALLOWED_HOSTS", {**PRODUCTION, "ALLOWED_HOSTS": None}),
+        ("REDIS_URL", {"REDIS_URL": None}),
+        ("ENTRA_TENANT_ID", {"ENTRA_TENANT_ID": None}),
+        ("ENTRA_CLIENT_ID", {"ENTRA_CLIENT_ID": ""}),
+        ("ENTRA_CLIENT_SECRET", {"ENTRA_CLIENT_SECRET": None, "ENTRA_CLIENT_CERT_PATH": None}),
+        ("ENTRA_CLIENT_CERT_PATH", {"ENTRA_CLIENT_CERT_PATH": "/nonexistent/cert.pem"}),
+        ("GRAPH_TIMEOUT_SECONDS", {"GRAPH_TIMEOUT_SECONDS": "soon"}),
+        ("GRAPH_MAX_RETRIES", {"GRAPH_MAX_RETRIES": "many"}),
+    ],
+)
+def test_a_bad_value_stops_the_start_naming_the_variable(
+    name: str, changes: dict[str, str | None]
+) -> None:
+    result = start(changes)
+    assert result.returncode != 0, f"started with a bad {name}"
+    assert re.match(rf"^portal\.config\.ConfigError: {name} ", last_line(result)), result.stderr
+
+
+def test_the_plugin_set_up_a_private_demo_environment() -> None:
+    """Django's settings point at this run's emulator port, folder and Redis."""
+    assert settings.DEMO is True
+    assert Path(settings.VAR_DIR) == plugin.VAR_DIR
+    assert plugin.VAR_DIR.is_dir()
+    assert settings.ENTRA_LOGIN_HOST == f"127.0.0.1:{plugin.EMULATOR_PORT}"
+    assert settings.GRAPH_URL == f"https://127.0.0.1:{plugin.EMULATOR_PORT}"
+    assert settings.ENTRA_CA_BUNDLE == str(plugin.VAR_DIR / "emulator" / "ca.pem")
+    assert settings.REDIS_URL == plugin.REDIS_URL
+    assert settings.CELERY_BROKER_URL == plugin.REDIS_URL
+    if not os.environ.get("DATABASE_URL"):
+        assert settings.DATABASES["default"]["TEST"]["NAME"] == str(plugin.VAR_DIR / "test.sqlite3")
+
+
+def test_redis_starts_empty_for_each_test(redis_client: object) -> None:
+    import redis
+
+    assert isinstance(redis_client, redis.Redis)
+    assert redis_client.dbsize() == 0
+    redis_client.set("left-behind", "1")  # the next test must not see it
+
+
+def test_redis_starts_empty_for_each_test_again(redis_client: object) -> None:
+    import redis
+
+    assert isinstance(redis_client, redis.Redis)
+    assert redis_client.get("left-behind") is None
+
+
+@shared_task(name="tests.create_group")
+def create_group(name: str) -> None:
+    """A task that leaves a trace in the database, for the worker test below."""
+    Group.objects.create(name=name)
+
+
+@pytest.mark.parametrize("queue", ["interactive", "bulk", "sync"])
+def test_celery_worker_runs_tasks_from_every_queue(celery_worker: object, queue: str) -> None:
+    """The ``celery_worker`` fixture consumes each portal queue on the real Redis broker, and
+    its thread sees rows committed by the test (``transaction.on_commit``, as services enqueue).
+    """
+    with transaction.atomic():
+        transaction.on_commit(lambda: create_group.apply_async(args=[f"from-{queue}"], queue=queue))
+    deadline = time.monotonic() + 20
+    while not Group.objects.filter(name=f"from-{queue}").exists():
+        assert time.monotonic() < deadline, f"the worker ran nothing from {queue}"
+        time.sleep(0.05)
+
+
+def test_task_routes_send_background_work_off_the_interactive_queue() -> None:
+    from portal.celery import app
+
+    router = app.amqp.router
+    assert router.route({}, "audit.tasks.sync_directory_audits")["queue"].name == "sync"
+    assert router.route({}, "mfa.tasks.bulk_reregister")["queue"].name == "bulk"
+    assert router.route({}, "mfa.tasks.run_action_request")["queue"].name == "interactive"
+    # An explicit queue wins over the routes.
+    explicit = router.route({"queue": "interactive"}, "audit.tasks.sync_directory_audits")
+    assert explicit["queue"].name == "interactive"
+
+
+def _variables_read_by(path: Path) -> set[str]:
+    source = path.read_text()
+    names = set(re.findall(r"\benv\.\w+\(\s*\"([A-Z][A-Z0-9_]+)\"", source))
+    names |= set(re.findall(r"os\.environ\.get\(\s*\"([A-Z][A-Z0-9_]+)\"", source))
+    names |= set(re.findall(r"_env_port\(\s*env,\s*\"([A-Z][A-Z0-9_]+)\"", source))
+    return names - {"DJANGO_SETTINGS_MODULE"}
+
+
+def test_every_variable_is_documented() -> None:
+    """.env.example and README.md list every variable that settings and ``make run`` read."""
+    names = _variables_read_by(BASE_DIR / "portal" / "settings.py")
+    names |= _variables_read_by(BASE_DIR / "portal" / "devrun.py")
+    assert {"DATABASE_URL", "REDIS_URL", "PORTAL_PORT", "EMULATOR_PORT"} <= names
+    example = (BASE_DIR / ".env.example").read_text()
+    readme = (BASE_DIR / "README.md").read_text()
+    in_example = set(re.findall(r"^#?\s?([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
+    in_readme = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", readme, re.MULTILINE))
+    assert names - in_example == set(), "missing from .env.example"
+    assert names - in_readme == set(), "missing from the README's configuration table"
+
+
+def test_personas_match_the_emulator_seed() -> None:
+    """The personas' ids, names and roles are those of the seeded demo tenant."""
+    from entra_emulator.seed import build_tenant
+
+    assert check_against(build_tenant(users=20, with_security=False)) == []
+    assert len({p.oid for p in PERSONAS.all()}) == len(PERSONAS.all())
+    assert PERSONAS.by_upn("ADA.AGENT@contoso-demo.onmicrosoft.com") is PERSONAS.agent
+    assert PERSONAS.privileged_target.privileged and not PERSONAS.standard_target.privileged

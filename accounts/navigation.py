@@ -36,6 +36,12 @@ AREAS: tuple[NavItem, ...] = (
         ("Agent", "Lead", "Admin"),
     ),
     NavItem(
+        "mfa:request_list",
+        "Requests",
+        "Your requests and their live status; leads see everyone's.",
+        ("Agent", "Lead", "Admin"),
+    ),
+    NavItem(
         "mfa:approvals",
         "Approvals",
         "Approve or reject actions on privileged people.",

@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     server.serve_forever()
+    print("Entra emulator stopped", flush=True)
     return 0
 
 

@@ -329,6 +329,13 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (1, value)
 
 
+def _property_key(prop: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
+    def key(item: dict[str, Any]) -> tuple[int, Any]:
+        return _sort_key(item.get(prop))
+
+    return key
+
+
 def collection_response(
     ctx: GraphContext,
     items: Iterable[dict[str, Any]],
@@ -354,8 +361,8 @@ def collection_response(
         selected = list(items)
     else:
         selected = [item for item in items if query.matches(item)]
-    for prop, descending in reversed(query.orderby):
-        selected.sort(key=lambda item, p=prop: _sort_key(item.get(p)), reverse=descending)
+    for prop, descending in reversed(query.orderby):  # stable sorts: last key first
+        selected.sort(key=_property_key(prop), reverse=descending)
     page_size = query.top or default_top
     args = ctx.request.args
     fingerprint = "|".join(

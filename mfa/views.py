@@ -248,6 +248,7 @@ def _verification_context(request: HttpRequest, profile: policy.TargetProfile) -
         "send_form": SendCodeForm(destinations=code_destinations(profile)),
         "check_form": CheckCodeForm(initial={"verification": pending.pk} if pending else None),
         "manual_form": ManualCheckForm(),
+        "mailbox_url": reverse("mfa:mailbox") if mailbox_active() else "",
     }
 
 

@@ -67,7 +67,9 @@ def portal(
 
 def _new_page(chromium: Any) -> Any:
     # The emulator's certificate comes from the run's own CA (loopback only).
-    context = chromium.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    context = chromium.new_context(
+        ignore_https_errors=True, viewport={"width": 1280, "height": 900}
+    )
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -130,9 +132,7 @@ def _fill_reason_and_ticket(page: Any) -> None:
 def test_agent_verifies_by_code_and_requires_reregistration(chromium: Any, portal: str) -> None:
     page = _new_page(chromium)
     _sign_in(page, portal, PERSONAS.agent, "/users/")
-    _open_person_by_keyboard(
-        page, "Sam Standard", PERSONAS.standard_target.upn, shot="search"
-    )
+    _open_person_by_keyboard(page, "Sam Standard", PERSONAS.standard_target.upn, shot="search")
     page.locator("text=Authenticator app").first.wait_for()
     _shot(page, "person")
 

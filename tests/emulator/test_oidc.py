@@ -15,6 +15,7 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from entra_emulator import pki
 from entra_emulator.seed import CLIENT_ID, CLIENT_SECRET, DOMAIN, PERSONAS, TENANT_ID
@@ -138,7 +139,9 @@ def test_jwks_x5c_is_the_signing_certificate(emu: EmulatorServer) -> None:
     assert der == on_disk.public_bytes(serialization.Encoding.DER)
     thumbprint = base64.urlsafe_b64encode(hashlib.sha1(der).digest()).decode().rstrip("=")
     assert key["kid"] == key["x5t"] == thumbprint
-    numbers = on_disk.public_key().public_numbers()
+    public_key = on_disk.public_key()
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    numbers = public_key.public_numbers()
     as_int = int.from_bytes(base64.urlsafe_b64decode(key["n"] + "=="), "big")
     assert as_int == numbers.n and key["kty"] == "RSA" and key["use"] == "sig"
 
@@ -186,7 +189,7 @@ def test_sign_in_page_lists_personas_first_and_signs_in_the_chosen_one(
     assert html.index("Ada Agent") < html.index("Other people")
     assert "Helpdesk.Lead" in html and "no portal role" in html
     # Submitting the page's form (the button for Leo Lead) signs Leo in.
-    form = dict(parse_qs(urlsplit(page.request.url).query))
+    form = parse_qs(urlsplit(str(page.request.url)).query)
     data = {k: v[0] for k, v in form.items()}
     data["emulator_username"] = PERSONAS["leo.lead"]["upn"]
     chosen = http(emu).post(
@@ -439,6 +442,7 @@ def test_unregistered_certificate_and_bad_assertions_are_refused(
     assert result["error"] == "invalid_client" and 700027 in result["error_codes"]
     # A registered key, but the assertion names another audience.
     key = serialization.load_pem_private_key(client_cert.key_path.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
     cert = x509.load_pem_x509_certificate(client_cert.cert_path.read_bytes())
     x5t = base64.urlsafe_b64encode(cert.fingerprint(hashes_sha1())).decode().rstrip("=")
     now = int(time.time())

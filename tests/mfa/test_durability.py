@@ -141,6 +141,8 @@ def test_worker_killed_between_deletes(
         first.wait(timeout=30)
         stuck = ActionRequest.objects.get(pk=row.pk)
         assert stuck.status == Status.RUNNING  # the dead worker left it mid-run
+        started_deletes = [k for k in stuck.completed_writes if k.startswith("delete:")]
+        assert 1 <= len(started_deletes) < len(deletable)  # killed between two deletes
 
         fresh_tenant.faults.configure(latency_ms=0)
         second = _start_worker(tmp_path / "second.log")

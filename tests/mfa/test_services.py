@@ -141,6 +141,32 @@ def test_one_failed_delete_is_a_partial_success(tenant: Any, celery_worker: Any)
     assert PortalEvent.Kind.ACTION_PARTIALLY_SUCCEEDED in _event_kinds(row)
 
 
+def test_a_delete_refused_as_the_default_is_retried_last(tenant: Any, celery_worker: Any) -> None:
+    # Graph refuses to delete the default method while others remain (400): the method goes to
+    # the end of the queue and is tried once more when the others are gone.
+    tenant.faults.add_fail_next(
+        "DELETE",
+        r"/phoneMethods/",
+        400,
+        "badRequest",
+        "Cannot delete default method with other methods configured.",
+    )
+    agent = portal_user(PERSONAS.agent)
+    row = wait_final(_create(agent, _profile(SAM), ActionKind.REREGISTER).pk)
+    assert row.status == Status.SUCCEEDED, (row.error_code, row.steps)
+    refused = [s["text"] for s in row.steps if "trying again after the others" in s["text"]]
+    # The phone (injected refusal), then Authenticator: the default, refused while the phone
+    # was still there. Both went on the second try.
+    assert [t.split(" (")[0] for t in refused] == [
+        "Removing Phone",
+        "Removing Microsoft Authenticator",
+    ]
+    assert [e["type"].split(".")[-1] for e in row.result["removed"]] == [
+        "phoneAuthenticationMethod",
+        "microsoftAuthenticatorAuthenticationMethod",
+    ]
+
+
 def test_throttled_then_succeeds_after_retry_after(tenant: Any, celery_worker: Any) -> None:
     # More 429s than the client retries on its own: the task must wait and come back.
     tenant.faults.add_fail_next(

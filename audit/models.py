@@ -1,9 +1,16 @@
-"""The portal's own event log: append-only.
+"""The portal's own event log (append-only, hash-chained) and the cache of Entra's audit events.
 
-A ``PortalEvent`` row is written once and never changed or removed through the ORM: ``save()``
+``PortalEvent``: a row is written once and never changed or removed through the ORM: ``save()``
 refuses an existing row, ``delete()`` refuses, and the QuerySet's ``update()`` and ``delete()``
-refuse. (A later change adds hash chaining and a PostgreSQL trigger that enforces the same in
-the database.) Write events with ``audit.services.portal_event_record``.
+refuse. On PostgreSQL a trigger (migration 0005) rejects UPDATE and DELETE in the database as
+well; on SQLite the model guard is the only protection, so a person with write access to the
+SQLite file can change rows, and only ``manage.py audit_verify`` (the hash chain) will tell.
+Each event carries ``seq`` (1, 2, 3, ... without gaps), the previous event's hash and its own
+hash (``audit.chain``). Write events only with ``audit.services.portal_event_record``.
+
+``DirectoryAuditRecord``: one Entra ``directoryAudit`` event, kept long after Entra drops it
+(``audit.sync``), linked to the portal request it belongs to (``audit.correlation``) and pruned
+after ``AUDIT_RETENTION_DAYS`` (``audit.retention``). ``AuditSyncState`` is the sync's one row.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class AppendOnlyError(RuntimeError):
@@ -56,8 +64,30 @@ class PortalEvent(models.Model):
         TAP_REVEALED = "tap_revealed", "Temporary Access Pass revealed"
         TAP_REVEAL_REFUSED = "tap_reveal_refused", "Temporary Access Pass reveal refused"
         RATE_OVERRIDE = "rate_override", "Rate limit overridden"
+        # The Entra audit cache (audit.retention, audit_backfill).
+        ENTRA_AUDIT_PRUNED = "entra_audit_pruned", "Cached Entra audit events pruned"
+        ENTRA_AUDIT_BACKFILLED = "entra_audit_backfilled", "Entra audit events loaded (backfill)"
+        # History exports (audit.exports): who exported what, with the filters.
+        AUDIT_EXPORT = "audit_export", "Audit history exported"
+        # Directory role administration (accounts.role_services).
+        ROLE_CHANGE_REQUESTED = "role_change_requested", "Role change requested"
+        ROLE_CHANGE_APPROVED = "role_change_approved", "Role change approved"
+        ROLE_CHANGE_REJECTED = "role_change_rejected", "Role change rejected"
+        ROLE_CHANGE_CANCELLED = "role_change_cancelled", "Role change cancelled"
+        ROLE_CHANGE_EXPIRED = "role_change_expired", "Role change expired"
+        ROLE_CHANGE_STARTED = "role_change_started", "Role change started"
+        ROLE_CHANGE_RETRY_SCHEDULED = "role_change_retry_scheduled", "Role change waiting to retry"
+        ROLE_CHANGE_SUCCEEDED = "role_change_succeeded", "Role change succeeded"
+        ROLE_CHANGE_FAILED = "role_change_failed", "Role change failed"
+        ROLE_CHANGE_LINKED = "role_change_linked", "Role change linked to Entra's audit event"
+        ROLE_HOLDERS_REFRESHED = "role_holders_refreshed", "Role holders read from Entra"
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set by audit.services before hashing (auto_now_add would overwrite the hashed value).
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Position in the hash chain: 1, 2, 3, ... with no gaps (audit.chain).
+    seq = models.PositiveBigIntegerField(unique=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -79,13 +109,23 @@ class PortalEvent(models.Model):
     new_value = models.JSONField(null=True, blank=True)
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
+    # Ties together the events of one HTTP request or one Celery task run (X-Request-ID when the
+    # client or proxy sent a well-formed one, else an id the portal made; the task id in tasks).
+    http_request_id = models.CharField(max_length=64, blank=True)
     detail = models.JSONField(default=dict, blank=True)
 
     objects = PortalEventQuerySet.as_manager()
 
     class Meta:
         ordering = ("-created_at", "-id")
-        indexes = (models.Index(fields=("kind", "created_at")),)
+        indexes = (
+            models.Index(fields=("kind", "created_at")),
+            # History filters (audit.selectors) page by (created_at, id) within one condition.
+            models.Index(fields=("created_at", "id"), name="audit_pe_time_id_idx"),
+            models.Index(fields=("target_id", "created_at"), name="audit_pe_target_time_idx"),
+            models.Index(fields=("actor_oid", "created_at"), name="audit_pe_actor_time_idx"),
+            models.Index(fields=("request", "created_at"), name="audit_pe_request_time_idx"),
+        )
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind} by {self.actor_name or '-'}"
@@ -99,3 +139,108 @@ class PortalEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("portal events are append-only: delete() is refused")
+
+
+class DirectoryAuditRecord(models.Model):
+    """One Entra ``directoryAudit`` event, kept long after Entra drops it (7 to 30 days).
+
+    Written only by ``audit.sync`` (insert, deduplicated by ``entra_id``); ``action_request`` and
+    ``outside_portal`` are set by ``audit.correlation``; rows are removed only by
+    ``audit.retention``. ``target_*`` describe the first target of type User (the person acted
+    on); ``target_ids`` lists every target id (users, roles, groups).
+    """
+
+    class InitiatorKind(models.TextChoices):
+        USER = "user", "User"
+        APP = "app", "Application"
+
+    entra_id = models.CharField(max_length=128, unique=True)
+    activity_at = models.DateTimeField(db_index=True)
+    category = models.CharField(max_length=64)
+    activity = models.CharField(max_length=256)
+    result = models.CharField(max_length=32, blank=True)
+    result_reason = models.CharField(max_length=1024, blank=True)
+    logged_by_service = models.CharField(max_length=128, blank=True)
+    operation_type = models.CharField(max_length=64, blank=True)
+    initiated_by_kind = models.CharField(max_length=8, choices=InitiatorKind.choices)
+    # The user's object id, or the app's service principal id; the app's client id is apart.
+    initiated_by_id = models.CharField(max_length=64, blank=True)
+    initiated_by_name = models.CharField(max_length=256, blank=True)
+    initiated_by_app_id = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_name = models.CharField(max_length=256, blank=True)
+    target_upn = models.CharField(max_length=320, blank=True)
+    target_ids = models.JSONField(default=list, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True)
+    # The whole event as Graph returned it (modified properties, additional details).
+    raw = models.JSONField(default=dict)
+    synced_at = models.DateTimeField(default=timezone.now)
+    action_request = models.ForeignKey(
+        "mfa.ActionRequest",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="entra_events",
+    )
+    # An MFA, session or role change by someone other than the person themselves that no portal
+    # request explains: someone acted directly in Entra (or with the portal's credentials).
+    outside_portal = models.BooleanField(default=False, db_index=True)
+
+    class Meta:
+        ordering = ("-activity_at", "-id")
+        # Every history filter pages newest first by (activity_at, id) within one condition,
+        # so each filterable column leads a composite index ending in the sort key.
+        indexes = (
+            models.Index(fields=("activity_at", "id"), name="audit_dar_time_id_idx"),
+            models.Index(fields=("target_id", "activity_at"), name="audit_dar_target_time_idx"),
+            models.Index(fields=("activity", "activity_at"), name="audit_dar_activity_time_idx"),
+            models.Index(fields=("result", "activity_at"), name="audit_dar_result_time_idx"),
+            models.Index(
+                fields=("initiated_by_id", "activity_at"), name="audit_dar_initiator_time_idx"
+            ),
+            models.Index(
+                fields=("action_request", "activity_at"), name="audit_dar_request_time_idx"
+            ),
+            # Few rows are outside the portal: a partial index keeps the dashboard's flag cheap.
+            models.Index(
+                fields=("activity_at",),
+                name="audit_dar_outside_time_idx",
+                condition=models.Q(outside_portal=True),
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.activity_at:%Y-%m-%d %H:%M:%S} {self.activity} on {self.target_name or '-'}"
+
+
+class AuditSyncState(models.Model):
+    """The Entra audit sync's progress: one row (``AuditSyncState.load()``).
+
+    ``watermark``: every event with ``activityDateTime`` up to it has been stored (a run starts
+    at ``watermark - AUDIT_SYNC_OVERLAP_MINUTES``). It moves only when a run has read its last
+    page. ``resume_link``: the ``@odata.nextLink`` of the next page of an unfinished run, saved in
+    the same transaction as the page before it; ``run_high_water`` is the time that
+    unfinished run started reading, which becomes the watermark when it ends. ``lease_owner`` /
+    ``lease_expires_at``: the run holding the sync (audit.sync takes it with a conditional update).
+    """
+
+    SINGLETON_ID = 1
+
+    watermark = models.DateTimeField(null=True, blank=True)
+    resume_link = models.TextField(blank=True)
+    run_high_water = models.DateTimeField(null=True, blank=True)
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    events_ingested = models.PositiveBigIntegerField(default=0)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"audit sync state (watermark {self.watermark})"
+
+    @classmethod
+    def load(cls) -> AuditSyncState:
+        """The one row, created on first use."""
+        state, _ = cls.objects.get_or_create(pk=cls.SINGLETON_ID)
+        return state

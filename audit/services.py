@@ -1,15 +1,49 @@
-"""Writing portal events."""
+"""Writing portal events: the one door into the append-only, hash-chained log (audit.chain)."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
+from celery import current_task
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.db import transaction
 from django.http import HttpRequest
+from django.utils import timezone
 
+from audit.chain import (
+    chain_head,
+    chain_lock,
+    event_content,
+    event_hash,
+    normalise_ip,
+    normalise_json,
+)
 from audit.models import PortalEvent
 
 USER_AGENT_MAX_LENGTH = 512
+# A client- or proxy-supplied X-Request-ID is kept only when it looks like an id, never free text.
+_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{8,64}")
+_REQUEST_ID_ATTRIBUTE = "_portal_audit_request_id"
+
+
+def http_request_id(request: HttpRequest | None) -> str:
+    """The id shared by every event of one HTTP request, or of one Celery task run.
+
+    HTTP: the ``X-Request-ID`` header when well-formed, else an id made once per request (kept on
+    the request object). Outside a request: the running Celery task's id, or "".
+    """
+    if request is not None:
+        known = getattr(request, _REQUEST_ID_ATTRIBUTE, None)
+        if known is None:
+            supplied = str(request.META.get("HTTP_X_REQUEST_ID", ""))
+            known = supplied if _REQUEST_ID_PATTERN.fullmatch(supplied) else uuid.uuid4().hex
+            setattr(request, _REQUEST_ID_ATTRIBUTE, known)
+        return str(known)
+    task = current_task
+    task_id = getattr(getattr(task, "request", None), "id", None) if task else None
+    return str(task_id or "")[:64]
 
 
 def _actor_identity(actor: AbstractBaseUser) -> tuple[str, str]:
@@ -34,13 +68,19 @@ def portal_event_record(
     new_value: Any = None,
     detail: dict[str, Any] | None = None,
 ) -> PortalEvent:
-    """Append one event and return it.
+    """Append one event to the chain and return it.
 
-    ``request`` is the HTTP request the event arose from (source IP and user agent are taken from
-    it; None for events from tasks). ``action_request_id`` names the ActionRequest concerned.
-    The actor's display name and Entra oid are copied onto the row so the log still reads after
-    the person's account changes. Call it inside the same transaction as the change it records.
-    Raises ValueError for a ``kind`` that is not a ``PortalEvent.Kind``.
+    ``request`` is the HTTP request the event arose from (source IP, user agent and request id
+    are taken from it; None for events from tasks, whose request id is the Celery task id).
+    ``action_request_id`` names the ActionRequest concerned. The actor's display name and Entra
+    oid are copied onto the row so the log still reads after the person's account changes.
+    ``old_value``, ``new_value`` and ``detail`` must be JSON-serialisable.
+
+    Call it inside the same transaction as the change it records, preferably as that
+    transaction's last write: appending holds the chain's lock (audit.chain.chain_lock) until
+    the transaction ends, so every other event writer waits for it.
+    Raises ValueError for a ``kind`` that is not a ``PortalEvent.Kind`` and TypeError for a
+    value JSON cannot hold.
     """
     if kind not in PortalEvent.Kind.values:
         raise ValueError(f"unknown portal event kind: {kind!r}")
@@ -50,9 +90,10 @@ def portal_event_record(
         target_id=target_id,
         target_name=target_name,
         ticket=ticket,
-        old_value=old_value,
-        new_value=new_value,
-        detail=detail or {},
+        old_value=normalise_json(old_value),
+        new_value=normalise_json(new_value),
+        detail=normalise_json(detail or {}),
+        http_request_id=http_request_id(request),
     )
     if actor is not None and actor.is_authenticated:
         assert isinstance(actor, User)
@@ -63,5 +104,22 @@ def portal_event_record(
         # WSGI server must be told to take the client address from the proxy.
         event.source_ip = request.META.get("REMOTE_ADDR") or None
         event.user_agent = str(request.META.get("HTTP_USER_AGENT", ""))[:USER_AGENT_MAX_LENGTH]
-    event.save()
+        event.source_ip = normalise_ip_or_none(event.source_ip)
+    with transaction.atomic():
+        chain_lock()
+        seq, prev_hash = chain_head()
+        event.seq = seq + 1
+        event.prev_hash = prev_hash
+        # Taken under the lock, so the log's times never run backwards along the chain.
+        event.created_at = timezone.now()
+        event.hash = event_hash(prev_hash, event_content(event))
+        event.save()
     return event
+
+
+def normalise_ip_or_none(value: str | None) -> str | None:
+    """REMOTE_ADDR as the database will return it, or None when it is not an IP address."""
+    try:
+        return normalise_ip(value)
+    except ValueError:
+        return None

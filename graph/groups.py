@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graph.client import GraphClient
 from graph.operations import operation
-from graph.results import DirectoryObject
+from graph.results import DirectoryObject, Group
 
 _TRANSITIVE_MEMBERS = operation(
     "groups.transitive_members",
@@ -21,4 +21,27 @@ def list_transitive_members(client: GraphClient, group_id: str) -> list[Director
     return [
         DirectoryObject.from_graph(item)
         for item in client.iterate(_TRANSITIVE_MEMBERS, path={"group_id": group_id})
+    ]
+
+
+# Added for directory role administration (accounts.role_services): the groups a role may be given
+# to. Reference: https://learn.microsoft.com/graph/api/group-list
+_ROLE_ASSIGNABLE_GROUPS = operation(
+    "groups.role_assignable",
+    "GET",
+    "/v1.0/groups",
+    reference="https://learn.microsoft.com/graph/api/group-list",
+    select=("id", "displayName", "isAssignableToRole", "securityEnabled", "mailEnabled"),
+    filter_properties=("isAssignableToRole",),
+    paged=True,
+)
+
+
+def list_role_assignable_groups(client: GraphClient) -> list[Group]:
+    """Every group with ``isAssignableToRole`` true: the groups that can hold directory roles."""
+    # Reference: https://learn.microsoft.com/graph/api/group-list
+    query = {"$filter": "isAssignableToRole eq true"}
+    return [
+        Group.from_graph({"@odata.type": "#microsoft.graph.group", **item})
+        for item in client.iterate(_ROLE_ASSIGNABLE_GROUPS, query=query)
     ]

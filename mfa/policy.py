@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from accounts.role_admin import tiering_refusal
 from accounts.roles import Role, has_role, portal_roles_of
 from graph import GraphClient
 from graph import methods as graph_methods
@@ -283,6 +284,11 @@ def check_may_request(agent: Any, profile: TargetProfile, kind: str) -> None:
             "This is a guest account: its sign-in methods and sessions belong to its home "
             "organisation, which must handle the request."
         )
+    # Role administration (issue 5): the portal's tiering follows Entra's. Only people who hold
+    # Privileged Authentication Administrator in the tenant act on privileged people.
+    refusal = tiering_refusal(agent, privileged=profile.privileged)
+    if refusal:
+        raise NotAllowed(refusal)
 
 
 def allowed_actions(agent: Any, profile: TargetProfile) -> list[str]:

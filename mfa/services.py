@@ -41,6 +41,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.role_admin import approval_refusal
 from accounts.roles import display_name_of, has_role
 from audit.models import PortalEvent
 from audit.services import portal_event_record
@@ -556,7 +557,14 @@ def action_request_approve(
     """Approve a request ``awaiting_approval``: it becomes ``pending`` and its task is enqueued
     on commit. Raises NotAllowed unless ``approver`` is a Lead/Admin other than the requester and
     the target; InvalidRequest when the request is not awaiting approval or has expired (it is
-    then marked ``expired``)."""
+    then marked ``expired``). With PORTAL_MIRROR_ENTRA_TIERING, NotAllowed as well when the
+    target is privileged and the requester no longer holds PAA in the tenant."""
+    # Role administration (issue 5): a privileged request whose requester lost PAA cannot be
+    # approved (it may still be rejected or cancelled).
+    policy.check_may_decide(approver, action_request)
+    refusal = approval_refusal(action_request.requester, privileged=action_request.is_privileged)
+    if refusal:
+        raise NotAllowed(refusal)
     return _decide(
         action_request=action_request,
         approver=approver,

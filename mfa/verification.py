@@ -90,8 +90,9 @@ def code_destinations(profile: TargetProfile) -> list[CodeDestination]:
 
 def _code_hash(code: str, salt: str) -> str:
     # A keyed hash: a leaked database row alone does not let anyone test the 10^6 codes.
+    secret = str(settings.SECRET_KEY)
     digest = hmac.new(
-        settings.SECRET_KEY.encode(), f"mfa.verification:{salt}:{code}".encode(), hashlib.sha256
+        secret.encode(), f"mfa.verification:{salt}:{code}".encode(), hashlib.sha256
     ).hexdigest()
     return f"{salt}${digest}"
 

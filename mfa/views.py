@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.role_admin import approval_refusal
 from accounts.roles import role_required
 from graph import audit_logs as graph_audit
 from graph import methods as graph_methods
@@ -389,7 +390,7 @@ def verify_check(request: HttpRequest, oid: str) -> HttpResponse:
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
-                messages.error(request, error)
+                messages.error(request, str(error))
         return _back_to_verify(oid)
     verification = _get_pending_verification_for_user(
         request.user, oid, form.cleaned_data["verification"]
@@ -421,7 +422,7 @@ def verify_manual(request: HttpRequest, oid: str) -> HttpResponse:
         for name, errors in form.errors.items():
             label = form.fields[name].label if name in form.fields else ""
             for error in errors:
-                messages.error(request, f"{label}: {error}" if label else error)
+                messages.error(request, f"{label}: {error}" if label else str(error))
         return _back_to_verify(oid)
     try:
         verification_record_manual(
@@ -532,7 +533,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
     requests = (
         ActionRequest.objects.all()
         if show_all
-        else ActionRequest.objects.filter(requester=request.user)
+        else ActionRequest.objects.filter(requester_id=request.user.pk)
     )
     status = request.GET.get("status", "")
     if status in Status.values:
@@ -667,6 +668,8 @@ def approvals(request: HttpRequest) -> HttpResponse:
         {
             "ar": ar,
             "own": not can_decide(request.user, ar),
+            # Role administration (issue 5): why approval is no longer possible, if it is not.
+            "blocked": approval_refusal(ar.requester, privileged=ar.is_privileged),
             "params": _params_for_display(ar),
             "form": DecisionForm(prefix=f"d{ar.pk}"),
         }

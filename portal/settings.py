@@ -8,6 +8,8 @@ may also be given as ``<NAME>_FILE``: the path of a file holding it.
 from __future__ import annotations
 
 import os
+import zoneinfo
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +295,210 @@ CELERY_BEAT_SCHEDULE.update(
         },
     }
 )
+
+# --- directory role administration (accounts.role_*) --------------------------------------------
+# The roles /roles/ shows, by Entra display name (template ids: graph.roles.ROLE_TEMPLATES).
+_ROLES_SHOWN = (
+    "Privileged Authentication Administrator",
+    "Authentication Administrator",
+    "Authentication Policy Administrator",
+    "Privileged Role Administrator",
+    "Global Administrator",
+)
+# Granting these roles waits for a second Admin's approval.
+ROLES_REQUIRING_APPROVAL = env.list(
+    "ROLES_REQUIRING_APPROVAL",
+    default=["Privileged Authentication Administrator", "Privileged Role Administrator"],
+)
+# Shown, never changed through the portal.
+ROLES_READ_ONLY = env.list("ROLES_READ_ONLY", default=["Global Administrator"])
+for _name in ("ROLES_REQUIRING_APPROVAL", "ROLES_READ_ONLY"):
+    _unknown = [r for r in globals()[_name] if r not in _ROLES_SHOWN]
+    if _unknown:
+        raise ConfigError(_name, f"names roles the portal does not manage: {_unknown}")
+# Warnings on /roles/: more people holding PAA than this; Global Administrators outside min..max;
+# an eligibility ending within this many days; "added outside the portal" looked for this far back.
+ROLES_PAA_CEILING = env.int("ROLES_PAA_CEILING", default=4)
+ROLES_GLOBAL_ADMIN_MIN = env.int("ROLES_GLOBAL_ADMIN_MIN", default=2)
+ROLES_GLOBAL_ADMIN_MAX = env.int("ROLES_GLOBAL_ADMIN_MAX", default=4)
+ROLES_EXPIRY_WARNING_DAYS = env.int("ROLES_EXPIRY_WARNING_DAYS", default=14)
+ROLES_DRIFT_LOOKBACK_DAYS = env.int("ROLES_DRIFT_LOOKBACK_DAYS", default=30)
+# Beat re-reads every holder this often (sync priority); the page's button does it at once.
+ROLES_REFRESH_SECONDS = env.int("ROLES_REFRESH_SECONDS", default=900)
+# The portal's tiering follows Entra's: only people who hold Privileged Authentication
+# Administrator in the tenant (checked through Graph, cached this long) act on privileged people.
+PORTAL_MIRROR_ENTRA_TIERING = env.bool("PORTAL_MIRROR_ENTRA_TIERING", default=True)
+PORTAL_PAA_CHECK_CACHE_SECONDS = env.int("PORTAL_PAA_CHECK_CACHE_SECONDS", default=180)
+for _name in ("ROLES_PAA_CEILING", "ROLES_GLOBAL_ADMIN_MIN", "ROLES_REFRESH_SECONDS"):
+    if globals()[_name] < 1:
+        raise ConfigError(_name, "must be at least 1")
+if ROLES_GLOBAL_ADMIN_MAX < ROLES_GLOBAL_ADMIN_MIN:
+    raise ConfigError("ROLES_GLOBAL_ADMIN_MAX", "must not be below ROLES_GLOBAL_ADMIN_MIN")
+
+# accounts' tasks live in accounts/role_tasks.py (autodiscovery only finds ``tasks`` modules).
+CELERY_IMPORTS = ("accounts.role_tasks",)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "accounts-role-holders-refresh": {
+            "task": "accounts.role_tasks.role_holders_refresh_scheduled",
+            "schedule": float(ROLES_REFRESH_SECONDS),
+            "options": {"queue": "sync", "expires": float(ROLES_REFRESH_SECONDS)},
+        },
+        "accounts-role-changes-redispatch": {
+            "task": "accounts.role_tasks.role_changes_redispatch",
+            "schedule": 30.0,
+            "options": {"queue": "sync", "expires": 30},
+        },
+    }
+)
+
+# --- audit trail (audit) -------------------------------------------------------------------------
+# The incremental sync of Entra's directory audit log into the local cache (audit.sync).
+AUDIT_SYNC_INTERVAL_SECONDS = env.int("AUDIT_SYNC_INTERVAL_SECONDS", default=300)
+# Each run re-reads this far behind the watermark: Entra may publish an event minutes after it
+# happened; duplicates are dropped by event id.
+AUDIT_SYNC_OVERLAP_MINUTES = env.int("AUDIT_SYNC_OVERLAP_MINUTES", default=30)
+AUDIT_SYNC_PAGE_SIZE = env.int("AUDIT_SYNC_PAGE_SIZE", default=500)
+# A run holds the sync's lease this long past its last page; a crashed run's lease then lapses.
+AUDIT_SYNC_LEASE_SECONDS = env.int("AUDIT_SYNC_LEASE_SECONDS", default=600)
+# How far back the very first run reads (manage.py audit_backfill --since loads older events).
+AUDIT_SYNC_INITIAL_DAYS = env.int("AUDIT_SYNC_INITIAL_DAYS", default=30)
+# Events kept: category in AUDIT_KEEP_CATEGORIES (empty: any) and activity in
+# AUDIT_KEEP_ACTIVITIES; "Activity:Property" keeps that activity only when it modifies the
+# property (per-user MFA is an "Update user" that changes StrongAuthenticationRequirement).
+AUDIT_KEEP_CATEGORIES = env.list(
+    "AUDIT_KEEP_CATEGORIES", default=["UserManagement", "RoleManagement"]
+)
+AUDIT_KEEP_ACTIVITIES = env.list(
+    "AUDIT_KEEP_ACTIVITIES",
+    default=[
+        # authentication methods
+        "Admin deleted security info",
+        "Admin registered security info",
+        "Admin updated security info",
+        "User deleted security info",
+        "User registered security info",
+        "User changed default security info",
+        # sessions
+        "Update StsRefreshTokenValidFrom Timestamp",
+        "Revoke all refresh tokens for user",
+        # per-user MFA
+        "Update user:StrongAuthenticationRequirement",
+        "Disable Strong Authentication",
+        "Enable Strong Authentication",
+        # passwords
+        "Reset user password",
+        "Reset password (by admin)",
+        "Reset password (self-service)",
+        "Change user password",
+        "Change password (self-service)",
+        # role membership (direct and PIM)
+        "Add member to role",
+        "Remove member from role",
+        "Add eligible member to role in PIM completed (permanent)",
+        "Add eligible member to role in PIM completed (timebound)",
+        "Remove eligible member from role in PIM completed",
+        "Add member to role in PIM completed (permanent)",
+        "Add member to role in PIM completed (timebound)",
+        "Remove member from role in PIM completed (permanent)",
+        "Remove member from role in PIM completed (timebound)",
+    ],
+)
+# An Entra event belongs to a portal request when it falls between the request's start minus
+# this slack and its end plus this slack (Entra's timestamps and the portal's clock differ a bit).
+AUDIT_CORRELATION_WINDOW_MINUTES = env.int("AUDIT_CORRELATION_WINDOW_MINUTES", default=10)
+# Cached Entra events older than this are pruned (the portal's own log is never pruned).
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=730)
+AUDIT_PRUNE_INTERVAL_SECONDS = env.int("AUDIT_PRUNE_INTERVAL_SECONDS", default=86400)
+for _name in (
+    "AUDIT_SYNC_INTERVAL_SECONDS",
+    "AUDIT_SYNC_LEASE_SECONDS",
+    "AUDIT_RETENTION_DAYS",
+    "AUDIT_PRUNE_INTERVAL_SECONDS",
+):
+    if globals()[_name] < 1:
+        raise ConfigError(_name, "must be at least 1")
+for _name in (
+    "AUDIT_SYNC_OVERLAP_MINUTES",
+    "AUDIT_SYNC_INITIAL_DAYS",
+    "AUDIT_CORRELATION_WINDOW_MINUTES",
+):
+    if globals()[_name] < 0:
+        raise ConfigError(_name, "must not be negative")
+if not 1 <= AUDIT_SYNC_PAGE_SIZE <= 999:
+    raise ConfigError("AUDIT_SYNC_PAGE_SIZE", "must be between 1 and 999")
+
+# Background reads at the lowest priority (9 on the Redis transport), on the sync queue.
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "audit-entra-sync": {
+            "task": "audit.tasks.entra_audit_sync",
+            "schedule": float(AUDIT_SYNC_INTERVAL_SECONDS),
+            "options": {"queue": "sync", "priority": 9, "expires": AUDIT_SYNC_INTERVAL_SECONDS},
+        },
+        "audit-entra-prune": {
+            "task": "audit.tasks.entra_audit_prune",
+            "schedule": float(AUDIT_PRUNE_INTERVAL_SECONDS),
+            "options": {"queue": "sync", "priority": 9, "expires": AUDIT_PRUNE_INTERVAL_SECONDS},
+        },
+    }
+)
+
+# --- lead dashboard (audit.dashboard) -----------------------------------------------------------
+# Charts cover this many days; the "outside hours", "privileged" and "outside the portal" flags
+# look back DASHBOARD_FLAG_DAYS.
+DASHBOARD_WINDOW_DAYS = env.int("DASHBOARD_WINDOW_DAYS", default=30)
+DASHBOARD_FLAG_DAYS = env.int("DASHBOARD_FLAG_DAYS", default=7)
+# An agent is flagged when their actions in the last 24 hours reach DASHBOARD_VOLUME_MIN_ACTIONS
+# and exceed DASHBOARD_VOLUME_MULTIPLE times their daily average over the DASHBOARD_BASELINE_DAYS
+# before.
+DASHBOARD_VOLUME_MULTIPLE = env.float("DASHBOARD_VOLUME_MULTIPLE", default=3.0)
+DASHBOARD_VOLUME_MIN_ACTIONS = env.int("DASHBOARD_VOLUME_MIN_ACTIONS", default=5)
+DASHBOARD_BASELINE_DAYS = env.int("DASHBOARD_BASELINE_DAYS", default=30)
+# Business hours ("HH:MM-HH:MM", start inclusive, end exclusive) on these weekdays, in this zone.
+DASHBOARD_BUSINESS_HOURS = env.str("DASHBOARD_BUSINESS_HOURS", default="08:00-18:00")
+DASHBOARD_BUSINESS_DAYS = env.list(
+    "DASHBOARD_BUSINESS_DAYS", default=["mon", "tue", "wed", "thu", "fri"]
+)
+DASHBOARD_TIMEZONE = env.str("DASHBOARD_TIMEZONE", default=TIME_ZONE)
+# A person whose MFA was reset more than DASHBOARD_REPEAT_RESET_MAX times within
+# DASHBOARD_REPEAT_RESET_DAYS is flagged; these action kinds count as resets.
+DASHBOARD_REPEAT_RESET_DAYS = env.int("DASHBOARD_REPEAT_RESET_DAYS", default=7)
+DASHBOARD_REPEAT_RESET_MAX = env.int("DASHBOARD_REPEAT_RESET_MAX", default=1)
+DASHBOARD_RESET_KINDS = env.list("DASHBOARD_RESET_KINDS", default=["reregister"])
+for _name in (
+    "DASHBOARD_WINDOW_DAYS",
+    "DASHBOARD_FLAG_DAYS",
+    "DASHBOARD_VOLUME_MIN_ACTIONS",
+    "DASHBOARD_BASELINE_DAYS",
+    "DASHBOARD_REPEAT_RESET_DAYS",
+    "DASHBOARD_REPEAT_RESET_MAX",
+):
+    if globals()[_name] < 1:
+        raise ConfigError(_name, "must be at least 1")
+if DASHBOARD_VOLUME_MULTIPLE <= 0:
+    raise ConfigError("DASHBOARD_VOLUME_MULTIPLE", "must be greater than 0")
+_hours = DASHBOARD_BUSINESS_HOURS.replace(" ", "").split("-")
+try:
+    if len(_hours) != 2:
+        raise ValueError("two times")
+    DASHBOARD_BUSINESS_START, DASHBOARD_BUSINESS_END = (time.fromisoformat(part) for part in _hours)
+except ValueError as _exc:
+    raise ConfigError("DASHBOARD_BUSINESS_HOURS", "must look like 08:00-18:00") from _exc
+if DASHBOARD_BUSINESS_START >= DASHBOARD_BUSINESS_END:
+    raise ConfigError("DASHBOARD_BUSINESS_HOURS", "must end after it starts")
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_bad_days = [d for d in DASHBOARD_BUSINESS_DAYS if d.lower()[:3] not in _WEEKDAYS]
+if _bad_days or not DASHBOARD_BUSINESS_DAYS:
+    raise ConfigError("DASHBOARD_BUSINESS_DAYS", f"must name weekdays (mon..sun), not {_bad_days}")
+DASHBOARD_BUSINESS_WEEKDAYS = frozenset(
+    _WEEKDAYS.index(d.lower()[:3]) for d in DASHBOARD_BUSINESS_DAYS
+)
+try:
+    zoneinfo.ZoneInfo(DASHBOARD_TIMEZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError) as _exc:
+    raise ConfigError("DASHBOARD_TIMEZONE", f"is not a time zone: {DASHBOARD_TIMEZONE!r}") from _exc
+_ACTION_KINDS = ("reregister", "revoke_sessions", "issue_tap", "set_mfa_state", "delete_method")
+_unknown_kinds = [k for k in DASHBOARD_RESET_KINDS if k not in _ACTION_KINDS]
+if _unknown_kinds:
+    raise ConfigError("DASHBOARD_RESET_KINDS", f"names unknown action kinds: {_unknown_kinds}")

@@ -144,7 +144,8 @@ def test_celery_worker_runs_tasks_from_every_queue(celery_worker: object, queue:
     its thread sees rows committed by the test (``transaction.on_commit``, as services enqueue).
     """
     with transaction.atomic():
-        transaction.on_commit(lambda: create_group.apply_async(args=[f"from-{queue}"], queue=queue))
+        name = f"from-{queue}"
+        transaction.on_commit(lambda: create_group.apply_async(args=(name,), queue=queue))
     deadline = time.monotonic() + 20
     while not Group.objects.filter(name=f"from-{queue}").exists():
         assert time.monotonic() < deadline, f"the worker ran nothing from {queue}"

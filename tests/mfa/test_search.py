@@ -1,4 +1,4 @@
-"""``/users/?q=``: the live search, against the real HTTPS emulator through the real Graph client."""
+"""``/users/?q=``: the live search, against the real HTTPS emulator and the real Graph client."""
 
 from __future__ import annotations
 

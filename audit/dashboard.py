@@ -1,0 +1,359 @@
+"""The lead dashboard's figures and anomaly flags, computed from the portal's requests and the
+cached Entra records.
+
+Charts (over ``DASHBOARD_WINDOW_DAYS``, days counted in ``DASHBOARD_TIMEZONE``): actions per day
+by kind, outcomes, actions per agent, actions on privileged targets per day, and the median time
+from request to done per day. An "action" is an ``ActionRequest`` made in the window, whatever
+became of it.
+
+Flags (each threshold is a ``DASHBOARD_*`` setting; each flag links to the history filtered on
+what it is about):
+
+- volume: an agent made at least ``DASHBOARD_VOLUME_MIN_ACTIONS`` actions in the last 24 hours,
+  more than ``DASHBOARD_VOLUME_MULTIPLE`` times their own daily average over the
+  ``DASHBOARD_BASELINE_DAYS`` before;
+- off hours: an action made outside ``DASHBOARD_BUSINESS_HOURS`` / ``DASHBOARD_BUSINESS_DAYS``;
+- repeat resets: a person reset (``DASHBOARD_RESET_KINDS``; rejected, cancelled and expired
+  requests do not count) more than ``DASHBOARD_REPEAT_RESET_MAX`` times within
+  ``DASHBOARD_REPEAT_RESET_DAYS``;
+- privileged: an action on a privileged target;
+- outside the portal: an Entra change no portal request explains (``outside_portal``).
+
+Off hours, privileged and outside-the-portal look back ``DASHBOARD_FLAG_DAYS``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import zoneinfo
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.models import DirectoryAuditRecord
+from mfa.models import ActionKind, ActionRequest, Status, Tier
+
+# Flag lists show at most this many items (the count says how many there are).
+FLAG_LIST_MAX = 50
+DONE_STATUSES = (Status.SUCCEEDED, Status.PARTIALLY_SUCCEEDED, Status.FAILED)
+NOT_A_RESET = (Status.REJECTED, Status.CANCELLED, Status.EXPIRED)
+_WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One anomaly: what, about whom, when, and the history URL that shows it."""
+
+    title: str
+    detail: str
+    url: str
+    at: datetime | None = None
+
+
+@dataclass
+class FlagGroup:
+    """The flags of one rule, with the rule's threshold in words."""
+
+    key: str
+    title: str
+    rule: str
+    items: list[Flag] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, flag: Flag) -> None:
+        self.total += 1
+        if len(self.items) < FLAG_LIST_MAX:
+            self.items.append(flag)
+
+
+@dataclass
+class DashboardFigures:
+    """Everything the dashboard shows; ``charts_json()`` is what static/js/dashboard.js reads."""
+
+    now: datetime
+    days: list[date]
+    total_actions: int
+    per_day_by_kind: dict[str, list[int]]
+    outcomes: list[tuple[str, str, int]]
+    per_agent: list[tuple[str, int]]
+    privileged_per_day: list[int]
+    median_minutes_per_day: list[float | None]
+    median_minutes: float | None
+    flags: list[FlagGroup]
+
+    def charts_json(self) -> dict[str, Any]:
+        kind_labels = dict(ActionKind.choices)
+        return {
+            "days": [d.isoformat() for d in self.days],
+            "perDayByKind": [
+                {"label": kind_labels.get(kind, kind), "data": counts}
+                for kind, counts in self.per_day_by_kind.items()
+            ],
+            "outcomes": {
+                "labels": [label for _s, label, _n in self.outcomes],
+                "data": [n for _s, _l, n in self.outcomes],
+            },
+            "perAgent": {
+                "labels": [name for name, _n in self.per_agent],
+                "data": [n for _name, n in self.per_agent],
+            },
+            "privilegedPerDay": self.privileged_per_day,
+            "medianMinutesPerDay": self.median_minutes_per_day,
+        }
+
+    @property
+    def flag_total(self) -> int:
+        return sum(group.total for group in self.flags)
+
+
+def _history_url(**params: str) -> str:
+    return reverse("audit:history") + "?" + urlencode({k: v for k, v in params.items() if v})
+
+
+def _local_day(moment: datetime) -> str:
+    """The calendar day of ``moment`` in the portal's time zone: what history's date filters
+    read."""
+    return timezone.localtime(moment).date().isoformat()
+
+
+def _business_zone() -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(settings.DASHBOARD_TIMEZONE)
+
+
+def is_business_time(moment: datetime) -> bool:
+    """Whether ``moment`` falls within business hours on a business day (DASHBOARD_*)."""
+    local = moment.astimezone(_business_zone())
+    return (
+        local.weekday() in settings.DASHBOARD_BUSINESS_WEEKDAYS
+        and settings.DASHBOARD_BUSINESS_START <= local.time() < settings.DASHBOARD_BUSINESS_END
+    )
+
+
+def _charts(now: datetime) -> dict[str, Any]:
+    zone = _business_zone()
+    window_days: int = settings.DASHBOARD_WINDOW_DAYS
+    today = now.astimezone(zone).date()
+    days = [today - timedelta(days=n) for n in range(window_days - 1, -1, -1)]
+    index = {d: i for i, d in enumerate(days)}
+    start = datetime.combine(days[0], datetime.min.time(), tzinfo=zone)
+    per_kind: dict[str, list[int]] = {kind: [0] * len(days) for kind in ActionKind.values}
+    privileged = [0] * len(days)
+    durations: list[list[float]] = [[] for _ in days]
+    statuses: Counter[str] = Counter()
+    agents: Counter[str] = Counter()
+    rows = (
+        ActionRequest.objects.filter(created_at__gte=start, created_at__lte=now)
+        .values_list("created_at", "kind", "status", "requester_name", "target_tier", "finished_at")
+        .iterator(chunk_size=2000)
+    )
+    total = 0
+    for created_at, kind, status, requester_name, tier, finished_at in rows:
+        i = index.get(created_at.astimezone(zone).date())
+        if i is None:
+            continue
+        total += 1
+        per_kind.setdefault(kind, [0] * len(days))[i] += 1
+        statuses[status] += 1
+        agents[requester_name] += 1
+        if tier == Tier.PRIVILEGED:
+            privileged[i] += 1
+        if status in DONE_STATUSES and finished_at is not None:
+            durations[i].append((finished_at - created_at).total_seconds() / 60)
+    all_durations = [m for day in durations for m in day]
+    status_labels = dict(Status.choices)
+    return {
+        "days": days,
+        "total_actions": total,
+        "per_day_by_kind": {k: v for k, v in per_kind.items() if any(v)},
+        "outcomes": [
+            (status, status_labels.get(status, status), statuses[status])
+            for status in Status.values
+            if statuses[status]
+        ],
+        "per_agent": agents.most_common(),
+        "privileged_per_day": privileged,
+        "median_minutes_per_day": [
+            round(statistics.median(day), 1) if day else None for day in durations
+        ],
+        "median_minutes": round(statistics.median(all_durations), 1) if all_durations else None,
+    }
+
+
+def _volume_flags(now: datetime) -> FlagGroup:
+    multiple: float = settings.DASHBOARD_VOLUME_MULTIPLE
+    minimum: int = settings.DASHBOARD_VOLUME_MIN_ACTIONS
+    baseline_days: int = settings.DASHBOARD_BASELINE_DAYS
+    group = FlagGroup(
+        "volume",
+        "Unusual volume",
+        f"At least {minimum} actions in the last 24 hours and more than {multiple:g} times the "
+        f"agent's daily average over the {baseline_days} days before.",
+    )
+    recent_start = now - timedelta(hours=24)
+    baseline_start = recent_start - timedelta(days=baseline_days)
+    recent: Counter[str] = Counter()
+    baseline: Counter[str] = Counter()
+    names: dict[str, str] = {}
+    rows = (
+        ActionRequest.objects.filter(created_at__gte=baseline_start, created_at__lte=now)
+        .values_list("requester__username", "requester_name", "created_at")
+        .iterator(chunk_size=2000)
+    )
+    for oid, name, created_at in rows:
+        names[oid] = name
+        (recent if created_at >= recent_start else baseline)[oid] += 1
+    for oid, count in recent.most_common():
+        average = baseline[oid] / baseline_days
+        if count >= minimum and count > multiple * average:
+            group.add(
+                Flag(
+                    title=names[oid],
+                    detail=f"{count} actions in 24 hours; daily average {average:.1f} before.",
+                    url=_history_url(agent=oid, since=_local_day(recent_start)),
+                    at=now,
+                )
+            )
+    return group
+
+
+def _request_flags(now: datetime) -> tuple[FlagGroup, FlagGroup]:
+    flag_days: int = settings.DASHBOARD_FLAG_DAYS
+    start, end = settings.DASHBOARD_BUSINESS_START, settings.DASHBOARD_BUSINESS_END
+    day_names = ", ".join(_WEEKDAY_NAMES[d] for d in sorted(settings.DASHBOARD_BUSINESS_WEEKDAYS))
+    off_hours = FlagGroup(
+        "off_hours",
+        "Outside business hours",
+        f"Actions outside {start:%H:%M}-{end:%H:%M} on {day_names} "
+        f"({settings.DASHBOARD_TIMEZONE}), last {flag_days} days.",
+    )
+    privileged = FlagGroup(
+        "privileged",
+        "Privileged targets",
+        f"Actions on people who hold a directory role or are in a protected group, "
+        f"last {flag_days} days.",
+    )
+    zone = _business_zone()
+    requests = (
+        ActionRequest.objects.filter(created_at__gte=now - timedelta(days=flag_days))
+        .order_by("-created_at", "-id")
+        .values_list(
+            "public_id", "created_at", "kind", "requester_name", "target_name", "target_tier"
+        )
+        .iterator(chunk_size=2000)
+    )
+    kind_labels = dict(ActionKind.choices)
+    for public_id, created_at, kind, requester_name, target_name, tier in requests:
+        what = f"{kind_labels.get(kind, kind)} for {target_name}"
+        url = _history_url(request=str(public_id))
+        if not is_business_time(created_at):
+            local = created_at.astimezone(zone)
+            off_hours.add(
+                Flag(
+                    title=requester_name,
+                    detail=f"{what}, {_WEEKDAY_NAMES[local.weekday()]} {local:%H:%M}",
+                    url=url,
+                    at=created_at,
+                )
+            )
+        if tier == Tier.PRIVILEGED:
+            privileged.add(
+                Flag(
+                    title=target_name, detail=f"{what} by {requester_name}", url=url, at=created_at
+                )
+            )
+    return off_hours, privileged
+
+
+def _repeat_reset_flags(now: datetime) -> FlagGroup:
+    days: int = settings.DASHBOARD_REPEAT_RESET_DAYS
+    most: int = settings.DASHBOARD_REPEAT_RESET_MAX
+    kinds: list[str] = settings.DASHBOARD_RESET_KINDS
+    kind_labels = dict(ActionKind.choices)
+    group = FlagGroup(
+        "repeat_reset",
+        "Repeated resets",
+        f"The same person reset more than {most} time{'s' if most != 1 else ''} within "
+        f"{days} days ({', '.join(kind_labels.get(k, k) for k in kinds)}).",
+    )
+    since = now - timedelta(days=days)
+    per_target: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    names: dict[str, str] = {}
+    rows = (
+        ActionRequest.objects.filter(created_at__gte=since, created_at__lte=now, kind__in=kinds)
+        .exclude(status__in=NOT_A_RESET)
+        .values_list("target_id", "target_name", "created_at", "requester_name")
+        .iterator(chunk_size=2000)
+    )
+    for target_id, target_name, created_at, requester_name in rows:
+        per_target[target_id].append((created_at, requester_name))
+        names[target_id] = target_name
+    for target_id, resets in sorted(per_target.items(), key=lambda item: -len(item[1])):
+        if len(resets) <= most:
+            continue
+        agents = sorted({name for _at, name in resets})
+        group.add(
+            Flag(
+                title=names[target_id],
+                detail=f"{len(resets)} resets in {days} days, by {', '.join(agents)}",
+                url=_history_url(target=target_id, since=_local_day(since)),
+                at=max(at for at, _name in resets),
+            )
+        )
+    return group
+
+
+def _outside_portal_flags(now: datetime) -> FlagGroup:
+    flag_days: int = settings.DASHBOARD_FLAG_DAYS
+    group = FlagGroup(
+        "outside_portal",
+        "Changes outside the portal",
+        f"MFA, session and role changes in Entra that no portal request explains, last "
+        f"{flag_days} days.",
+    )
+    since = now - timedelta(days=flag_days)
+    records = (
+        DirectoryAuditRecord.objects.filter(outside_portal=True, activity_at__gte=since)
+        .order_by("-activity_at", "-id")
+        .values_list("activity_at", "activity", "initiated_by_name", "target_id", "target_name")
+        .iterator(chunk_size=2000)
+    )
+    for activity_at, activity, initiated_by_name, target_id, target_name in records:
+        group.add(
+            Flag(
+                title=target_name or "(no person)",
+                detail=f"{activity} by {initiated_by_name or 'unknown'}",
+                url=_history_url(
+                    source="entra",
+                    outside="1",
+                    target=target_id,
+                    since=_local_day(activity_at),
+                    until=_local_day(activity_at),
+                ),
+                at=activity_at,
+            )
+        )
+    return group
+
+
+def dashboard_figures(*, now: datetime | None = None) -> DashboardFigures:
+    """The charts and flags as of ``now`` (default: the current time)."""
+    now = now or timezone.now()
+    charts = _charts(now)
+    off_hours, privileged = _request_flags(now)
+    return DashboardFigures(
+        now=now,
+        flags=[
+            _volume_flags(now),
+            off_hours,
+            _repeat_reset_flags(now),
+            privileged,
+            _outside_portal_flags(now),
+        ],
+        **charts,
+    )

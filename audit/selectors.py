@@ -1,0 +1,790 @@
+"""Reading the audit trail: the portal's events and the cached Entra records, merged in time.
+
+``history_query(filters, viewer)`` returns one page of rows from both tables, newest (or oldest)
+first, with keyset pagination: a page ends with a ``Cursor`` (time, source rank, id) and the next
+page asks for rows strictly beyond it, so no query ever uses OFFSET and every page costs the same
+whatever its depth. Each table is read in its own order by ``(time, id)`` through a composite
+index that starts with the filtered column (audit/models.py), then the two ordered streams are
+merged in Python (``heapq.merge``).
+
+``history_rows(filters, viewer)`` streams every matching row in the same order, in keyset batches
+read with ``.iterator(chunk_size)``, holding at most one batch in memory: the exports use it.
+
+The viewer's scope (``audit.permissions``) is applied to every query: an Agent's history is their
+own requests, plus the full history of a person they open (``filters.target``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from audit.models import DirectoryAuditRecord, PortalEvent
+from audit.permissions import HistoryScope, history_scope_for
+from mfa.models import ActionRequest
+
+Source = Literal["portal", "entra"]
+Order = Literal["desc", "asc"]
+
+# Ties in time are broken by source, then id: Entra records sort below portal events of the same
+# instant (rank 0 < 1), so the merged order is total and a cursor names exactly one position.
+SOURCE_RANK: dict[str, int] = {"entra": 0, "portal": 1}
+SOURCES: tuple[str, ...] = ("portal", "entra")
+PAGE_SIZE = 50
+PAGE_SIZE_MAX = 200
+EXPORT_BATCH = 2000
+Q_MAX_LENGTH = 200
+
+GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+# Entra activities offered in the kind filter (GRAPH.md, "audit events"); any other activity
+# name given in the URL filters as well.
+KNOWN_ENTRA_ACTIVITIES: tuple[str, ...] = (
+    "Admin deleted security info",
+    "Admin registered security info",
+    "User deleted security info",
+    "User registered security info",
+    "Update StsRefreshTokenValidFrom Timestamp",
+    "Update user",
+    "Reset user password",
+    "Add member to role",
+    "Remove member from role",
+    "Disable Strong Authentication",
+    "Enable Strong Authentication",
+)
+
+K = PortalEvent.Kind
+# What "outcome" means for a portal event. Entra records carry their own result.
+PORTAL_OUTCOMES: dict[str, tuple[str, ...]] = {
+    "success": (
+        K.ACTION_SUCCEEDED,
+        K.VERIFICATION_SUCCEEDED,
+        K.VERIFICATION_MANUAL,
+        K.SIGN_IN,
+        K.TAP_REVEALED,
+    ),
+    "partial": (K.ACTION_PARTIALLY_SUCCEEDED,),
+    "failure": (
+        K.ACTION_FAILED,
+        K.VERIFICATION_FAILED,
+        K.SIGN_IN_REFUSED,
+        K.TAP_REVEAL_REFUSED,
+    ),
+    "stopped": (K.ACTION_REJECTED, K.ACTION_CANCELLED, K.ACTION_EXPIRED),
+}
+ENTRA_OUTCOMES: dict[str, tuple[str, ...]] = {
+    "success": ("success",),
+    "failure": ("failure", "timeout"),
+}
+OUTCOME_LABELS: dict[str, str] = {
+    "success": "Success",
+    "partial": "Partial success",
+    "failure": "Failure",
+    "stopped": "Rejected, cancelled or expired",
+}
+_PORTAL_KIND_OUTCOME: dict[str, str] = {
+    kind: outcome for outcome, kinds in PORTAL_OUTCOMES.items() for kind in kinds
+}
+_KIND_LABELS: dict[str, str] = dict(PortalEvent.Kind.choices)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class FilterError(ValueError):
+    """A history filter or cursor in the URL is malformed; ``errors`` maps field to message."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+# --- filters and cursors ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryFilters:
+    """The filters of ``/audit/`` (all optional; all given ones must hold).
+
+    ``since``/``until``: calendar days, inclusive, in the portal's time zone. ``agent``: the
+    Entra object id of the helpdesk person (the portal event's actor or the request's requester;
+    for an Entra record, also the person Entra names as initiator). ``target``: the object id of
+    the person acted on. ``kind``: a ``PortalEvent.Kind`` value or an Entra activity name.
+    ``outcome``: a key of ``OUTCOME_LABELS``. ``source``: "portal", "entra" or "" for both.
+    ``q``: free text, case-insensitive, in names, UPNs, tickets and activities. ``request``: an
+    ActionRequest's public id: its portal events and its linked Entra records. ``outside``: only
+    Entra changes made outside the portal. ``order``: "desc" (newest first) or "asc".
+    """
+
+    since: date | None = None
+    until: date | None = None
+    agent: str = ""
+    target: str = ""
+    kind: str = ""
+    outcome: str = ""
+    source: str = ""
+    q: str = ""
+    request: uuid.UUID | None = None
+    outside: bool = False
+    order: Order = "desc"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> HistoryFilters:
+        """Parse GET parameters. Unknown parameters are ignored (``after``/``before`` are the
+        cursor's). Raises FilterError naming each malformed parameter."""
+        errors: dict[str, str] = {}
+
+        def day(name: str) -> date | None:
+            raw = (params.get(name) or "").strip()
+            if not raw:
+                return None
+            try:
+                return date.fromisoformat(raw)
+            except ValueError:
+                errors[name] = "must be a date like 2026-03-31"
+                return None
+
+        def guid(name: str) -> str:
+            raw = (params.get(name) or "").strip().lower()
+            if raw and not GUID_RE.match(raw):
+                errors[name] = "must be an Entra object id (a GUID)"
+                return ""
+            return raw
+
+        since, until = day("since"), day("until")
+        if since and until and since > until:
+            errors["until"] = "must not be before the start date"
+        outcome = (params.get("outcome") or "").strip()
+        if outcome and outcome not in OUTCOME_LABELS:
+            errors["outcome"] = f"must be one of {', '.join(OUTCOME_LABELS)}"
+        source = (params.get("source") or "").strip()
+        if source and source not in SOURCES:
+            errors["source"] = "must be portal or entra"
+        order = (params.get("order") or "desc").strip()
+        if order not in ("desc", "asc"):
+            errors["order"] = "must be desc or asc"
+        q = (params.get("q") or "").strip()
+        if len(q) > Q_MAX_LENGTH:
+            errors["q"] = f"must be at most {Q_MAX_LENGTH} characters"
+        kind = (params.get("kind") or "").strip()
+        if len(kind) > 256:
+            errors["kind"] = "is too long"
+        request_id: uuid.UUID | None = None
+        raw_request = (params.get("request") or "").strip()
+        if raw_request:
+            try:
+                request_id = uuid.UUID(raw_request)
+            except ValueError:
+                errors["request"] = "must be a request id (a GUID)"
+        outside = (params.get("outside") or "").strip().lower() in ("1", "true", "on", "yes")
+        filters = cls(
+            since=since,
+            until=until,
+            agent=guid("agent"),
+            target=guid("target"),
+            kind=kind,
+            outcome=outcome if outcome in OUTCOME_LABELS else "",
+            source=source if source in SOURCES else "",
+            q=q[:Q_MAX_LENGTH],
+            request=request_id,
+            outside=outside,
+            order="asc" if order == "asc" else "desc",
+        )
+        if errors:
+            raise FilterError(errors)
+        return filters
+
+    def to_params(self) -> dict[str, str]:
+        """The GET parameters that give these filters back (defaults left out): a bookmark."""
+        params: dict[str, str] = {}
+        if self.since:
+            params["since"] = self.since.isoformat()
+        if self.until:
+            params["until"] = self.until.isoformat()
+        for name in ("agent", "target", "kind", "outcome", "source", "q"):
+            value = getattr(self, name)
+            if value:
+                params[name] = value
+        if self.request:
+            params["request"] = str(self.request)
+        if self.outside:
+            params["outside"] = "1"
+        if self.order != "desc":
+            params["order"] = self.order
+        return params
+
+    @property
+    def descending(self) -> bool:
+        return self.order == "desc"
+
+    def reversed(self) -> HistoryFilters:
+        return replace(self, order="asc" if self.descending else "desc")
+
+
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """A position in the merged order: (time, source rank, id). Encoded in URLs as
+    ``<microseconds since 1970>.<rank>.<id>``."""
+
+    at: datetime
+    rank: int
+    id: int
+
+    def encode(self) -> str:
+        micros = (self.at - _EPOCH) // timedelta(microseconds=1)
+        return f"{micros}.{self.rank}.{self.id}"
+
+    @classmethod
+    def decode(cls, raw: str) -> Cursor:
+        """Raises FilterError for anything but three integers with a known rank."""
+        parts = raw.strip().split(".")
+        try:
+            micros, rank, row_id = (int(p) for p in parts)
+        except ValueError:
+            raise FilterError({"cursor": "is not a history position"}) from None
+        if rank not in SOURCE_RANK.values() or row_id < 1:
+            raise FilterError({"cursor": "is not a history position"})
+        try:
+            at = _EPOCH + timedelta(microseconds=micros)
+        except OverflowError:
+            raise FilterError({"cursor": "is not a history position"}) from None
+        return cls(at, rank, row_id)
+
+
+# --- rows -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What history shows of the ActionRequest a row belongs to."""
+
+    id: int
+    public_id: uuid.UUID
+    kind: str
+    kind_label: str
+    status: str
+    status_label: str
+    requester_id: int
+    requester_name: str
+    ticket: str
+    target_tier: str
+    verification_method: str
+    verification_label: str
+    decided_by_name: str
+    decision_comment: str
+
+
+@dataclass(frozen=True)
+class LinkedEntraRecord:
+    """One Entra record linked to a row's request (shown beside a portal event)."""
+
+    id: int
+    entra_id: str
+    at: datetime
+    activity: str
+    result: str
+
+
+@dataclass
+class HistoryRow:
+    """One row of the merged history: a portal event or an Entra record.
+
+    ``agent_name``/``agent_oid``: the person behind the row: the event's actor, else the
+    request's requester (for Entra records the portal acted on, Entra itself names only the app;
+    ``initiated_by_name`` keeps what Entra said). ``outcome``: a key of OUTCOME_LABELS or "".
+    """
+
+    source: Source
+    id: int
+    at: datetime
+    kind: str
+    kind_label: str
+    agent_name: str
+    agent_oid: str
+    target_id: str
+    target_name: str
+    target_upn: str
+    ticket: str
+    outcome: str
+    request_id: int | None
+    outside_portal: bool = False
+    entra_id: str = ""
+    category: str = ""
+    initiated_by_kind: str = ""
+    initiated_by_name: str = ""
+    result_reason: str = ""
+    correlation_id: str = ""
+    detail: Any = None
+    request: RequestInfo | None = None
+    linked: list[LinkedEntraRecord] = field(default_factory=list)
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.at, SOURCE_RANK[self.source], self.id)
+
+    @property
+    def outcome_label(self) -> str:
+        return OUTCOME_LABELS.get(self.outcome, "")
+
+
+_PORTAL_FIELDS = (
+    "id",
+    "created_at",
+    "kind",
+    "actor_name",
+    "actor_oid",
+    "target_id",
+    "target_name",
+    "ticket",
+    "request",
+    "detail",
+)
+_ENTRA_FIELDS = (
+    "id",
+    "activity_at",
+    "activity",
+    "category",
+    "result",
+    "result_reason",
+    "initiated_by_kind",
+    "initiated_by_id",
+    "initiated_by_name",
+    "target_id",
+    "target_name",
+    "target_upn",
+    "correlation_id",
+    "entra_id",
+    "action_request_id",
+    "outside_portal",
+)
+
+
+def _portal_row(v: Mapping[str, Any]) -> HistoryRow:
+    return HistoryRow(
+        source="portal",
+        id=v["id"],
+        at=v["created_at"],
+        kind=v["kind"],
+        kind_label=_KIND_LABELS.get(v["kind"], v["kind"]),
+        agent_name=v["actor_name"],
+        agent_oid=v["actor_oid"],
+        target_id=v["target_id"],
+        target_name=v["target_name"],
+        target_upn="",
+        ticket=v["ticket"],
+        outcome=_PORTAL_KIND_OUTCOME.get(v["kind"], ""),
+        request_id=v["request"],
+        detail=v["detail"],
+    )
+
+
+def _entra_outcome(result: str) -> str:
+    for outcome, values in ENTRA_OUTCOMES.items():
+        if result in values:
+            return outcome
+    return ""
+
+
+def _entra_row(v: Mapping[str, Any]) -> HistoryRow:
+    by_user = v["initiated_by_kind"] == DirectoryAuditRecord.InitiatorKind.USER
+    return HistoryRow(
+        source="entra",
+        id=v["id"],
+        at=v["activity_at"],
+        kind=v["activity"],
+        kind_label=v["activity"],
+        # Entra names a person only when one acted directly; for the portal's own app the
+        # human comes from the linked request (filled in by _attach_requests).
+        agent_name=v["initiated_by_name"] if by_user else "",
+        agent_oid=v["initiated_by_id"] if by_user else "",
+        target_id=v["target_id"],
+        target_name=v["target_name"],
+        target_upn=v["target_upn"],
+        ticket="",
+        outcome=_entra_outcome(v["result"]),
+        request_id=v["action_request_id"],
+        outside_portal=v["outside_portal"],
+        entra_id=v["entra_id"],
+        category=v["category"],
+        initiated_by_kind=v["initiated_by_kind"],
+        initiated_by_name=v["initiated_by_name"],
+        result_reason=v["result_reason"],
+        correlation_id=v["correlation_id"],
+    )
+
+
+# --- the two querysets ------------------------------------------------------------------------
+
+
+def _day_bounds(filters: HistoryFilters) -> tuple[datetime | None, datetime | None]:
+    """[start, end) of the date filter in the current time zone."""
+    tz = timezone.get_current_timezone()
+    start = datetime.combine(filters.since, time.min, tzinfo=tz) if filters.since else None
+    end = (
+        datetime.combine(filters.until + timedelta(days=1), time.min, tzinfo=tz)
+        if filters.until
+        else None
+    )
+    return start, end
+
+
+def _requests_of_agent(oid: str) -> QuerySet[ActionRequest, Any]:
+    # The Django user's username is the person's Entra object id (accounts.models).
+    return ActionRequest.objects.filter(requester__username=oid).values("pk")
+
+
+def _request_pk(public_id: uuid.UUID) -> int:
+    """The primary key of the request ``public_id``; 0 (matches nothing) when unknown."""
+    found = ActionRequest.objects.filter(public_id=public_id).values_list("pk", flat=True).first()
+    return int(found) if found is not None else 0
+
+
+def portal_queryset(
+    filters: HistoryFilters, scope: HistoryScope, *, request_pk: int | None = None
+) -> QuerySet[PortalEvent, Any] | None:
+    """The portal events matching ``filters`` within ``scope``, unordered; None when the
+    filters rule out portal events altogether (an Entra activity, ``source=entra``, ...)."""
+    if filters.source == "entra" or filters.outside:
+        return None
+    qs = PortalEvent.objects.all()
+    if filters.kind:
+        if filters.kind not in PortalEvent.Kind.values:
+            return None
+        qs = qs.filter(kind=filters.kind)
+    if filters.outcome:
+        kinds = PORTAL_OUTCOMES.get(filters.outcome, ())
+        if not kinds:
+            return None
+        qs = qs.filter(kind__in=kinds)
+    start, end = _day_bounds(filters)
+    if start:
+        qs = qs.filter(created_at__gte=start)
+    if end:
+        qs = qs.filter(created_at__lt=end)
+    if filters.agent:
+        qs = qs.filter(
+            Q(actor_oid=filters.agent) | Q(request__in=_requests_of_agent(filters.agent))
+        )
+    if filters.target:
+        qs = qs.filter(target_id=filters.target)
+    if request_pk is not None:
+        qs = qs.filter(request=request_pk)
+    if filters.q:
+        qs = qs.filter(
+            Q(actor_name__icontains=filters.q)
+            | Q(target_name__icontains=filters.q)
+            | Q(ticket__icontains=filters.q)
+        )
+    if not scope.everything:
+        own = Q(actor_id=scope.user_id) | Q(
+            request__in=ActionRequest.objects.filter(requester_id=scope.user_id).values("pk")
+        )
+        if scope.target_id:
+            own |= Q(target_id=scope.target_id)
+        qs = qs.filter(own)
+    return qs
+
+
+def entra_queryset(
+    filters: HistoryFilters, scope: HistoryScope, *, request_pk: int | None = None
+) -> QuerySet[DirectoryAuditRecord, Any] | None:
+    """The cached Entra records matching ``filters`` within ``scope``, unordered; None when the
+    filters rule out Entra records (a portal event kind, ``source=portal``, ...)."""
+    if filters.source == "portal":
+        return None
+    qs = DirectoryAuditRecord.objects.all()
+    if filters.kind:
+        if filters.kind in PortalEvent.Kind.values:
+            return None
+        qs = qs.filter(activity=filters.kind)
+    if filters.outcome:
+        results = ENTRA_OUTCOMES.get(filters.outcome, ())
+        if not results:
+            return None
+        qs = qs.filter(result__in=results)
+    if filters.outside:
+        qs = qs.filter(outside_portal=True)
+    start, end = _day_bounds(filters)
+    if start:
+        qs = qs.filter(activity_at__gte=start)
+    if end:
+        qs = qs.filter(activity_at__lt=end)
+    if filters.agent:
+        qs = qs.filter(
+            Q(initiated_by_id=filters.agent)
+            | Q(action_request__in=_requests_of_agent(filters.agent))
+        )
+    if filters.target:
+        qs = qs.filter(target_id=filters.target)
+    if request_pk is not None:
+        qs = qs.filter(action_request=request_pk)
+    if filters.q:
+        qs = qs.filter(
+            Q(activity__icontains=filters.q)
+            | Q(target_name__icontains=filters.q)
+            | Q(target_upn__icontains=filters.q)
+            | Q(initiated_by_name__icontains=filters.q)
+        )
+    if not scope.everything:
+        own = Q(
+            action_request__in=ActionRequest.objects.filter(requester_id=scope.user_id).values("pk")
+        )
+        if scope.target_id:
+            own |= Q(target_id=scope.target_id)
+        qs = qs.filter(own)
+    return qs
+
+
+def _beyond(time_field: str, rank: int, cursor: Cursor, descending: bool) -> Q:
+    """Rows of one table (all of source rank ``rank``) strictly after ``cursor`` in the merged
+    order. Written as ``time <= t AND (...)`` so the time bound is an index condition."""
+    op, strict = ("lte", "lt") if descending else ("gte", "gt")
+    if rank == cursor.rank:
+        return Q(**{f"{time_field}__{op}": cursor.at}) & (
+            Q(**{f"{time_field}__{strict}": cursor.at}) | Q(**{f"id__{strict}": cursor.id})
+        )
+    # Another table's cursor: rows at the same instant come before or after it as a block.
+    same_instant_follows = (rank < cursor.rank) == descending
+    return Q(**{f"{time_field}__{op if same_instant_follows else strict}": cursor.at})
+
+
+def _keyset_stream(
+    qs: QuerySet[Any, Any],
+    *,
+    source: Source,
+    descending: bool,
+    after: Cursor | None,
+    batch: int,
+    limit: int | None = None,
+) -> Iterator[list[HistoryRow]]:
+    """Batches of rows of one table in (time, id) order, strictly beyond ``after``; each batch is
+    one keyset query read with ``.iterator(chunk_size)``. At most ``limit`` rows in all."""
+    time_field, fields, make = (
+        ("created_at", _PORTAL_FIELDS, _portal_row)
+        if source == "portal"
+        else ("activity_at", _ENTRA_FIELDS, _entra_row)
+    )
+    rank = SOURCE_RANK[source]
+    order = (f"-{time_field}", "-id") if descending else (time_field, "id")
+    position = after
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = batch if remaining is None else min(batch, remaining)
+        page = (
+            qs if position is None else qs.filter(_beyond(time_field, rank, position, descending))
+        )
+        rows = [
+            make(v) for v in page.order_by(*order).values(*fields)[:size].iterator(chunk_size=size)
+        ]
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        position = rows[-1].cursor
+        if remaining is not None:
+            remaining -= len(rows)
+
+
+def _flatten(batches: Iterable[list[HistoryRow]]) -> Iterator[HistoryRow]:
+    for rows in batches:
+        yield from rows
+
+
+def _merged(
+    filters: HistoryFilters,
+    scope: HistoryScope,
+    *,
+    after: Cursor | None,
+    batch: int,
+    limit: int | None,
+    enrich: bool,
+) -> Iterator[HistoryRow]:
+    request_pk = _request_pk(filters.request) if filters.request else None
+    streams: list[Iterator[HistoryRow]] = []
+    portal_qs = portal_queryset(filters, scope, request_pk=request_pk)
+    if portal_qs is not None:
+        batches = _keyset_stream(
+            portal_qs,
+            source="portal",
+            descending=filters.descending,
+            after=after,
+            batch=batch,
+            limit=limit,
+        )
+        streams.append(_flatten(_with_requests(batches) if enrich else batches))
+    entra_qs = entra_queryset(filters, scope, request_pk=request_pk)
+    if entra_qs is not None:
+        batches = _keyset_stream(
+            entra_qs,
+            source="entra",
+            descending=filters.descending,
+            after=after,
+            batch=batch,
+            limit=limit,
+        )
+        streams.append(_flatten(_with_requests(batches) if enrich else batches))
+    merged = heapq.merge(
+        *streams,
+        key=lambda row: (row.at, SOURCE_RANK[row.source], row.id),
+        reverse=filters.descending,
+    )
+    return merged
+
+
+# --- requests and links -------------------------------------------------------------------------
+
+
+def _request_infos(ids: Iterable[int]) -> dict[int, RequestInfo]:
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    infos: dict[int, RequestInfo] = {}
+    for ar in ActionRequest.objects.filter(pk__in=wanted).select_related("verification"):
+        verification = ar.verification
+        infos[ar.pk] = RequestInfo(
+            id=ar.pk,
+            public_id=ar.public_id,
+            kind=ar.kind,
+            kind_label=ar.get_kind_display(),
+            status=ar.status,
+            status_label=ar.get_status_display(),
+            requester_id=ar.requester_id,
+            requester_name=ar.requester_name,
+            ticket=ar.ticket,
+            target_tier=ar.target_tier,
+            verification_method=verification.method if verification else "",
+            verification_label=(
+                verification.manual_check or verification.get_method_display()
+                if verification
+                else ""
+            ),
+            decided_by_name=ar.decided_by_name,
+            decision_comment=ar.decision_comment,
+        )
+    return infos
+
+
+def _apply_request(row: HistoryRow, info: RequestInfo | None) -> None:
+    row.request = info
+    if info is None:
+        return
+    if not row.ticket:
+        row.ticket = info.ticket
+    if not row.agent_name:
+        row.agent_name = info.requester_name
+
+
+def _with_requests(batches: Iterable[list[HistoryRow]]) -> Iterator[list[HistoryRow]]:
+    """Each batch with its rows' requests attached (one query per batch)."""
+    for rows in batches:
+        infos = _request_infos(row.request_id for row in rows if row.request_id)
+        for row in rows:
+            if row.request_id:
+                _apply_request(row, infos.get(row.request_id))
+        yield rows
+
+
+def _attach_links(rows: list[HistoryRow]) -> None:
+    """Fill ``request`` and, for portal events of a request, ``linked`` (its Entra records)."""
+    infos = _request_infos(row.request_id for row in rows if row.request_id)
+    portal_request_ids = {
+        row.request_id for row in rows if row.source == "portal" and row.request_id
+    }
+    linked: dict[int, list[LinkedEntraRecord]] = {}
+    if portal_request_ids:
+        records = (
+            DirectoryAuditRecord.objects.filter(action_request_id__in=portal_request_ids)
+            .order_by("activity_at", "id")
+            .values_list("id", "entra_id", "activity_at", "activity", "result", "action_request_id")
+        )
+        for rid, entra_id, at, activity, result, request_id in records:
+            linked.setdefault(request_id, []).append(
+                LinkedEntraRecord(rid, entra_id, at, activity, result)
+            )
+    for row in rows:
+        if row.request_id:
+            _apply_request(row, infos.get(row.request_id))
+            if row.source == "portal":
+                row.linked = linked.get(row.request_id, [])
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of history. ``next_cursor``: pass as ``after`` for the following page (None on
+    the last page); ``prev_cursor``: pass as ``before`` for the page before (None on the first)."""
+
+    rows: list[HistoryRow]
+    next_cursor: Cursor | None
+    prev_cursor: Cursor | None
+    filters: HistoryFilters
+    scope: HistoryScope
+
+
+def history_query(
+    filters: HistoryFilters,
+    viewer: Any,
+    *,
+    after: Cursor | None = None,
+    before: Cursor | None = None,
+    page_size: int = PAGE_SIZE,
+) -> HistoryPage:
+    """One page of the merged history that ``viewer`` may read, in ``filters.order``.
+
+    ``after``: rows strictly beyond this position (the next page); ``before``: the page that
+    ends just before this position (the previous page). Each table is asked for at most
+    ``page_size + 1`` rows through its (filter, time, id) index; the extra row tells whether
+    another page exists. Rows come with their request, verification, approval and linked Entra
+    records attached.
+    """
+    if after is not None and before is not None:
+        raise ValueError("give after or before, not both")
+    page_size = max(1, min(page_size, PAGE_SIZE_MAX))
+    scope = history_scope_for(viewer, opened_target_id=filters.target)
+    backwards = before is not None
+    read_filters = filters.reversed() if backwards else filters
+    stream = _merged(
+        read_filters,
+        scope,
+        after=before if backwards else after,
+        batch=page_size + 1,
+        limit=page_size + 1,
+        enrich=False,
+    )
+    rows: list[HistoryRow] = []
+    for row in stream:
+        rows.append(row)
+        if len(rows) > page_size:
+            break
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    if backwards:
+        rows.reverse()
+        prev_cursor = rows[0].cursor if more and rows else None
+        next_cursor = rows[-1].cursor if rows else None
+    else:
+        next_cursor = rows[-1].cursor if more else None
+        prev_cursor = rows[0].cursor if after is not None and rows else None
+    _attach_links(rows)
+    return HistoryPage(
+        rows=rows, next_cursor=next_cursor, prev_cursor=prev_cursor, filters=filters, scope=scope
+    )
+
+
+def history_rows(
+    filters: HistoryFilters, viewer: Any, *, batch: int | None = None
+) -> Iterator[HistoryRow]:
+    """Every row ``viewer`` may read under ``filters``, in order, with requests attached, read in
+    keyset batches of ``batch`` (default ``EXPORT_BATCH``) rows per table: memory stays bounded
+    by two batches however many rows match."""
+    scope = history_scope_for(viewer, opened_target_id=filters.target)
+    size = batch or EXPORT_BATCH
+    return _merged(filters, scope, after=None, batch=size, limit=None, enrich=True)

@@ -1,0 +1,149 @@
+"""History exports: CSV and JSON Lines follow the filters and the viewer's scope, stream in
+keyset batches, and are themselves logged."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.http import StreamingHttpResponse
+from django.test.utils import CaptureQueriesContext
+
+from audit import selectors
+from audit.exports import COLUMNS
+from audit.models import DirectoryAuditRecord, PortalEvent
+from tests.audit.history_fixtures import action_request, entra_record, request_event
+from tests.mfa.signin import signed_in
+from tests.personas import PERSONAS
+
+pytestmark = pytest.mark.django_db
+
+ADA = PERSONAS.agent
+AARON = PERSONAS.privileged_agent
+LEO = PERSONAS.lead
+SAM = PERSONAS.standard_target
+PRIYA = PERSONAS.privileged_target
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+K = PortalEvent.Kind
+
+
+@pytest.fixture
+def rows() -> dict[str, Any]:
+    r1 = action_request(ADA, SAM, created_at=T0, ticket="INC0001111")
+    r2 = action_request(AARON, PRIYA, created_at=T0 + timedelta(hours=1), ticket="REQ-2222")
+    return {
+        "r1": r1,
+        "r2": r2,
+        "r1_requested": request_event(r1, K.ACTION_REQUESTED, T0, actor=ADA),
+        "r1_entra": entra_record(T0 + timedelta(minutes=1), SAM, request=r1),
+        "r1_done": request_event(r1, K.ACTION_SUCCEEDED, T0 + timedelta(minutes=2)),
+        "r2_requested": request_event(r2, K.ACTION_REQUESTED, T0 + timedelta(hours=1), actor=AARON),
+        "r2_entra": entra_record(T0 + timedelta(hours=1, minutes=1), PRIYA, request=r2),
+    }
+
+
+def _body(response: Any) -> str:
+    assert isinstance(response, StreamingHttpResponse)
+    assert response.streaming
+    return b"".join(response.streaming_content).decode()
+
+
+def _csv(response: Any) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(_body(response))))
+
+
+def test_csv_follows_the_filters_and_is_streamed(rows: dict[str, Any]) -> None:
+    response = signed_in(LEO).get("/audit/export.csv", {"target": SAM.oid, "order": "asc"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"].startswith('attachment; filename="audit-history-')
+    text = _body(response)
+    header = next(csv.reader(io.StringIO(text)))
+    assert tuple(header) == COLUMNS
+    records = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["source"], r["kind"]) for r in records] == [
+        ("portal", K.ACTION_REQUESTED),
+        ("entra", "Admin deleted security info"),
+        ("portal", K.ACTION_SUCCEEDED),
+    ]
+    entra = records[1]
+    # Entra names the app; the export names the agent, ticket and verification behind it.
+    assert entra["agent_name"] == ADA.display_name
+    assert entra["ticket"] == "INC0001111"
+    assert entra["request_id"] == str(rows["r1"].public_id)
+    assert entra["verification"].startswith("Video call")
+    assert entra["entra_id"] == rows["r1_entra"].entra_id
+    assert entra["time"] == (T0 + timedelta(minutes=1)).isoformat()
+
+
+def test_jsonl_follows_the_filters(rows: dict[str, Any]) -> None:
+    response = signed_in(LEO).get("/audit/export.jsonl", {"source": "entra"})
+    assert response["Content-Type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in _body(response).splitlines()]
+    assert [line["entra_id"] for line in lines] == [
+        rows["r2_entra"].entra_id,
+        rows["r1_entra"].entra_id,
+    ]
+    assert set(lines[0]) == set(COLUMNS)
+    assert lines[0]["outside_portal"] is False
+    assert lines[0]["agent_name"] == AARON.display_name
+
+
+def test_export_is_logged_with_its_filters(rows: dict[str, Any]) -> None:
+    before = PortalEvent.objects.filter(kind=K.AUDIT_EXPORT).count()
+    _body(signed_in(LEO).get("/audit/export.csv", {"q": "REQ-2222", "source": "portal"}))
+    logged = PortalEvent.objects.filter(kind=K.AUDIT_EXPORT).order_by("-seq").first()
+    assert PortalEvent.objects.filter(kind=K.AUDIT_EXPORT).count() == before + 1
+    assert logged is not None
+    assert logged.actor_oid == LEO.oid
+    assert logged.detail == {"format": "csv", "filters": {"q": "REQ-2222", "source": "portal"}}
+    # ...and the log of exports is itself in the history.
+    assert "Audit history exported" in signed_in(LEO).get("/audit/").content.decode()
+
+
+def test_agent_exports_only_their_scope(rows: dict[str, Any]) -> None:
+    records = _csv(signed_in(ADA).get("/audit/export.csv"))
+    tickets = {r["ticket"] for r in records if r["ticket"]}
+    assert tickets == {"INC0001111"}
+    # A person the agent opens: the whole history of that person.
+    records = _csv(signed_in(ADA).get("/audit/export.csv", {"target": PRIYA.oid}))
+    assert {r["ticket"] for r in records} == {"REQ-2222"}
+
+
+def test_export_reads_in_keyset_batches_without_offset(
+    rows: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selectors, "EXPORT_BATCH", 2)
+    with CaptureQueriesContext(connection) as queries:
+        records = _csv(signed_in(LEO).get("/audit/export.csv"))
+    # Every row once, newest first, and the export event written before the stream began.
+    assert len(records) == 6
+    sql = [q["sql"] for q in queries.captured_queries]
+    reads = [s for s in sql if 'FROM "audit_portalevent"' in s and 'AS "created_at"' in s]
+    assert len(reads) >= 3, reads  # 4 portal events in batches of 2, plus the final short batch
+    assert all("LIMIT 2" in s for s in reads)
+    assert not [s for s in sql if "OFFSET" in s.upper()]
+
+
+def test_spreadsheet_formulas_are_neutralised() -> None:
+    r = action_request(ADA, SAM, created_at=T0, ticket="INC0009999")
+    request_event(r, K.ACTION_REQUESTED, T0, actor=ADA)
+    entra = entra_record(T0, SAM)
+    DirectoryAuditRecord.objects.filter(pk=entra.pk).update(target_name='=HYPERLINK("x")')
+    records = _csv(signed_in(LEO).get("/audit/export.csv", {"source": "entra"}))
+    assert records[0]["target_name"] == "'=HYPERLINK(\"x\")"
+
+
+def test_malformed_filters_give_400_and_log_nothing() -> None:
+    response = signed_in(LEO).get("/audit/export.csv", {"since": "soon"})
+    assert response.status_code == 400
+    assert not PortalEvent.objects.filter(kind=K.AUDIT_EXPORT).exists()
+
+
+def test_unknown_format_is_404() -> None:
+    assert signed_in(LEO).get("/audit/export.xlsx").status_code == 404

@@ -226,7 +226,9 @@ def read_role(
                 members=_group_members(client, assignment.principal_id, memo)
                 if fields["principal_type"] == "group"
                 else (),
-                **fields,
+                principal_type=fields["principal_type"],
+                display_name=fields["display_name"],
+                upn=fields["upn"],
             )
         )
     for schedule in graph_roles.list_role_eligibility_schedules(
@@ -246,7 +248,9 @@ def read_role(
                 members=_group_members(client, schedule.principal_id, memo)
                 if fields["principal_type"] == "group"
                 else (),
-                **fields,
+                principal_type=fields["principal_type"],
+                display_name=fields["display_name"],
+                upn=fields["upn"],
             )
         )
     return tuple(sorted(holdings, key=lambda h: (h.how, h.display_name.lower())))
@@ -471,7 +475,7 @@ def role_rows(
             ),
         )
     for item in drift:
-        holding = next(
+        found: Holding | None = next(
             (
                 h
                 for h in holders.of(item["role_name"])
@@ -479,7 +483,7 @@ def role_rows(
             ),
             None,
         )
-        who = holding.display_name if holding else item["principal_id"]
+        who = found.display_name if found else item["principal_id"]
         warnings.append(
             RoleWarning(
                 "outside_portal",

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import role_admin, role_services
-from accounts.models import HoldKind, RoleChange, RoleChangeRequest
+from accounts.models import HoldKind, RoleChange, RoleChangeRequest, RoleHolderSnapshot
 from accounts.role_forms import AddHolderForm, DecisionForm, RemoveHolderForm
 from accounts.roles import Role, role_required
 from graph import groups as graph_groups
@@ -92,7 +92,7 @@ def _holders_context(request: HttpRequest) -> dict[str, Any]:
         for name in role_admin.ROLES_SHOWN
     ]
     failed = None
-    newest = role_admin.RoleHolderSnapshot.objects.first()
+    newest = RoleHolderSnapshot.objects.first()
     if newest is not None and newest.state == newest.State.FAILED and refresh is None:
         failed = newest
     return {

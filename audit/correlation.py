@@ -13,9 +13,13 @@ An Entra event belongs to an ``ActionRequest`` when all of these hold:
 When several requests qualify, the one whose actual run (``started_at`` to ``finished_at``, no
 slack) is nearest to the event wins, a run containing it first; ties go to the later start.
 
+Role membership events are explained by the portal's role changes instead
+(``accounts.RoleChangeRequest``: same principal and role, the portal's app, during the change;
+``accounts.role_services.role_changes_correlate`` records the link on the change itself).
+
 An event of an MFA, session or role kind (:func:`is_watched`) made by anyone but the person
-themselves, that no request explains, is marked ``outside_portal``: someone changed the account
-directly in Entra, or used the portal's credentials outside the portal.
+themselves, that no request or role change explains, is marked ``outside_portal``: someone
+changed the account directly in Entra, or used the portal's credentials outside the portal.
 
 Correlation is deterministic and idempotent: the sync runs it on every page it stores (new and
 re-read events alike), and ``manage.py audit_backfill --recorrelate`` runs it over a period.
@@ -200,6 +204,42 @@ def request_for(
     return best
 
 
+def _role_change_explained(
+    records: Sequence[DirectoryAuditRecord], slack: timedelta, client_id: str
+) -> set[str]:
+    """``entra_id`` of the role membership records that a portal role change explains."""
+    from accounts.models import RoleChangeRequest
+
+    role_records = [r for r in records if is_role_membership(r.activity)]
+    if not role_records:
+        return set()
+    earliest = min(r.activity_at for r in role_records) - slack
+    latest = max(r.activity_at for r in role_records) + slack
+    changes = list(
+        RoleChangeRequest.objects.filter(started_at__isnull=False, started_at__lte=latest)
+        .filter(Q(finished_at__isnull=True) | Q(finished_at__gte=earliest))
+        .values_list(
+            "principal_id", "role_template_id", "started_at", "finished_at", "entra_event_ids"
+        )
+    )
+    explained: set[str] = set()
+    for record in role_records:
+        ids = {str(i).lower() for i in record.target_ids or ()}
+        by_portal = bool(client_id) and record.initiated_by_app_id.lower() == client_id.lower()
+        for principal, template, started, finished, linked in changes:
+            if record.entra_id in (linked or ()):
+                explained.add(record.entra_id)
+            elif (
+                by_portal
+                and principal.lower() in ids
+                and template.lower() in ids
+                and started - slack <= record.activity_at
+                and (finished is None or record.activity_at <= finished + slack)
+            ):
+                explained.add(record.entra_id)
+    return explained
+
+
 def correlate_records(records: Sequence[DirectoryAuditRecord]) -> CorrelationResult:
     """Set ``action_request`` and ``outside_portal`` on each of ``records`` and save them.
 
@@ -210,11 +250,12 @@ def correlate_records(records: Sequence[DirectoryAuditRecord]) -> CorrelationRes
     slack = timedelta(minutes=settings.AUDIT_CORRELATION_WINDOW_MINUTES)
     client_id: str = settings.ENTRA_CLIENT_ID
     candidates = _candidates(records, slack)
+    role_changes = _role_change_explained(records, slack, client_id)
     changed: list[DirectoryAuditRecord] = []
     linked = outside = 0
     for record in records:
         request = request_for(record, candidates, slack=slack, client_id=client_id)
-        is_outside = request is None and is_watched(record)
+        is_outside = request is None and record.entra_id not in role_changes and is_watched(record)
         linked += request is not None
         outside += is_outside
         new_request_id = request.pk if request is not None else None

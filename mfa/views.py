@@ -284,6 +284,13 @@ def user_detail(request: HttpRequest, oid: str) -> HttpResponse:
         }
         for kind in allowed
     ]
+    no_action_reason = ""
+    if not allowed:
+        # Say why (own account, guest, Entra's tiering) instead of showing an empty section.
+        try:
+            policy.check_may_request(request.user, profile, ActionKind.REVOKE_SESSIONS)
+        except policy.PolicyError as exc:
+            no_action_reason = exc.message
     recent = list(ActionRequest.objects.for_target(profile.user.id)[:10])
     return render(
         request,
@@ -296,6 +303,7 @@ def user_detail(request: HttpRequest, oid: str) -> HttpResponse:
             "mfa_state": mfa_state,
             "mfa_error": mfa_error,
             "actions": actions,
+            "no_action_reason": no_action_reason,
             "approval_needed": policy.needs_approval(profile),
             "recent_requests": _with_viewable(request.user, recent),
             **verification,

@@ -22,8 +22,10 @@ FUNCTION_NAME = "audit_portalevent_refuse_change"
 INSTALL_SQL = f"""
 CREATE OR REPLACE FUNCTION {FUNCTION_NAME}() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'audit_portalevent is append-only: % refused', TG_OP
-        USING ERRCODE = 'insufficient_privilege';
+    -- No percent sign anywhere here: the driver parses this text for placeholders.
+    RAISE EXCEPTION USING
+        MESSAGE = 'audit_portalevent is append-only: ' || TG_OP || ' refused',
+        ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;
 DROP TRIGGER IF EXISTS {TRIGGER_NAME} ON audit_portalevent;

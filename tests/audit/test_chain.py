@@ -48,11 +48,15 @@ def _tamper(sql: str, params: list[Any]) -> None:
     """Change the table behind the model's back, as someone with database access could. On
     PostgreSQL the append-only trigger would refuse, so it is switched off inside the test's
     transaction (rolled back with it)."""
+    postgresql = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if postgresql:
+            # ALTER TABLE refuses while deferred foreign-key checks are queued: run them first.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute("ALTER TABLE audit_portalevent DISABLE TRIGGER USER")
         cursor.execute(sql, params)
-        if connection.vendor == "postgresql":
+        if postgresql:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute("ALTER TABLE audit_portalevent ENABLE TRIGGER USER")
 
 

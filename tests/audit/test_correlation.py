@@ -17,6 +17,7 @@ from audit import sync
 from audit.correlation import SESSIONS_REVOKED, correlate_period, is_role_membership
 from audit.models import DirectoryAuditRecord
 from graph import BudgetRate, GraphClient
+from graph import roles as graph_roles
 from graph import sessions as graph_sessions
 from mfa import policy, services
 from mfa.models import ActionKind, ActionRequest, Status
@@ -178,3 +179,55 @@ def test_self_service_and_seeded_history_are_classified(tenant: Any, client: Gra
     # The seeded helpdesk history predates the portal's database: nothing explains it.
     admin = DirectoryAuditRecord.objects.filter(activity="Admin deleted security info")
     assert admin.exists() and all(r.outside_portal for r in admin)
+
+
+HELPDESK_ADMIN_TEMPLATE = "729827e3-9c14-49f7-bb1b-9608f156bbb8"
+
+
+def test_role_change_made_through_the_portal_is_not_outside(
+    tenant: Any, client: GraphClient
+) -> None:
+    from accounts.models import RoleChangeRequest
+
+    graph = get_graph_client()
+    definition = graph_roles.get_role_definition_by_template(graph, HELPDESK_ADMIN_TEMPLATE)
+    assert definition is not None
+    # The portal's role change (row made directly: only its principal, role and run times
+    # matter here), then the Graph call it made, then one made by the same app with no row.
+    started = timezone.now()
+    graph_roles.create_role_assignment(
+        graph, role_definition_id=definition.id, principal_id=SAM.oid
+    )
+    RoleChangeRequest.objects.create(
+        change="add",
+        status=Status.SUCCEEDED,
+        role_template_id=HELPDESK_ADMIN_TEMPLATE,
+        role_name="Helpdesk Administrator",
+        principal_id=SAM.oid,
+        principal_type="user",
+        principal_name=SAM.display_name,
+        hold_kind="active_permanent",
+        justification="Covering the service desk rota",
+        requester=portal_user(PERSONAS.admin),
+        requester_name="Ana Admin",
+        idempotency_key=new_key(),
+        started_at=started,
+        finished_at=timezone.now(),
+    )
+    other = PERSONAS.agent.oid
+    graph_roles.create_role_assignment(graph, role_definition_id=definition.id, principal_id=other)
+    _recent(client)
+
+    assert not _role_added(SAM.oid, started).outside_portal
+    assert _role_added(other, started).outside_portal
+
+
+def _role_added(principal: str, since: Any) -> DirectoryAuditRecord:
+    (record,) = [
+        r
+        for r in DirectoryAuditRecord.objects.filter(
+            activity="Add member to role", activity_at__gte=since
+        )
+        if principal in r.target_ids
+    ]
+    return record

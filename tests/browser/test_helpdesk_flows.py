@@ -153,7 +153,8 @@ def test_privileged_action_is_approved_by_a_lead_in_another_browser(
     chromium: Any, portal: str
 ) -> None:
     agent = _new_page(chromium)
-    _sign_in(agent, portal, PERSONAS.agent, f"/users/{PERSONAS.privileged_target.oid}/")
+    # Only an agent who holds PAA may act on a privileged person (Entra's tiering, mirrored).
+    _sign_in(agent, portal, PERSONAS.privileged_agent, f"/users/{PERSONAS.privileged_target.oid}/")
     agent.locator("text=Authentication Administrator").first.wait_for()
     _verify_manually(agent)
     agent.get_by_role("link", name="Revoke sign-in sessions").click()

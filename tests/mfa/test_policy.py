@@ -92,8 +92,12 @@ def test_allowed_actions_by_persona(emulator: Any) -> None:
     for persona in (PERSONAS.agent, PERSONAS.lead, PERSONAS.admin):
         user = portal_user(persona)
         assert policy.allowed_actions(user, sam) == ALL_KINDS
-        # Privileged targets are offered too: the request waits for an approval.
-        assert policy.allowed_actions(user, priya) == ALL_KINDS
+        # Entra's tiering, mirrored: without PAA in the tenant, nothing on a privileged person.
+        assert policy.allowed_actions(user, priya) == []
+        with override_settings(PORTAL_MIRROR_ENTRA_TIERING=False):
+            assert policy.allowed_actions(user, priya) == ALL_KINDS
+    # Aaron holds PAA: privileged people are offered (the request then waits for approval).
+    assert policy.allowed_actions(portal_user(PERSONAS.privileged_agent), priya) == ALL_KINDS
     assert policy.allowed_actions(portal_user(PERSONAS.outsider), sam) == []
 
 

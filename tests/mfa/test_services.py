@@ -242,10 +242,13 @@ def test_set_mfa_state_and_delete_one_method(tenant: Any, celery_worker: Any) ->
 
 
 def test_privileged_target_waits_for_a_second_person(tenant: Any, celery_worker: Any) -> None:
-    agent = portal_user(PERSONAS.agent)
+    # Aaron holds Privileged Authentication Administrator: Entra's tiering lets him act on Priya.
+    agent = portal_user(PERSONAS.privileged_agent)
     lead = portal_user(PERSONAS.lead)
     profile = _profile(PRIYA)
     assert profile.tier == Tier.PRIVILEGED
+    with pytest.raises(NotAllowed, match="Privileged Authentication Administrator"):
+        _create(portal_user(PERSONAS.agent), profile, ActionKind.REVOKE_SESSIONS)
     row = _create(agent, profile, ActionKind.REVOKE_SESSIONS)
     assert row.status == Status.AWAITING_APPROVAL and row.enqueued_at is None
     assert row.target_roles[0]["role_name"] == "Authentication Administrator"
@@ -263,7 +266,9 @@ def test_privileged_target_waits_for_a_second_person(tenant: Any, celery_worker:
         services.action_request_approve(action_request=row, approver=lead, comment="again")
 
 
+@override_settings(PORTAL_MIRROR_ENTRA_TIERING=False)
 def test_rejection_and_self_approval(tenant: Any) -> None:
+    # Without the mirrored tiering a lead may request on a privileged person, never approve it.
     lead = portal_user(PERSONAS.lead)
     other_lead = portal_user(PERSONAS.other_lead)
     profile = _profile(PRIYA)
@@ -284,7 +289,7 @@ def test_rejection_and_self_approval(tenant: Any) -> None:
 
 
 def test_unapproved_request_expires(tenant: Any) -> None:
-    agent = portal_user(PERSONAS.agent)
+    agent = portal_user(PERSONAS.privileged_agent)
     lead = portal_user(PERSONAS.lead)
     profile = _profile(PRIYA)
     stale = _create(agent, profile, ActionKind.REVOKE_SESSIONS)
@@ -436,7 +441,7 @@ def test_rate_limit_and_a_leads_override(tenant: Any) -> None:
 
 
 def test_cancel_before_it_runs(tenant: Any) -> None:
-    agent = portal_user(PERSONAS.agent)
+    agent = portal_user(PERSONAS.privileged_agent)
     outsider = portal_user(PERSONAS.outsider)
     row = _create(agent, _profile(PRIYA), ActionKind.REVOKE_SESSIONS)
     with pytest.raises(NotAllowed):

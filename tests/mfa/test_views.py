@@ -138,9 +138,12 @@ def test_person_page_shows_profile_methods_state_roles_and_actions() -> None:
         assert f"/users/{SAM.oid}/actions/{kind.value}/" in html
     assert "Manager" in html
 
-    priya = signed_in(PERSONAS.agent).get(f"/users/{PRIYA.oid}/").content.decode()
+    priya = signed_in(PERSONAS.privileged_agent).get(f"/users/{PRIYA.oid}/").content.decode()
     assert "Authentication Administrator" in priya and "Privileged" in priya
     assert "waits for a Lead or an Admin" in priya
+    # An agent without PAA sees why there is nothing to do, as Entra's tiering would say.
+    refused = signed_in(PERSONAS.agent).get(f"/users/{PRIYA.oid}/").content.decode()
+    assert "data-no-actions" in refused and "Privileged Authentication Administrator" in refused
 
 
 def test_nobody_is_offered_actions_on_themself() -> None:
@@ -244,7 +247,10 @@ def test_delete_method_form_lists_deletable_methods_only() -> None:
 
 
 def test_privileged_request_waits_for_another_lead() -> None:
-    ada = signed_in(PERSONAS.agent)
+    # Entra's tiering is mirrored: only an agent holding PAA may act on a privileged person.
+    refused = signed_in(PERSONAS.agent).get(f"/users/{PRIYA.oid}/actions/revoke_sessions/")
+    assert refused.status_code == 403
+    ada = signed_in(PERSONAS.privileged_agent)
     ar = _created(_request(ada, PRIYA.oid, ActionKind.REVOKE_SESSIONS))
     assert ar.status == Status.AWAITING_APPROVAL
 
@@ -267,7 +273,11 @@ def test_privileged_request_waits_for_another_lead() -> None:
     assert "Approved" in detail and "Checked with the team" in detail
 
 
-def test_lead_cannot_approve_their_own_request_and_a_rejection_is_final() -> None:
+def test_lead_cannot_approve_their_own_request_and_a_rejection_is_final(
+    settings: Settings,
+) -> None:
+    # No lead holds PAA in the demo tenant: without the mirrored tiering a lead may request.
+    settings.PORTAL_MIRROR_ENTRA_TIERING = False
     lena = signed_in(PERSONAS.other_lead)
     ar = _created(_request(lena, PRIYA.oid, ActionKind.REVOKE_SESSIONS))
     assert "another Lead or Admin must decide" in lena.get("/approvals/").content.decode()

@@ -1,0 +1,131 @@
+"""Directory role administration in a real browser: headless Chromium (Debian's, never a
+downloaded one) against a live portal, a real Celery worker, the real Redis and the HTTPS Entra
+emulator. An Admin adds an eligible PAA holder (PIM, with an end date); a second Admin approves it
+in another browser; the first Admin's page follows the change live. Screenshot:
+docs/screenshots/roles.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from tests.personas import PERSONAS, Persona
+
+# Playwright's sync API keeps an event loop in this thread; Django would take every ORM call
+# made by the test itself for one from async code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+FINAL_TIMEOUT_MS = 90_000
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def portal(live_server: Any, fresh_tenant: Any, celery_worker: Any) -> Iterator[str]:
+    """The live portal's URL with a worker and a freshly seeded tenant (re-seeded after)."""
+    yield live_server.url
+    fresh_tenant.reset()
+
+
+def _new_page(chromium: Any) -> Any:
+    context = chromium.new_context(
+        ignore_https_errors=True, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    return page
+
+
+def _sign_in(page: Any, portal: str, persona: Persona, path: str) -> None:
+    """Open ``path``, get sent to the emulator's sign-in page, pick the persona there."""
+    page.goto(f"{portal}{path}")
+    page.locator(f'button[name="emulator_username"][value="{persona.upn}"]').click()
+    page.wait_for_url(re.compile(re.escape(portal) + ".*"))
+    if page.locator("button", has_text="Continue").count():
+        page.locator("button", has_text="Continue").click()
+    page.wait_for_url(f"{portal}{path}")
+
+
+def test_admin_adds_an_eligible_paa_holder_and_a_second_admin_approves(
+    chromium: Any, portal: str
+) -> None:
+    sam = PERSONAS.standard_target
+    ana = _new_page(chromium)
+    _sign_in(ana, portal, PERSONAS.admin, "/roles/")
+    # The first visit reads the holders from Entra; the page fills in by itself.
+    ana.locator('[data-role="Privileged Authentication Administrator"]').wait_for()
+    assert (
+        "Aaron Agent"
+        in ana.locator('[data-role="Privileged Authentication Administrator"]').inner_text()
+    )
+    ana.get_by_role("link", name="Add a holder of Privileged Authentication Administrator").click()
+
+    ana.get_by_label("Find a person").fill("Sam")
+    ana.locator(f'input[name="principal"][value="user:{sam.oid}"]').check()
+    ana.get_by_label("Eligible (PIM) until a date").check()
+    ends = (timezone.localdate() + timedelta(days=10)).isoformat()
+    ana.get_by_label("Until (date)").fill(ends)
+    ana.get_by_label("Justification").fill("Sam joins the tier-0 helpdesk rota for the audit.")
+    ana.get_by_label("Ticket").fill("INC0012345")
+    ana.get_by_role("button", name="Request the change").click()
+    ana.locator('[data-status="awaiting_approval"]').wait_for()
+    assert "You cannot approve it yourself" in ana.locator("#change-status").inner_text()
+    assert ana.get_by_role("button", name="Approve").count() == 0
+
+    abel = _new_page(chromium)
+    _sign_in(abel, portal, PERSONAS.other_admin, "/roles/")
+    abel.get_by_role("link", name="Review").click()
+    abel.get_by_label("Comment").fill("Agreed: time-bound and eligible only.")
+    abel.get_by_role("button", name="Approve").click()
+    abel.locator("text=Approved:").wait_for()
+
+    # Ana's page was polling all along: it follows the change to its end.
+    ana.locator('[data-status="succeeded"]').wait_for(timeout=FINAL_TIMEOUT_MS)
+    ana.reload()
+    assert "Approved by Abel Admin" in ana.locator("body").inner_text()
+
+    ana.get_by_role("link", name="← Directory roles").click()
+    paa = ana.locator('[data-role="Privileged Authentication Administrator"]')
+    paa.locator(f'[data-holder="{sam.oid}"][data-how="eligible"]').wait_for(
+        timeout=FINAL_TIMEOUT_MS
+    )
+    row = paa.locator(f'[data-holder="{sam.oid}"]').inner_text()
+    assert "Eligible (PIM)" in row and "Sam Standard" in row
+    assert ana.locator('[data-warning="expiring"]', has_text="Sam Standard").count() == 1
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    ana.screenshot(path=str(SCREENSHOTS / "roles.png"), full_page=True)

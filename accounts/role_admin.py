@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from django.conf import settings
@@ -47,14 +47,21 @@ ROLES_NEVER_EMPTY: tuple[str, ...] = (GLOBAL_ADMIN, PAA)
 # Entra's audit activities for a role given to someone, and taken away.
 ADD_ACTIVITIES: tuple[str, ...] = (
     "Add member to role",
+    "Add member to role in PIM completed (permanent)",
+    "Add member to role in PIM completed (timebound)",
     "Add eligible member to role in PIM completed (permanent)",
     "Add eligible member to role in PIM completed (timebound)",
 )
 REMOVE_ACTIVITIES: tuple[str, ...] = (
     "Remove member from role",
+    "Remove member from role in PIM completed (permanent)",
+    "Remove member from role in PIM completed (timebound)",
     "Remove eligible member from role in PIM completed (permanent)",
     "Remove eligible member from role in PIM completed (timebound)",
 )
+# PIM request statuses after which the requested schedule is (or is about to be) in force.
+_GRANTED_STATUSES = frozenset({"provisioned", "granted", "pendingprovisioning", "schedulecreated"})
+_REMOVING_ACTIONS = frozenset({"adminremove", "selfdeactivate"})
 _DEFINITION_CACHE_SECONDS = 24 * 3600
 _PAA_CACHE_VERSION = 1
 
@@ -113,8 +120,9 @@ class Member:
 @dataclass(frozen=True)
 class Holding:
     """One principal holding one role one way. ``assignment_id`` names an active assignment,
-    ``schedule_id`` an eligibility; ``start``/``end`` bound an eligibility (None: open-ended).
-    ``members`` are the people of a group principal (empty for a user)."""
+    ``schedule_id`` an eligibility; ``start``/``end`` bound an eligibility or a time-bound
+    active assignment (``end`` None: open-ended). ``members`` are the people of a group
+    principal (empty for a user)."""
 
     role_name: str
     principal_id: str
@@ -131,6 +139,12 @@ class Holding:
     @property
     def is_group(self) -> bool:
         return self.principal_type == "group"
+
+    @property
+    def is_time_bound_active(self) -> bool:
+        """An active assignment with an end: made (and removed) through PIM's
+        roleAssignmentScheduleRequests rather than the plain roleAssignments API."""
+        return self.how == "active" and self.end is not None
 
     def people(self) -> list[Member]:
         """The people who hold the role through this holding (the user, or the group's members)."""
@@ -205,24 +219,63 @@ def _group_members(
     return memo[group_id]
 
 
+def active_schedule_bounds(
+    client: GraphClient, role_definition: str, *, now: datetime | None = None
+) -> dict[str, tuple[datetime | None, datetime]]:
+    """Start and end of the time-bound active assignments of a role, by principal id (lower
+    case), tenant-wide scope only: what the newest PIM request of each principal
+    (``roleAssignmentScheduleRequests``) asked for, when it was granted and ends in the future.
+
+    A principal whose newest request is a removal, or whose end has passed, is left out: an
+    active assignment Graph still lists for them was made otherwise and is permanent. (Graph's
+    ``roleAssignmentSchedules`` says the same directly; the Entra emulator serves only the
+    requests, which real Graph serves too.) Raises GraphError as it comes.
+    """
+    now = now or timezone.now()
+    oldest = datetime.min.replace(tzinfo=UTC)
+    requests = sorted(
+        graph_roles.list_role_assignment_schedule_requests(
+            client, role_definition_id=role_definition
+        ),
+        key=lambda r: r.created or oldest,
+    )
+    # Oldest first, so the newest request of each principal is the one kept.
+    newest = {r.principal_id.lower(): r for r in requests if r.directory_scope_id == "/"}
+    bounds: dict[str, tuple[datetime | None, datetime]] = {}
+    for key, request in newest.items():
+        if request.action.lower() in _REMOVING_ACTIONS:
+            continue
+        if request.status.lower() not in _GRANTED_STATUSES:
+            continue
+        if request.end is not None and request.end > now:
+            bounds[key] = (request.start, request.end)
+    return bounds
+
+
 def read_role(
     client: GraphClient, role_name: str, *, memo: dict[str, tuple[Member, ...]] | None = None
 ) -> tuple[Holding, ...]:
-    """Every holding of ``role_name`` read from Graph now: active assignments, then PIM
-    eligibilities, group members expanded. Raises GraphError as it comes."""
+    """Every holding of ``role_name`` read from Graph now: active assignments (with the start
+    and end of the time-bound ones), then PIM eligibilities, group members expanded. Raises
+    GraphError as it comes."""
     memo = {} if memo is None else memo
     definition = role_definition_id(client, role_name)
     holdings: list[Holding] = []
-    for assignment in graph_roles.list_role_assignments(client, role_definition_id=definition):
+    assignments = graph_roles.list_role_assignments(client, role_definition_id=definition)
+    bounds = active_schedule_bounds(client, definition) if assignments else {}
+    for assignment in assignments:
         if assignment.directory_scope_id != "/":
             continue  # scoped to an administrative unit: not a tenant-wide holder
         fields = _principal_fields(assignment.principal, assignment.principal_id)
+        start, end = bounds.get(assignment.principal_id.lower(), (None, None))
         holdings.append(
             Holding(
                 role_name=role_name,
                 principal_id=assignment.principal_id,
                 how="active",
                 assignment_id=assignment.id,
+                start=start,
+                end=end,
                 members=_group_members(client, assignment.principal_id, memo)
                 if fields["principal_type"] == "group"
                 else (),
@@ -406,7 +459,8 @@ def role_rows(
     * more people hold PAA (in any way) than ``ROLES_PAA_CEILING``;
     * Global Administrators (people, in any way) above ``ROLES_GLOBAL_ADMIN_MAX`` or below
       ``ROLES_GLOBAL_ADMIN_MIN``;
-    * an eligibility that ends within ``ROLES_EXPIRY_WARNING_DAYS``;
+    * an eligibility or a time-bound active assignment that ends within
+      ``ROLES_EXPIRY_WARNING_DAYS``;
     * a holder added outside the portal (:func:`drift_events`).
     """
     now = now or timezone.now()
@@ -432,10 +486,11 @@ def role_rows(
             )
             if expiring:
                 assert holding.end is not None
+                what = "active assignment of" if holding.how == "active" else "eligibility for"
                 warnings.append(
                     RoleWarning(
                         "expiring",
-                        f"{holding.display_name}'s {holding.how} {name} ends on "
+                        f"{holding.display_name}'s {what} {name} ends on "
                         f"{timezone.localtime(holding.end):%d %b %Y %H:%M}, within "
                         f"{settings.ROLES_EXPIRY_WARNING_DAYS} days.",
                         name,

@@ -55,13 +55,6 @@ logger = logging.getLogger(__name__)
 
 ADD_KINDS = (HoldKind.ACTIVE_PERMANENT, HoldKind.ACTIVE_UNTIL, HoldKind.ELIGIBLE_UNTIL)
 REMOVE_KINDS = (HoldKind.ACTIVE, HoldKind.ELIGIBLE)
-# graph/ has no roleAssignmentScheduleRequests operation yet: a time-bound active assignment
-# cannot be made, and the form says so.
-ACTIVE_UNTIL_SUPPORTED = False
-ACTIVE_UNTIL_UNSUPPORTED = (
-    "Active until a date needs Graph's roleAssignmentScheduleRequests, which this portal's Graph "
-    "client does not offer yet. Choose active and permanent, or eligible until a date."
-)
 MAX_END_DAYS = 366
 COMMENT_MAX_LENGTH = 2000
 _FINAL_EVENT: dict[str, str] = {
@@ -173,8 +166,9 @@ def _clean_end(hold_kind: str, ends_at: datetime | None, now: datetime) -> datet
     return ends_at
 
 
-def _open_removals(role_name: str, holdings: tuple[Holding, ...]) -> list[Holding]:
-    """The holdings of ``role_name`` that open removal requests will take away."""
+def open_removals(role_name: str, holdings: tuple[Holding, ...]) -> list[Holding]:
+    """The holdings of ``role_name`` that open removal requests (awaiting approval, pending or
+    running) will take away: the guards count them as gone already."""
     open_rows = RoleChangeRequest.objects.open().filter(
         change=RoleChange.REMOVE, role_name=role_name
     )
@@ -211,8 +205,15 @@ def role_change_create(
     (requester not an Admin, a read-only role such as Global Administrator, a change of one's
     own roles), GuardRefused (the removal would leave no active Global Administrator or no active
     PAA holder, counting removals already under way), InvalidRequest (input, unknown person,
-    a group that is not role-assignable, already held / not held, a kind the Graph client cannot
-    do, another open change of the same role and principal) and GraphError from the reads.
+    a group that is not role-assignable, already held / not held, another open change of the same
+    role and principal) and GraphError from the reads.
+
+    How each kind reaches Entra: active and permanent through ``roleAssignments``; active until a
+    date through PIM's ``roleAssignmentScheduleRequests`` (``adminAssign`` with an
+    ``afterDateTime`` expiration); eligible until a date through
+    ``roleEligibilityScheduleRequests``.
+    Removing a time-bound active assignment sends ``adminRemove`` to
+    ``roleAssignmentScheduleRequests``; a permanent one is deleted from ``roleAssignments``.
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > 64:
@@ -231,8 +232,6 @@ def role_change_create(
     kinds = ADD_KINDS if change == RoleChange.ADD else REMOVE_KINDS
     if hold_kind not in kinds:
         raise InvalidRequest("Choose how the role is held.")
-    if hold_kind == HoldKind.ACTIVE_UNTIL and not ACTIVE_UNTIL_SUPPORTED:
-        raise InvalidRequest(ACTIVE_UNTIL_UNSUPPORTED)
     text = clean_reason(justification)
     clean = clean_ticket(ticket) if change == RoleChange.ADD or ticket.strip() else ""
     requester_oid = role_admin._oid_of(requester).lower()
@@ -250,7 +249,7 @@ def role_change_create(
                 f"This principal holds no {HoldKind(hold_kind).label.lower()} of {role_name} now."
             )
         refusal = role_admin.removal_guard_message(
-            holdings, removing=holding, also_removing=_open_removals(role_name, holdings)
+            holdings, removing=holding, also_removing=open_removals(role_name, holdings)
         )
         if refusal:
             raise GuardRefused(refusal)
@@ -665,6 +664,12 @@ def _run_add(run: _Run) -> _Outcome:
             f"Making {row.principal_name} eligible for {row.role_name} until "
             f"{timezone.localtime(row.ends_at):%d %b %Y %H:%M} (PIM)…"
         )
+    elif row.hold_kind == HoldKind.ACTIVE_UNTIL:
+        assert row.ends_at is not None
+        index = run.step(
+            f"Assigning {row.role_name} to {row.principal_name} (active until "
+            f"{timezone.localtime(row.ends_at):%d %b %Y %H:%M}, PIM)…"
+        )
     else:
         index = run.step(f"Assigning {row.role_name} to {row.principal_name} (active, permanent)…")
     run.write_begin(key)
@@ -680,6 +685,17 @@ def _run_add(run: _Run) -> _Outcome:
                 end=row.ends_at,
             )
             row.graph_object_id = result.id
+        elif row.hold_kind == HoldKind.ACTIVE_UNTIL:
+            request = graph_roles.create_role_assignment_schedule_request(
+                client,
+                action="adminAssign",
+                role_definition_id=definition,
+                principal_id=row.principal_id,
+                justification=_graph_justification(row),
+                start=timezone.now(),
+                end=row.ends_at,
+            )
+            row.graph_object_id = request.id
         else:
             assignment = graph_roles.create_role_assignment(
                 client, role_definition_id=definition, principal_id=row.principal_id
@@ -717,7 +733,7 @@ def _run_remove(run: _Run) -> _Outcome:
     # The guards again, on what Graph says now: other changes may have run since the request.
     others = [
         h
-        for h in _open_removals(row.role_name, holdings)
+        for h in open_removals(row.role_name, holdings)
         if h.principal_id.lower() != row.principal_id.lower()
     ]
     refusal = role_admin.removal_guard_message(holdings, removing=holding, also_removing=others)
@@ -727,7 +743,18 @@ def _run_remove(run: _Run) -> _Outcome:
     index = run.step(f"Removing {row.principal_name} from {row.role_name}…")
     run.write_begin(key)
     try:
-        if row.hold_kind == HoldKind.ACTIVE:
+        if holding.is_time_bound_active:
+            # Made through PIM: taken away through PIM too, so PIM's schedule ends with it and
+            # Entra's audit says "Remove member from role in PIM completed (timebound)".
+            request = graph_roles.create_role_assignment_schedule_request(
+                client,
+                action="adminRemove",
+                role_definition_id=role_admin.role_definition_id(client, row.role_name),
+                principal_id=row.principal_id,
+                justification=_graph_justification(row),
+            )
+            row.graph_object_id = request.id
+        elif row.hold_kind == HoldKind.ACTIVE:
             graph_roles.delete_role_assignment(client, holding.assignment_id)
             row.graph_object_id = holding.assignment_id
         else:
@@ -770,7 +797,8 @@ def _verify(run: _Run, *, expect_present: bool) -> _Outcome:
     if (present is not None) == expect_present:
         detail = ""
         if present is not None and present.end is not None:
-            detail = f"Eligible until {timezone.localtime(present.end):%d %b %Y %H:%M}."
+            until = "Active" if present.how == "active" else "Eligible"
+            detail = f"{until} until {timezone.localtime(present.end):%d %b %Y %H:%M}."
         if present is not None and present.is_group:
             names = ", ".join(m.display_name for m in present.members) or "no members yet"
             detail = (detail + " " if detail else "") + f"Members who now hold it: {names}."

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import role_admin, role_services
@@ -63,6 +64,32 @@ def can_decide(user: Any, row: RoleChangeRequest) -> bool:
     return True
 
 
+def removal_refusal(
+    user: Any,
+    holdings: tuple[role_admin.Holding, ...],
+    holding: role_admin.Holding,
+    *,
+    also_removing: list[role_admin.Holding],
+) -> str:
+    """Why ``role_services.role_change_create`` would refuse ``user`` removing ``holding`` (with
+    the removals ``also_removing`` under way), as far as the snapshot tells; empty when a Remove
+    button is shown. The service decides again on what Graph says when the form is sent: this
+    only spares an Admin a button that cannot work.
+    """
+    if holding.principal_id.lower() == role_admin._oid_of(user).lower():
+        return "Your own role: another Admin must remove it."
+    refusal = role_admin.removal_guard_message(
+        holdings, removing=holding, also_removing=also_removing
+    )
+    if refusal:
+        return (
+            "The last active Global Administrator cannot be removed."
+            if holding.role_name == role_admin.GLOBAL_ADMIN
+            else f"The last active {holding.role_name} holder cannot be removed: add another first."
+        )
+    return ""
+
+
 def _holders_context(request: HttpRequest) -> dict[str, Any]:
     snapshot = role_admin.latest_snapshot()
     refresh = role_admin.refresh_in_progress()
@@ -71,11 +98,18 @@ def _holders_context(request: HttpRequest) -> dict[str, Any]:
         refresh = role_services.role_holders_refresh_request(trigger="button", by=request.user)
     rows: dict[str, list[role_admin.HolderRow]] = {}
     warnings: list[role_admin.RoleWarning] = []
+    holders = role_admin.RoleHolders(taken_at=timezone.now())
     if snapshot is not None:
         holders = role_admin.RoleHolders.from_json(snapshot.holders)
         rows, warnings = role_admin.role_rows(holders)
     open_changes = RoleChangeRequest.objects.open().order_by("created_at")
     pending_by_key = {(c.role_name, c.principal_id.lower()): c for c in open_changes}
+    removing = {
+        name: role_services.open_removals(name, holders.of(name))
+        if name in role_admin.ROLES_NEVER_EMPTY
+        else []
+        for name in role_admin.ROLES_SHOWN
+    }
     roles = [
         {
             "name": name,
@@ -85,6 +119,12 @@ def _holders_context(request: HttpRequest) -> dict[str, Any]:
                 {
                     "row": r,
                     "open_change": pending_by_key.get((name, r.holding.principal_id.lower())),
+                    "refusal": removal_refusal(
+                        request.user,
+                        holders.of(name),
+                        r.holding,
+                        also_removing=removing[name],
+                    ),
                 }
                 for r in rows.get(name, [])
             ],
@@ -223,9 +263,6 @@ def role_add(request: HttpRequest) -> HttpResponse:
             "group_problem": group_problem,
             "chosen": request.POST.get("principal", ""),
             "approval_roles": settings.ROLES_REQUIRING_APPROVAL,
-            "active_until_note": role_services.ACTIVE_UNTIL_UNSUPPORTED
-            if not role_services.ACTIVE_UNTIL_SUPPORTED
-            else "",
         },
     )
 

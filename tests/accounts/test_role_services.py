@@ -359,3 +359,82 @@ def test_a_graph_failure_fails_closed_for_tiering(fresh_tenant: Any) -> None:
     assert role_admin.agent_holds_paa(aaron, use_cache=False) is False
     emulator_faults.faults.reset()
     assert role_admin.agent_holds_paa(aaron) is True
+
+
+def test_active_until_a_date_goes_through_pim_and_is_removed_with_admin_remove(
+    fresh_tenant: Any, celery_worker: Any
+) -> None:
+    from audit.sync import entra_audit_sync
+
+    ana = portal_user(PERSONAS.admin)
+    sam = PERSONAS.standard_target
+    ends = timezone.now() + timedelta(days=9)
+    row = wait_final(add(ana, AUTH_ADMIN, sam.oid, HoldKind.ACTIVE_UNTIL, ends_at=ends))
+    assert row.status == Status.SUCCEEDED, (row.error_code, row.error_message, row.steps)
+    assert any("Active until" in (s.get("detail") or "") for s in row.steps), row.steps
+
+    # Entra (the emulator) holds an active assignment that ends, made by a PIM adminAssign.
+    tenant = fresh_tenant.tenant
+    made = [a for a in tenant.role_assignments.values() if a["principalId"] == sam.oid]
+    assert len(made) == 1
+    end_text = made[0]["_scheduleInfo"]["expiration"]["endDateTime"]
+    assert end_text.startswith(ends.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"))
+    pim = [r for r in tenant.eligibility_requests.values() if r.get("_kind") == "active"]
+    assert [(r["action"], r["principalId"]) for r in pim] == [("adminAssign", sam.oid)]
+    assert row.graph_object_id == pim[0]["id"]
+
+    # The holders show it active with its end and warn that it ends within 14 days; the
+    # permanent assignments of the seed stay permanent.
+    holders = wait_snapshot(role_services.role_holders_refresh_request(trigger="button", by=ana))
+    holding = next(h for h in holders.of(AUTH_ADMIN) if h.principal_id == sam.oid)
+    assert holding.how == "active" and holding.is_time_bound_active
+    assert holding.end is not None and abs((holding.end - ends).total_seconds()) < 60
+    assert all(h.end is None for h in holders.of(PAA) if h.how == "active")
+    _rows, warnings = role_admin.role_rows(holders)
+    expiring = [w for w in warnings if w.code == "expiring"]
+    assert len(expiring) == 1, warnings
+    assert "Sam Standard's active assignment of Authentication Administrator" in expiring[0].text
+    # Linked to Entra's PIM audit event, so it is not drift.
+    entra_audit_sync(since=timezone.now() - timedelta(hours=1))
+    role_services.role_changes_correlate()
+    row.refresh_from_db()
+    assert len(row.entra_event_ids) == 1
+    linked = DirectoryAuditRecord.objects.get(entra_id=row.entra_event_ids[0])
+    assert linked.activity == "Add member to role in PIM completed (timebound)"
+    assert not [w for w in role_admin.role_rows(holders)[1] if w.code == "outside_portal"]
+
+    # Removed through PIM (adminRemove), not by deleting the assignment.
+    gone = wait_final(remove(ana, AUTH_ADMIN, holding))
+    assert gone.status == Status.SUCCEEDED, (gone.error_code, gone.error_message, gone.steps)
+    assert not [a for a in tenant.role_assignments.values() if a["principalId"] == sam.oid]
+    pim = [r for r in tenant.eligibility_requests.values() if r.get("_kind") == "active"]
+    assert sorted(r["action"] for r in pim) == ["adminAssign", "adminRemove"]
+    removal = next(r for r in pim if r["action"] == "adminRemove")
+    assert gone.graph_object_id == removal["id"] and removal["status"] == "Revoked"
+    holders = role_admin.read_role_holders(get_graph_client())
+    assert not [h for h in holders.of(AUTH_ADMIN) if h.principal_id == sam.oid]
+
+
+def test_an_assignment_made_again_directly_after_a_pim_removal_is_permanent(
+    fresh_tenant: Any, celery_worker: Any
+) -> None:
+    """The end of an active assignment comes from its principal's newest PIM request: after a
+    PIM removal, an assignment made through roleAssignments has no end."""
+    ana = portal_user(PERSONAS.admin)
+    sam = PERSONAS.standard_target
+    ends = timezone.now() + timedelta(days=40)
+    assert (
+        wait_final(add(ana, AUTH_ADMIN, sam.oid, HoldKind.ACTIVE_UNTIL, ends_at=ends)).status
+        == Status.SUCCEEDED
+    )
+    client = get_graph_client()
+    holding = next(h for h in role_admin.read_role(client, AUTH_ADMIN) if h.principal_id == sam.oid)
+    assert holding.end is not None
+    # 40 days away: shown with its end, but no "ends soon" warning.
+    holders = role_admin.read_role_holders(client)
+    assert not [w for w in role_admin.role_rows(holders)[1] if w.code == "expiring"]
+    assert wait_final(remove(ana, AUTH_ADMIN, holding)).status == Status.SUCCEEDED
+    again = wait_final(add(ana, AUTH_ADMIN, sam.oid, HoldKind.ACTIVE_PERMANENT))
+    assert again.status == Status.SUCCEEDED, (again.error_code, again.error_message)
+    holding = next(h for h in role_admin.read_role(client, AUTH_ADMIN) if h.principal_id == sam.oid)
+    assert holding.how == "active" and holding.end is None and not holding.is_time_bound_active

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts import role_admin, role_services
 from accounts.models import RoleChangeRequest, RoleHolderSnapshot
@@ -163,3 +165,152 @@ def test_the_requester_cannot_approve_in_the_page(fresh_tenant: Any, celery_work
         reverse("accounts:role_change_detail", args=[row.public_id]), HTTP_HX_REQUEST="true"
     ).content.decode()
     assert 'id="change-status"' in fragment and "hx-trigger" not in fragment  # polling stops
+
+
+def _wait_for(client: Client, needle: str, timeout: float = 60.0) -> str:
+    """The list page once ``needle`` is in it and no read is under way (asks for a read when
+    none is running, as the Refresh button does)."""
+    deadline = time.monotonic() + timeout
+    body = ""
+    while time.monotonic() < deadline:
+        body = client.get(reverse("accounts:directory_roles")).content.decode()
+        if needle in body and "data-refresh=" not in body:
+            return body
+        if "data-refresh=" not in body:
+            client.post(reverse("accounts:roles_refresh"))
+        time.sleep(0.3)
+    raise AssertionError(f"{needle!r} never shown")
+
+
+def _section(body: str, role: str) -> str:
+    start = body.index(f'data-role="{role}"')
+    return body[start : body.index("</section>", start)]
+
+
+def _holder_row(body: str, role: str, principal_id: str, how: str) -> str:
+    section = _section(body, role)
+    start = section.index(f'data-holder="{principal_id}" data-how="{how}"')
+    return section[start : section.index("</tr>", start)]
+
+
+def test_admin_adds_an_active_holder_until_a_date_and_sees_the_end(
+    fresh_tenant: Any, celery_worker: Any
+) -> None:
+    ana = signed_in(PERSONAS.admin)
+    sam = PERSONAS.standard_target
+    add_url = reverse("accounts:role_add")
+    page = ana.get(add_url + "?role=Authentication+Administrator")
+    assert page.status_code == 200
+    assert b"data-active-until-unsupported" not in page.content
+    assert b'value="active_until"' in page.content
+    ends_on = (timezone.localdate() + timedelta(days=6)).isoformat()
+    response = ana.post(
+        add_url,
+        {
+            "principal": f"user:{sam.oid}",
+            "role": role_admin.AUTH_ADMIN,
+            "kind": "active_until",
+            "ends_on": ends_on,
+            "justification": "Covers the MFA desk during the migration.",
+            "ticket": "INC0012345",
+            "idempotency_key": page.context["form"].initial["idempotency_key"],
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    row = RoleChangeRequest.objects.get()
+    assert row.hold_kind == "active_until" and row.ends_at is not None
+    deadline = time.monotonic() + 60
+    while row.status != Status.SUCCEEDED and time.monotonic() < deadline:
+        time.sleep(0.2)
+        row.refresh_from_db()
+    assert row.status == Status.SUCCEEDED, (row.error_code, row.error_message, row.steps)
+
+    body = _wait_for(ana, f'data-holder="{sam.oid}"')
+    cells = _holder_row(body, role_admin.AUTH_ADMIN, sam.oid, "active")
+    assert "until a date (PIM)" in cells and "data-expiring" in cells
+    shown = timezone.localtime(row.ends_at)
+    assert f"{shown:%-d %b %Y %H:%M}" in cells
+    assert 'data-warning="expiring"' in body
+    assert "Sam Standard&#x27;s active assignment of Authentication Administrator" in body
+    # Its removal page names the end, and removing it goes through PIM.
+    remove_url = (
+        reverse("accounts:role_remove")
+        + f"?role=Authentication+Administrator&principal={sam.oid}&how=active"
+    )
+    assert f"until {shown:%-d %b %Y %H:%M} (PIM)" in ana.get(remove_url).content.decode()
+
+
+def test_an_admin_sees_why_instead_of_remove_on_their_own_row(
+    fresh_tenant: Any, celery_worker: Any
+) -> None:
+    ana = signed_in(PERSONAS.admin)
+    body = _wait_for(ana, "Abel Admin")
+    own = _holder_row(body, role_admin.PRA, PERSONAS.admin.oid, "active")
+    assert "data-remove-refused" in own and "Your own role" in own
+    assert "accounts/roles/remove" not in own and reverse("accounts:role_remove") not in own
+    other = _holder_row(body, role_admin.PRA, PERSONAS.other_admin.oid, "active")
+    assert reverse("accounts:role_remove") in other and "data-remove-refused" not in other
+    # And the other way round for Abel.
+    abel = signed_in(PERSONAS.other_admin)
+    body = _wait_for(abel, "Ana Admin")
+    assert "Your own role" in _holder_row(body, role_admin.PRA, PERSONAS.other_admin.oid, "active")
+    assert reverse("accounts:role_remove") in _holder_row(
+        body, role_admin.PRA, PERSONAS.admin.oid, "active"
+    )
+    # The service refuses what the page does not offer.
+    url = (
+        reverse("accounts:role_remove")
+        + f"?role=Privileged+Role+Administrator&principal={PERSONAS.admin.oid}&how=active"
+    )
+    page = ana.get(url)
+    response = ana.post(
+        url,
+        {
+            "justification": "Trying to remove my own role.",
+            "idempotency_key": page.context["form"].initial["idempotency_key"],
+        },
+    )
+    assert "own directory roles" in response.content.decode()
+    assert RoleChangeRequest.objects.count() == 0
+
+
+def test_the_last_active_paa_holder_shows_why_instead_of_remove(
+    fresh_tenant: Any, celery_worker: Any
+) -> None:
+    client = get_graph_client()
+    active = [h for h in role_admin.read_role(client, role_admin.PAA) if h.how == "active"]
+    assert len(active) == 2
+    first, second = active
+    ana = signed_in(PERSONAS.admin)
+    body = _wait_for(ana, "Aaron Agent")
+    for holding in active:
+        assert "data-remove-refused" not in _holder_row(
+            body, role_admin.PAA, holding.principal_id, "active"
+        )
+    ana_user = portal_user(PERSONAS.admin)
+    row = role_services.role_change_create(
+        requester=ana_user,
+        change="remove",
+        role_name=role_admin.PAA,
+        principal_id=first.principal_id,
+        principal_type=first.principal_type,
+        hold_kind="active",
+        justification="Moved to another team.",
+        ticket="",
+        idempotency_key=uuid.uuid4().hex,
+    )
+    deadline = time.monotonic() + 60
+    while row.status != Status.SUCCEEDED and time.monotonic() < deadline:
+        time.sleep(0.2)
+        row.refresh_from_db()
+    assert row.status == Status.SUCCEEDED, (row.error_code, row.error_message)
+    deadline = time.monotonic() + 60
+    body = _wait_for(ana, "data-snapshot-at")
+    while first.principal_id in _section(body, role_admin.PAA) and time.monotonic() < deadline:
+        ana.post(reverse("accounts:roles_refresh"))
+        time.sleep(0.3)
+        body = _wait_for(ana, "data-snapshot-at")
+    assert first.principal_id not in _section(body, role_admin.PAA)
+    last = _holder_row(body, role_admin.PAA, second.principal_id, "active")
+    assert "data-remove-refused" in last and "cannot be removed" in last
+    assert reverse("accounts:role_remove") not in last

@@ -128,6 +128,14 @@ def _weighted_activities(rng: random.Random) -> list[tuple[str, str]]:
     return pool
 
 
+def _sequence_set(name: str, value: int) -> None:
+    """Move a table's id sequence past the ids COPY wrote (after the COPY has ended)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setval(%s, %s)", [name, max(value, 1)])
+
+
 def load(*, quiet: bool = False) -> BenchData:
     """Migrate the (empty) database Django points at and load the benchmark data."""
     import django
@@ -202,7 +210,7 @@ def load(*, quiet: bool = False) -> BenchData:
                 )
             )  # fmt: skip
             requests.append((n, at, user.pk, target, name, ticket))
-        cursor.execute("SELECT setval('mfa_actionrequest_id_seq', %s)", [REQUESTS])
+    _sequence_set("mfa_actionrequest_id_seq", REQUESTS)
     if not quiet:
         print(f"  loaded {REQUESTS:,} action requests", flush=True)
 
@@ -256,7 +264,7 @@ def load(*, quiet: bool = False) -> BenchData:
                 )
             )  # fmt: skip
             prev = digest
-        cursor.execute("SELECT setval('audit_portalevent_id_seq', %s)", [len(events)])
+    _sequence_set("audit_portalevent_id_seq", len(events))
     del events
     if not quiet:
         print(f"  loaded {PORTAL_EVENTS:,} portal events", flush=True)
@@ -295,7 +303,7 @@ def load(*, quiet: bool = False) -> BenchData:
                     f'{{"id": "{entra_id}"}}', synced, linked[0] if linked else None, outside,
                 )
             )  # fmt: skip
-        cursor.execute("SELECT setval('audit_directoryauditrecord_id_seq', %s)", [ENTRA_RECORDS])
+    _sequence_set("audit_directoryauditrecord_id_seq", ENTRA_RECORDS)
     if not quiet:
         print(f"  loaded {ENTRA_RECORDS:,} Entra records", flush=True)
     with connection.cursor() as cursor:

@@ -11,6 +11,9 @@ Graph calls served here (v1.0, throttling class "reports", i.e. identity and acc
 - ``POST /users/{id}/authentication/temporaryAccessPassMethods``
 - ``GET /policies/authenticationMethodsPolicy/authenticationMethodConfigurations/``
   ``TemporaryAccessPass``
+- beta only: ``GET`` / ``PATCH /users/{id}/authentication/signInPreferences`` (the user's default
+  MFA method as ``userPreferredMethodForSecondaryAuthentication``, derived from
+  ``tenant.default_method``; see ``preferred_method_value``)
 
 Rules Graph enforces and this module reproduces (the pure ``check_*`` / ``plan_*`` functions carry
 them so they can be tested without a server):
@@ -26,7 +29,9 @@ them so they can be tested without a server):
 References: https://learn.microsoft.com/graph/api/resources/authenticationmethods-overview,
 https://learn.microsoft.com/graph/api/phoneauthenticationmethod-delete,
 https://learn.microsoft.com/graph/api/authentication-post-temporaryaccesspassmethods,
-https://learn.microsoft.com/graph/api/resources/temporaryaccesspassauthenticationmethodconfiguration
+https://learn.microsoft.com/graph/api/resources/temporaryaccesspassauthenticationmethodconfiguration,
+https://learn.microsoft.com/graph/api/resources/signinpreferences?view=graph-rest-beta,
+https://learn.microsoft.com/graph/api/authentication-get?view=graph-rest-beta
 """
 
 from __future__ import annotations
@@ -111,6 +116,31 @@ _PHONE_LABELS = {"mobile": "Mobile Phone", "alternateMobile": "Alternate Mobile 
 DEFAULT_METHOD_MESSAGE = (
     "Cannot delete default method with other methods configured. "
     "Please change default method before deletion."
+)
+
+# userDefaultAuthenticationMethodType (beta signInPreferences): the values for a mobile phone
+# depend on how it is used (text or call); the other kinds have one value each. FIDO2, Windows
+# Hello, platform credentials, email and TAP have none: Entra cannot hold them as the default
+# second factor, so a default of those kinds is answered as null.
+_PHONE_PREFERENCES = {"alternateMobile": "voiceAlternateMobile", "office": "voiceOffice"}
+_KIND_PREFERENCES = {
+    ODATA_PREFIX + "microsoftAuthenticatorAuthenticationMethod": "push",
+    ODATA_PREFIX + "softwareOathAuthenticationMethod": "oath",
+}
+PREFERRED_METHOD_VALUES = (
+    "push",
+    "oath",
+    "voiceMobile",
+    "voiceAlternateMobile",
+    "voiceOffice",
+    "sms",
+)
+_SIGN_IN_PREFERENCE_PROPERTIES = frozenset(
+    {
+        "@odata.type",
+        "isSystemPreferredAuthenticationMethodEnabled",
+        "userPreferredMethodForSecondaryAuthentication",
+    }
 )
 
 # Characters of a generated pass: letters, digits and a few symbols, as Entra's passes have.
@@ -214,6 +244,50 @@ def check_delete(
     if method_id == default_method_id and others:
         raise GraphHttpError(400, "badRequest", DEFAULT_METHOD_MESSAGE)
     return target
+
+
+def preferred_method_value(method: Mapping[str, Any] | None, *, mobile_voice: bool) -> str | None:
+    """``userPreferredMethodForSecondaryAuthentication`` for a user whose default is ``method``.
+
+    Authenticator -> ``push``, software OATH -> ``oath``, mobile phone -> ``sms`` (``voiceMobile``
+    when ``mobile_voice``), alternate mobile -> ``voiceAlternateMobile``, office ->
+    ``voiceOffice``. None (JSON null) when there is no default or it has no value in the enum:
+    the beta type ``userDefaultAuthenticationMethodType`` has no ``none`` member (only v1.0's
+    report type ``userDefaultAuthenticationMethod`` does).
+    """
+    if method is None:
+        return None
+    kind = str(method["@odata.type"])
+    if kind == PHONE_TYPE:
+        phone_type = str(method.get("phoneType", ""))
+        if phone_type == "mobile":
+            return "voiceMobile" if mobile_voice else "sms"
+        return _PHONE_PREFERENCES.get(phone_type)
+    return _KIND_PREFERENCES.get(kind)
+
+
+def method_for_preference(methods: list[dict[str, Any]], value: Any) -> dict[str, Any]:
+    """The registered method a PATCH of ``userPreferredMethodForSecondaryAuthentication`` to
+    ``value`` makes the default; raises GraphHttpError(400) for an unknown value or when the user
+    has no method of that kind (Entra refuses a default the user cannot use)."""
+    if not isinstance(value, str) or value not in PREFERRED_METHOD_VALUES:
+        raise GraphHttpError(
+            400,
+            "badRequest",
+            f"Invalid value '{value}' for userPreferredMethodForSecondaryAuthentication.",
+        )
+    for method in methods:
+        # The mobile phone serves both sms and voiceMobile; compare with either reading of it.
+        if value in {
+            preferred_method_value(method, mobile_voice=False),
+            preferred_method_value(method, mobile_voice=True),
+        }:
+            return method
+    raise GraphHttpError(
+        400,
+        "badRequest",
+        f"The user has no registered method that can be used as '{value}'.",
+    )
 
 
 def plan_tap(
@@ -417,6 +491,7 @@ def delete_method(ctx: GraphContext) -> Response:
         ctx.tenant.methods[user_id] = [m for m in methods if m is not target]
         if ctx.tenant.default_method.get(user_id) == target["id"]:
             del ctx.tenant.default_method[user_id]
+            ctx.tenant.default_mobile_voice.discard(user_id)
     who = "User" if _self_service(ctx, user_id) else "Admin"
     record_audit(
         ctx,
@@ -464,6 +539,77 @@ def create_temporary_access_pass(ctx: GraphContext) -> Response:
         _context(ctx.params["user_id"], "temporaryAccessPassMethods/$entity")
     )
     return json_response(ctx, {"@odata.context": context, **answer}, status=201)
+
+
+_SIGN_IN_PREFERENCES_PATH = r"/users/(?P<user_id>[^/]+)/authentication/signInPreferences"
+
+
+def _sign_in_preferences(tenant: Tenant, user_id: str) -> dict[str, Any]:
+    """The signInPreferences of ``user_id`` from the tenant state; the caller holds the lock."""
+    default_id = tenant.default_method.get(user_id)
+    default = next((m for m in tenant.methods.get(user_id, []) if m["id"] == default_id), None)
+    return {
+        "isSystemPreferredAuthenticationMethodEnabled": tenant.system_preferred_mfa.get(
+            user_id, True
+        ),
+        "userPreferredMethodForSecondaryAuthentication": preferred_method_value(
+            default, mobile_voice=user_id in tenant.default_mobile_voice
+        ),
+    }
+
+
+@graph_route(
+    "GET",
+    _SIGN_IN_PREFERENCES_PATH,
+    throttle_class="reports",
+    permissions=READ_PERMISSIONS,
+    versions=("beta",),
+)
+def get_sign_in_preferences(ctx: GraphContext) -> Response:
+    """The user's signInPreferences (beta): system-preferred MFA and the default method."""
+    user = require_user(ctx.tenant, ctx.params["user_id"])
+    with ctx.tenant.lock:
+        body = _sign_in_preferences(ctx.tenant, user["id"])
+    context = ctx.context_url(_context(ctx.params["user_id"], "signInPreferences"))
+    return json_response(ctx, {"@odata.context": context, **body})
+
+
+@graph_route(
+    "PATCH",
+    _SIGN_IN_PREFERENCES_PATH,
+    throttle_class="reports",
+    permissions=WRITE_PERMISSIONS,
+    versions=("beta",),
+)
+def update_sign_in_preferences(ctx: GraphContext) -> Response:
+    """Change the default method and/or system-preferred MFA; 204.
+
+    No Entra audit event is written: the activity Entra records for an admin changing a user's
+    default method is not documented, and inventing one would mislead the audit tests.
+    """
+    user = require_user(ctx.tenant, ctx.params["user_id"])
+    body = ctx.json()
+    unknown = sorted(set(body) - _SIGN_IN_PREFERENCE_PROPERTIES)
+    if unknown:
+        raise GraphHttpError(400, "badRequest", f"Invalid property '{unknown[0]}'.")
+    system = body.get("isSystemPreferredAuthenticationMethodEnabled")
+    if system is not None and not isinstance(system, bool):
+        raise GraphHttpError(
+            400, "badRequest", "isSystemPreferredAuthenticationMethodEnabled must be a boolean."
+        )
+    user_id = user["id"]
+    with ctx.tenant.lock:
+        if "userPreferredMethodForSecondaryAuthentication" in body:
+            value = body["userPreferredMethodForSecondaryAuthentication"]
+            method = method_for_preference(ctx.tenant.methods.get(user_id, []), value)
+            ctx.tenant.default_method[user_id] = str(method["id"])
+            if value == "voiceMobile":
+                ctx.tenant.default_mobile_voice.add(user_id)
+            else:
+                ctx.tenant.default_mobile_voice.discard(user_id)
+        if system is not None:
+            ctx.tenant.system_preferred_mfa[user_id] = system
+    return no_content(ctx)
 
 
 @graph_route(

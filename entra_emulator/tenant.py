@@ -63,6 +63,12 @@ class Tenant:
     app_role_assignments: dict[str, set[str]] = field(default_factory=dict)
     methods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     default_method: dict[str, str] = field(default_factory=dict)
+    # Beta signInPreferences beyond the default method itself (see methods_api): users whose
+    # default mobile phone is reached by a call (voiceMobile) rather than a text (sms, the
+    # default), and per-user isSystemPreferredAuthenticationMethodEnabled (absent: True, as
+    # with Entra's "Microsoft managed" system-preferred MFA).
+    default_mobile_voice: set[str] = field(default_factory=set)
+    system_preferred_mfa: dict[str, bool] = field(default_factory=dict)
     tap_policy: dict[str, Any] = field(default_factory=dict)
     per_user_mfa: dict[str, str] = field(default_factory=dict)
     role_definitions: dict[str, dict[str, Any]] = field(default_factory=dict)

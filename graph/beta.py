@@ -13,4 +13,11 @@ BETA_PATHS: tuple[tuple[str, str], ...] = (
         "Per-user MFA state (strongAuthenticationRequirements.perUserMfaState) exists only in "
         "beta; the portal reads it and sets enabled/enforced/disabled on the helpdesk's request.",
     ),
+    (
+        "/beta/users/{user_id}/authentication/signInPreferences",
+        "The user's default MFA method (userPreferredMethodForSecondaryAuthentication) from live "
+        "state: v1.0 methods do not say which is the default, and v1.0's "
+        "userRegistrationDetails report lags and needs more permissions (graph/requirements.py). "
+        "The person page shows it; a re-registration deletes it last.",
+    ),
 )

@@ -55,6 +55,7 @@ from graph.errors import (
     GraphError,
     GraphNotFound,
     GraphThrottled,
+    GraphTokenUnavailable,
     GraphTransient,
 )
 from graph.results import AuthenticationMethod, MethodKind, PerUserMfa
@@ -83,7 +84,9 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 64
 DECISION_COMMENT_MAX_LENGTH = 2000
 # Deletion order of the methods of a re-registration (GRAPH.md): alternateMobile before mobile,
 # and the kinds most likely to be the default sign-in method (which Graph refuses to delete while
-# others remain) last. A method Graph still refuses as the default is retried once at the end.
+# others remain) last. The default named by Graph's sign-in preferences goes after all of these
+# (_deletion_plan); when they cannot be read this order stands alone. Either way a method Graph
+# still refuses is retried once at the end.
 _DELETE_ORDER: tuple[tuple[MethodKind, str | None], ...] = (
     (MethodKind.TEMPORARY_ACCESS_PASS, None),
     (MethodKind.EMAIL, None),
@@ -163,6 +166,15 @@ def _deletion_rank(method: AuthenticationMethod) -> int:
         if method.kind is kind and (phone_type is None or method.phone_type == phone_type):
             return rank
     return 0  # an unlisted deletable kind goes first: it is not a default candidate
+
+
+def _deletion_plan(
+    methods: list[AuthenticationMethod], default_id: str | None
+) -> list[AuthenticationMethod]:
+    """The deletable methods in the order a re-registration removes them: by _DELETE_ORDER, with
+    the known default (``default_id``) moved to the very end."""
+    deletable = sorted((m for m in methods if m.kind.deletable), key=_deletion_rank)
+    return sorted(deletable, key=lambda m: m.id == default_id)
 
 
 def _ticket_event_fields(row: ActionRequest) -> dict[str, Any]:
@@ -849,6 +861,10 @@ def _defer_or_fail(run: _Run, exc: GraphError) -> None:
     raise ActionDeferred, or fail once the attempts are used up."""
     row = run.row
     if row.attempts >= settings.PORTAL_ACTION_MAX_ATTEMPTS:
+        # The step Graph interrupted must not stay "running" on a failed request's page.
+        row.steps = [
+            {**s, "state": "failed"} if s.get("state") == "running" else s for s in row.steps
+        ]
         try:
             _finish(run, _Outcome(Status.FAILED, error=exc))
         except _LeaseLost:
@@ -946,6 +962,14 @@ def _finish(run: _Run, outcome: _Outcome) -> None:
             transaction.on_commit(lambda: action_request_notify(request_id=request_pk))
 
 
+def _abandon_if_unprocessed(run: _Run, key: str, exc: GraphError) -> None:
+    """Take ``key`` off the in-flight journal when the write surely did not happen: Graph answered
+    429 or 503 (refused before processing), or no token could be had (nothing was sent). A failed
+    request must not claim that such a write's outcome is unknown."""
+    if exc.status in (429, 503) or isinstance(exc, GraphTokenUnavailable):
+        run.write_abandon(key)
+
+
 def _graph_failure(exc: GraphError) -> dict[str, str]:
     return {"code": exc.code, "message": exc.message, "request_id": exc.request_id or ""}
 
@@ -961,18 +985,24 @@ def _run_reregister(run: _Run) -> _Outcome:
     if "plan" not in result:
         index = run.step("Listing registered methods…")
         methods = graph_methods.list_methods(run.client, user_id)
-        deletable = sorted((m for m in methods if m.kind.deletable), key=_deletion_rank)
+        run.step_end(index, state="done", suffix="done")
+        default_id, default_source = _read_default(run, methods)
+        deletable = _deletion_plan(methods, default_id)
         result.update(
             {
                 "plan": [_method_entry(m) for m in deletable],
                 "before": [method_label(m) for m in methods],
                 "removed": [],
                 "failed": [],
+                # "signInPreferences" (the default is known and goes last) or "fallback"
+                # (usual order, and what Graph refuses as the default is retried once).
+                "default_source": default_source,
+                "default_method_id": default_id,
             }
         )
         row.result = result
         names = ", ".join(method_label(m) for m in deletable) or "none"
-        run.step_end(index, state="done", suffix="done", detail=f"To remove: {names}")
+        run.step(f"To remove, in this order: {names}", state="done")
         present: set[str] | None = {m.id for m in methods}
     else:
         # A re-run (retry or a dead worker's request): Graph says what is still there.
@@ -1020,7 +1050,8 @@ def _run_reregister(run: _Run) -> _Outcome:
                 continue
             _record_method_failure(run, index, entry, exc)
             continue
-        except (GraphThrottled, GraphTransient):
+        except (GraphThrottled, GraphTransient) as exc:
+            _abandon_if_unprocessed(run, key, exc)
             raise
         except GraphError as exc:
             run.write_abandon(key)
@@ -1080,6 +1111,45 @@ def _run_reregister(run: _Run) -> _Outcome:
     return _Outcome(Status.FAILED)
 
 
+def _read_default(run: _Run, methods: list[AuthenticationMethod]) -> tuple[str | None, str]:
+    """The id of the user's default method, from Graph's sign-in preferences, and where the
+    deletion order comes from: ``("<id>", "signInPreferences")``, or ``(None, "fallback")`` when
+    the preferences cannot be read or name no registered method (a visible step says which).
+
+    A Graph failure here never fails the request: the fallback order plus the retry-once of a
+    refused delete still removes the default last.
+    """
+    if not any(m.kind.deletable for m in methods):
+        return None, "fallback"
+    index = run.step("Reading the default method…")
+    try:
+        preferences = graph_requirements.get_sign_in_preferences(run.client, run.row.target_id)
+    except GraphError as exc:
+        run.step_end(
+            index,
+            state="done",
+            suffix="not available; using the usual order and retrying what Graph refuses",
+            detail=f"{exc.code}: {exc.message} (request-id {exc.request_id or 'none'})",
+        )
+        return None, "fallback"
+    default_id = graph_requirements.default_method_id(methods, preferences)
+    default = next((m for m in methods if m.id == default_id), None)
+    if default is None:
+        raw = preferences.raw_preferred_method or "none"
+        run.step_end(
+            index,
+            state="done",
+            suffix="done",
+            detail=f"Entra's default ({raw}) matches no single registered method; using the "
+            "usual order and retrying what Graph refuses.",
+        )
+        return None, "fallback"
+    run.step_end(
+        index, state="done", suffix="done", detail=f"{method_label(default)}: removed last"
+    )
+    return default.id, "signInPreferences"
+
+
 def _record_method_failure(run: _Run, index: int, entry: dict[str, Any], exc: GraphError) -> None:
     failure = {**entry, **_graph_failure(exc)}
     run.row.result = {**run.row.result, "failed": [*run.row.result["failed"], failure]}
@@ -1116,7 +1186,8 @@ def _revoke_step(run: _Run) -> bool:
     run.write_begin(key)
     try:
         graph_sessions.revoke_sign_in_sessions(run.client, row.target_id)
-    except (GraphThrottled, GraphTransient):
+    except (GraphThrottled, GraphTransient) as exc:
+        _abandon_if_unprocessed(run, key, exc)
         raise
     except GraphError as exc:
         run.write_abandon(key)
@@ -1342,7 +1413,8 @@ def _run_delete_method(run: _Run) -> _Outcome:
             run.step_end(index, state="failed", suffix="failed", detail="It is not registered.")
             row.result = {**row.result, "failed": [{**entry, **_graph_failure(exc)}]}
             return _Outcome(Status.FAILED, error=exc)
-    except (GraphThrottled, GraphTransient):
+    except (GraphThrottled, GraphTransient) as exc:
+        _abandon_if_unprocessed(run, key, exc)
         raise
     except GraphError as exc:
         run.write_abandon(key)

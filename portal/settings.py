@@ -200,7 +200,10 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_HSTS_SECONDS = 0 if DEMO else env.int("SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEMO
-SECURE_HSTS_PRELOAD = False
+# The preload flag only allows a submission to the browsers' preload list (hstspreload.org);
+# `check --deploy` expects it in production. Set SECURE_HSTS_PRELOAD=0 for a host whose
+# subdomains are not all on HTTPS.
+SECURE_HSTS_PRELOAD = (not DEMO) and env.bool("SECURE_HSTS_PRELOAD", default=True)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEMO)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 if env.bool("SECURE_PROXY_SSL_HEADER", default=False):

@@ -16,7 +16,9 @@ from entra_emulator.methods_api import (
     PASSWORD_METHOD_ID,
     PHONE_METHOD_IDS,
     check_delete,
+    method_for_preference,
     plan_tap,
+    preferred_method_value,
     render_method,
     tap_usability,
 )
@@ -123,6 +125,31 @@ def test_enabled_becomes_enforced_when_the_user_has_mfa_methods() -> None:
     assert resolve_state("disabled", [_authenticator()]) == "disabled"
     with pytest.raises(GraphHttpError):
         resolve_state("on", [])
+
+
+def test_default_method_maps_to_the_sign_in_preference_enum() -> None:
+    oath = {"@odata.type": "#microsoft.graph.softwareOathAuthenticationMethod", "id": "o1"}
+    fido2 = {"@odata.type": "#microsoft.graph.fido2AuthenticationMethod", "id": "f1"}
+    cases = [
+        (_authenticator(), False, "push"),
+        (oath, False, "oath"),
+        (_phone("mobile"), False, "sms"),
+        (_phone("mobile"), True, "voiceMobile"),
+        (_phone("alternateMobile"), False, "voiceAlternateMobile"),
+        (_phone("office"), False, "voiceOffice"),
+        (fido2, False, None),  # not a value of userDefaultAuthenticationMethodType
+        (None, False, None),
+    ]
+    for method, voice, expected in cases:
+        assert preferred_method_value(method, mobile_voice=voice) == expected, (method, voice)
+    methods = [_password(), _phone("mobile"), _phone("office"), _authenticator()]
+    assert method_for_preference(methods, "voiceMobile")["phoneType"] == "mobile"
+    assert method_for_preference(methods, "voiceOffice")["phoneType"] == "office"
+    assert method_for_preference(methods, "push")["id"] == "a1"
+    for refused in ("oath", "none", "fido2", 3):
+        with pytest.raises(GraphHttpError) as error:
+            method_for_preference(methods, refused)
+        assert error.value.status == 400
 
 
 # --- over HTTPS ---------------------------------------------------------------------------------
@@ -272,3 +299,50 @@ def test_delegated_calls_are_audited_with_the_signed_in_user(server: Any) -> Non
     assert reader.delete(
         f"/users/{SAM}/authentication/phoneMethods/{PHONE_METHOD_IDS['mobile']}"
     ).status_code == 403
+
+
+def test_sign_in_preferences_follow_the_default_method(server: Any, graph: GraphCaller) -> None:
+    path = f"/users/{SAM}/authentication/signInPreferences"
+    body = graph.get(path, version="beta").json()
+    assert body["@odata.context"].endswith(f"$metadata#users('{SAM}')/authentication/"
+                                           "signInPreferences")
+    assert body["userPreferredMethodForSecondaryAuthentication"] == "push"
+    assert body["isSystemPreferredAuthenticationMethodEnabled"] is True
+    assert graph.get(path).status_code == 400  # beta only
+
+    # The default moves to the mobile phone, reached by a call: the delete rule follows it.
+    assert graph.patch(path, version="beta", json={
+        "userPreferredMethodForSecondaryAuthentication": "voiceMobile",
+        "isSystemPreferredAuthenticationMethodEnabled": False}).status_code == 204
+    body = graph.get(path, version="beta").json()
+    assert body["userPreferredMethodForSecondaryAuthentication"] == "voiceMobile"
+    assert body["isSystemPreferredAuthenticationMethodEnabled"] is False
+    assert server.tenant.default_method[SAM] == PHONE_METHOD_IDS["mobile"]
+    base = f"/users/{SAM}/authentication"
+    assert graph.delete(f"{base}/phoneMethods/{PHONE_METHOD_IDS['mobile']}").status_code == 400
+    authenticator = next(
+        m["id"] for m in server.tenant.methods[SAM] if m["@odata.type"] == AUTHENTICATOR)
+    assert graph.delete(f"{base}/microsoftAuthenticatorMethods/{authenticator}").status_code == (
+        204)
+    assert graph.delete(f"{base}/phoneMethods/{PHONE_METHOD_IDS['mobile']}").status_code == 204
+    # No default left: null (the beta enum has no "none").
+    after = graph.get(path, version="beta").json()
+    assert after["userPreferredMethodForSecondaryAuthentication"] is None
+
+    assert graph.patch(path, version="beta", json={
+        "userPreferredMethodForSecondaryAuthentication": "push"}).status_code == 400
+    assert graph.patch(path, version="beta", json={"colour": "blue"}).status_code == 400
+    assert graph.get("/users/no-such-user/authentication/signInPreferences",
+                     version="beta").status_code == 404
+    reader = GraphCaller(server, delegated_token(server, AARON, ["User.Read"]))
+    assert reader.get(path, version="beta").status_code == 403
+
+
+def test_sign_in_preferences_draw_on_the_reports_budget(server: Any, graph: GraphCaller) -> None:
+    server.throttle.configure(limits={"reports": (2, 60.0), "identity": (3500, 10.0)},
+                              enabled=True)
+    path = f"/users/{SAM}/authentication/signInPreferences"
+    assert [graph.get(path, version="beta").status_code for _ in range(3)] == [200, 200, 429]
+    # The reports window is spent for the methods list as well, not for users.
+    assert graph.get(f"/users/{SAM}/authentication/methods").status_code == 429
+    assert graph.get(f"/users/{SAM}").status_code == 200

@@ -54,6 +54,12 @@ AREAS: tuple[NavItem, ...] = (
         ("Agent", "Lead", "Admin"),
     ),
     NavItem(
+        "audit:dashboard",
+        "Dashboard",
+        "Charts of the helpdesk's actions and the flags that need a look.",
+        ("Lead", "Admin"),
+    ),
+    NavItem(
         "accounts:directory_roles",
         "Directory roles",
         "Who holds Privileged Authentication Administrator and its neighbours.",

@@ -434,9 +434,24 @@ def _day_bounds(filters: HistoryFilters) -> tuple[datetime | None, datetime | No
     return start, end
 
 
-def _requests_of_agent(oid: str) -> QuerySet[ActionRequest, Any]:
-    # The Django user's username is the person's Entra object id (accounts.models).
-    return ActionRequest.objects.filter(requester__username=oid).values("pk")
+def _request_ids(**condition: Any) -> list[int]:
+    """The ids of the requests matching ``condition``, as a list: ``request_id = ANY(list)``
+    lets PostgreSQL read the (request, time) index directly, where ``IN (subquery)`` OR-ed with
+    another condition made it scan the whole time index."""
+    return list(ActionRequest.objects.filter(**condition).values_list("pk", flat=True))
+
+
+def _branches(qs: QuerySet[Any, Any], alternatives: list[list[Q]]) -> list[QuerySet[Any, Any]]:
+    """``qs`` under every combination of one condition from each group of ``alternatives``.
+
+    Each group is an OR of conditions on different columns; instead of one query with ORs
+    (which no index serves), each branch is its own query that one composite index serves, and
+    the branches' ordered streams are merged (duplicates dropped) by ``_merged``.
+    """
+    combos: list[list[Q]] = [[]]
+    for group in alternatives:
+        combos = [[*combo, condition] for combo in combos for condition in group]
+    return [qs.filter(*combo) for combo in combos]
 
 
 def _request_pk(public_id: uuid.UUID) -> int:
@@ -447,9 +462,10 @@ def _request_pk(public_id: uuid.UUID) -> int:
 
 def portal_queryset(
     filters: HistoryFilters, scope: HistoryScope, *, request_pk: int | None = None
-) -> QuerySet[PortalEvent, Any] | None:
-    """The portal events matching ``filters`` within ``scope``, unordered; None when the
-    filters rule out portal events altogether (an Entra activity, ``source=entra``, ...)."""
+) -> list[QuerySet[PortalEvent, Any]] | None:
+    """The portal events matching ``filters`` within ``scope``, as branches whose union is the
+    answer (see ``_branches``), unordered; None when the filters rule out portal events
+    altogether (an Entra activity, ``source=entra``, ...)."""
     if filters.source == "entra" or filters.outside:
         return None
     qs = PortalEvent.objects.all()
@@ -467,9 +483,14 @@ def portal_queryset(
         qs = qs.filter(created_at__gte=start)
     if end:
         qs = qs.filter(created_at__lt=end)
+    alternatives: list[list[Q]] = []
     if filters.agent:
-        qs = qs.filter(
-            Q(actor_oid=filters.agent) | Q(request__in=_requests_of_agent(filters.agent))
+        # The Django user's username is the person's Entra object id (accounts.models).
+        alternatives.append(
+            [
+                Q(actor_oid=filters.agent),
+                Q(request__in=_request_ids(requester__username=filters.agent)),
+            ]
         )
     if filters.target:
         qs = qs.filter(target_id=filters.target)
@@ -482,20 +503,22 @@ def portal_queryset(
             | Q(ticket__icontains=filters.q)
         )
     if not scope.everything:
-        own = Q(actor_id=scope.user_id) | Q(
-            request__in=ActionRequest.objects.filter(requester_id=scope.user_id).values("pk")
-        )
+        own = [
+            Q(actor_id=scope.user_id),
+            Q(request__in=_request_ids(requester_id=scope.user_id)),
+        ]
         if scope.target_id:
-            own |= Q(target_id=scope.target_id)
-        qs = qs.filter(own)
-    return qs
+            own.append(Q(target_id=scope.target_id))
+        alternatives.append(own)
+    return _branches(qs, alternatives)
 
 
 def entra_queryset(
     filters: HistoryFilters, scope: HistoryScope, *, request_pk: int | None = None
-) -> QuerySet[DirectoryAuditRecord, Any] | None:
-    """The cached Entra records matching ``filters`` within ``scope``, unordered; None when the
-    filters rule out Entra records (a portal event kind, ``source=portal``, ...)."""
+) -> list[QuerySet[DirectoryAuditRecord, Any]] | None:
+    """The cached Entra records matching ``filters`` within ``scope``, as branches whose union
+    is the answer (see ``_branches``), unordered; None when the filters rule out Entra records
+    (a portal event kind, ``source=portal``, ...)."""
     if filters.source == "portal":
         return None
     qs = DirectoryAuditRecord.objects.all()
@@ -515,30 +538,35 @@ def entra_queryset(
         qs = qs.filter(activity_at__gte=start)
     if end:
         qs = qs.filter(activity_at__lt=end)
+    alternatives: list[list[Q]] = []
     if filters.agent:
-        qs = qs.filter(
-            Q(initiated_by_id=filters.agent)
-            | Q(action_request__in=_requests_of_agent(filters.agent))
+        alternatives.append(
+            [
+                Q(initiated_by_id=filters.agent),
+                Q(action_request__in=_request_ids(requester__username=filters.agent)),
+            ]
         )
     if filters.target:
         qs = qs.filter(target_id=filters.target)
     if request_pk is not None:
         qs = qs.filter(action_request=request_pk)
     if filters.q:
-        qs = qs.filter(
-            Q(activity__icontains=filters.q)
-            | Q(target_name__icontains=filters.q)
-            | Q(target_upn__icontains=filters.q)
-            | Q(initiated_by_name__icontains=filters.q)
+        # Entra knows nothing of tickets: a record matches a ticket through its request.
+        alternatives.append(
+            [
+                Q(activity__icontains=filters.q)
+                | Q(target_name__icontains=filters.q)
+                | Q(target_upn__icontains=filters.q)
+                | Q(initiated_by_name__icontains=filters.q),
+                Q(action_request__in=_request_ids(ticket__icontains=filters.q)),
+            ]
         )
     if not scope.everything:
-        own = Q(
-            action_request__in=ActionRequest.objects.filter(requester_id=scope.user_id).values("pk")
-        )
+        own = [Q(action_request__in=_request_ids(requester_id=scope.user_id))]
         if scope.target_id:
-            own |= Q(target_id=scope.target_id)
-        qs = qs.filter(own)
-    return qs
+            own.append(Q(target_id=scope.target_id))
+        alternatives.append(own)
+    return _branches(qs, alternatives)
 
 
 def _beyond(time_field: str, rank: int, cursor: Cursor, descending: bool) -> Q:
@@ -605,36 +633,40 @@ def _merged(
     limit: int | None,
     enrich: bool,
 ) -> Iterator[HistoryRow]:
+    """Every branch of both tables as one ordered stream, each row once."""
     request_pk = _request_pk(filters.request) if filters.request else None
     streams: list[Iterator[HistoryRow]] = []
-    portal_qs = portal_queryset(filters, scope, request_pk=request_pk)
-    if portal_qs is not None:
-        batches = _keyset_stream(
-            portal_qs,
-            source="portal",
-            descending=filters.descending,
-            after=after,
-            batch=batch,
-            limit=limit,
-        )
-        streams.append(_flatten(_with_requests(batches) if enrich else batches))
-    entra_qs = entra_queryset(filters, scope, request_pk=request_pk)
-    if entra_qs is not None:
-        batches = _keyset_stream(
-            entra_qs,
-            source="entra",
-            descending=filters.descending,
-            after=after,
-            batch=batch,
-            limit=limit,
-        )
-        streams.append(_flatten(_with_requests(batches) if enrich else batches))
+    sources: list[tuple[Source, list[QuerySet[Any, Any]] | None]] = [
+        ("portal", portal_queryset(filters, scope, request_pk=request_pk)),
+        ("entra", entra_queryset(filters, scope, request_pk=request_pk)),
+    ]
+    for source, branches in sources:
+        for qs in branches or ():
+            batches = _keyset_stream(
+                qs,
+                source=source,
+                descending=filters.descending,
+                after=after,
+                batch=batch,
+                limit=limit,
+            )
+            streams.append(_flatten(_with_requests(batches) if enrich else batches))
     merged = heapq.merge(
         *streams,
         key=lambda row: (row.at, SOURCE_RANK[row.source], row.id),
         reverse=filters.descending,
     )
-    return merged
+    return _distinct(merged)
+
+
+def _distinct(rows: Iterator[HistoryRow]) -> Iterator[HistoryRow]:
+    """Drop a row matched by several branches: in the merged order its copies are adjacent."""
+    previous: tuple[str, int] | None = None
+    for row in rows:
+        identity = (row.source, row.id)
+        if identity != previous:
+            yield row
+        previous = identity
 
 
 # --- requests and links -------------------------------------------------------------------------

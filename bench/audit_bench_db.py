@@ -148,7 +148,6 @@ def load(*, quiet: bool = False) -> BenchData:
 
     from accounts.services import portal_profile_sync
     from audit.chain import GENESIS_HASH, canonical_json, event_hash
-    from audit.models import PortalEvent
 
     started = time.perf_counter()
     call_command("migrate", verbosity=0)
@@ -182,13 +181,17 @@ def load(*, quiet: bool = False) -> BenchData:
     outcomes = ("succeeded",) * 17 + ("partially_succeeded", "failed", "failed")
     requests: list[tuple[int, datetime, int, tuple[str, str, str], str, str]] = []
     public_ids: list[str] = []
-    with connection.cursor() as cursor, cursor.copy(
-        "COPY mfa_actionrequest (id, public_id, kind, status, requester_id, requester_name,"
-        " target_id, target_upn, target_name, target_tier, target_roles, reason, ticket, params,"
-        " idempotency_key, decided_by_name, decision_comment, created_at, updated_at, attempts,"
-        " steps, result, error_code, error_message, error_request_id, completed_writes,"
-        " pending_writes, notify_to, finished_at, decided_by_id) FROM STDIN"
-    ) as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(
+            "COPY mfa_actionrequest (id, public_id, kind, status, requester_id,"
+            " requester_name, target_id, target_upn, target_name, target_tier, target_roles,"
+            " reason, ticket, params, idempotency_key, decided_by_name, decision_comment,"
+            " created_at, updated_at, attempts,"
+            " steps, result, error_code, error_message, error_request_id, completed_writes,"
+            " pending_writes, notify_to, finished_at, decided_by_id) FROM STDIN"
+        ) as copy,
+    ):
         for n in range(1, REQUESTS + 1):
             at = START + SPAN * rng.random()
             user, _oid, name = agents[int(rng.paretovariate(1.3)) % AGENTS]
@@ -218,9 +221,13 @@ def load(*, quiet: bool = False) -> BenchData:
     events: list[tuple[datetime, str, int | None, Any]] = []
     for n, at, user_pk, target, name, ticket in requests:
         events.append((at, "action_requested", n, (user_pk, target, name, ticket)))
-        events.append((at + timedelta(seconds=3), "action_started", n, (None, target, name, ticket)))
+        events.append(
+            (at + timedelta(seconds=3), "action_started", n, (None, target, name, ticket))
+        )
         events.append((at + timedelta(seconds=9), "action_step", n, (None, target, name, ticket)))
-        events.append((at + timedelta(seconds=30), "action_succeeded", n, (None, target, name, ticket)))
+        events.append(
+            (at + timedelta(seconds=30), "action_succeeded", n, (None, target, name, ticket))
+        )
     while len(events) < PORTAL_EVENTS:
         user, oid, name = agents[rng.randrange(AGENTS)]
         events.append((START + SPAN * rng.random(), "sign_in", None, (user.pk, None, name, "")))
@@ -228,11 +235,14 @@ def load(*, quiet: bool = False) -> BenchData:
     events.sort(key=lambda e: e[0])
     prev = GENESIS_HASH
     agent_oids = {user.pk: (oid, name) for user, oid, name in agents}
-    with connection.cursor() as cursor, cursor.copy(
-        "COPY audit_portalevent (id, seq, prev_hash, hash, created_at, actor_id, actor_name,"
-        " actor_oid, kind, target_id, target_name, request_id, ticket, old_value, new_value,"
-        " source_ip, user_agent, http_request_id, detail) FROM STDIN"
-    ) as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(
+            "COPY audit_portalevent (id, seq, prev_hash, hash, created_at, actor_id, actor_name,"
+            " actor_oid, kind, target_id, target_name, request_id, ticket, old_value, new_value,"
+            " source_ip, user_agent, http_request_id, detail) FROM STDIN"
+        ) as copy,
+    ):
         for seq, (at, kind, request_id, (actor_pk, target, _agent_name, ticket)) in enumerate(
             events, start=1
         ):
@@ -271,13 +281,17 @@ def load(*, quiet: bool = False) -> BenchData:
 
     pool = _weighted_activities(rng)
     synced = timezone.now()
-    with connection.cursor() as cursor, cursor.copy(
-        "COPY audit_directoryauditrecord (id, entra_id, activity_at, category, activity, result,"
-        " result_reason, logged_by_service, operation_type, initiated_by_kind, initiated_by_id,"
-        " initiated_by_name, initiated_by_app_id, target_id, target_name, target_upn,"
-        " target_ids, correlation_id, raw, synced_at, action_request_id, outside_portal)"
-        " FROM STDIN"
-    ) as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(
+            "COPY audit_directoryauditrecord (id, entra_id, activity_at, category, activity,"
+            " result, result_reason, logged_by_service, operation_type, initiated_by_kind,"
+            " initiated_by_id,"
+            " initiated_by_name, initiated_by_app_id, target_id, target_name, target_upn,"
+            " target_ids, correlation_id, raw, synced_at, action_request_id, outside_portal)"
+            " FROM STDIN"
+        ) as copy,
+    ):
         for n in range(1, ENTRA_RECORDS + 1):
             activity, category = pool[n % len(pool)]
             linked = requests[rng.randrange(REQUESTS)] if rng.random() < 0.2 else None

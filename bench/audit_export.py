@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import audit_bench_db as bench_db  # noqa: E402
+import audit_bench_db as bench_db
 
 TARGET_ROWS_PER_S = 50_000
 TARGET_RSS_MB = 150

@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import audit_bench_db as bench_db  # noqa: E402
+import audit_bench_db as bench_db
 
 RUNS = 40
 TARGET_P95_MS = 50.0
@@ -78,7 +78,11 @@ def _measure(data: bench_db.BenchData) -> int:
         ("source: portal", lambda: {"source": "portal"}, lead),
         ("outside the portal", lambda: {"outside": "1"}, lead),
         ("request", lambda: {"request": rng.choice(data.request_public_ids)}, lead),
-        ("text: ticket", lambda: {"q": f"INC{1000000 + rng.randrange(1, bench_db.REQUESTS)}"}, lead),
+        (
+            "text: ticket",
+            lambda: {"q": f"INC{1000000 + rng.randrange(1, bench_db.REQUESTS)}"},
+            lead,
+        ),
         ("text: person name", lambda: {"q": rng.choice(data.targets)[1]}, lead),
         (
             "agent + week + outcome",

@@ -22,7 +22,12 @@ LOCK_WAIT_SECONDS = 10
 
 
 class LockUnavailable(Exception):
-    """The lock could not be taken in time (someone else holds it, or Redis is down)."""
+    """The lock could not be taken in time: someone else holds it, or (``redis_down``) Redis
+    could not be reached."""
+
+    def __init__(self, message: str, *, redis_down: bool = False) -> None:
+        super().__init__(message)
+        self.redis_down = redis_down
 
 
 @functools.lru_cache(maxsize=4)
@@ -45,7 +50,9 @@ def target_lock(target_id: str, family: str) -> Iterator[None]:
     try:
         acquired = lock.acquire()
     except redis.RedisError as exc:
-        raise LockUnavailable(f"the request lock is unavailable ({type(exc).__name__})") from None
+        raise LockUnavailable(
+            f"the request lock is unavailable ({type(exc).__name__})", redis_down=True
+        ) from None
     if not acquired:
         raise LockUnavailable("another request for this person is being recorded")
     try:

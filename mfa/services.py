@@ -370,7 +370,12 @@ def action_request_create(
                     rate_override_by=rate_override_by if overridden else None,
                     http_request=http_request,
                 )
-    except LockUnavailable:
+    except LockUnavailable as exc:
+        if exc.redis_down:
+            raise TargetBusy(
+                "The portal cannot reach its queue (Redis) right now, so nothing was recorded. "
+                "Try again in a minute."
+            ) from None
         raise TargetBusy(
             "Another request for this person is being recorded right now. Try again in a moment."
         ) from None

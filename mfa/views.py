@@ -112,6 +112,19 @@ def _is_htmx(request: HttpRequest) -> bool:
 
 def _graph_problem(exc: GraphError, *, what: str) -> dict[str, Any]:
     """A Graph failure as the templates show it: a title, a sentence, code and request-id."""
+    if exc.code == "BudgetUnavailable":
+        # Not Graph: the portal's own Redis (shared budget, queue) is down. Nothing was sent.
+        return {
+            "state": "unavailable",
+            "level": "error",
+            "title": f"{what} could not start.",
+            "text": "The portal cannot reach its queue and shared Graph budget (Redis) right "
+            "now, so nothing was recorded and nothing was sent to Microsoft. Try again in a "
+            "minute; if it keeps happening, tell the portal's administrators.",
+            "code": exc.code,
+            "message": exc.message,
+            "request_id": exc.request_id,
+        }
     if isinstance(exc, GraphThrottled):
         wait = math.ceil(exc.retry_after) if exc.retry_after else None
         text = "Microsoft Graph is busy right now" + (
@@ -141,7 +154,7 @@ def _graph_problem(exc: GraphError, *, what: str) -> dict[str, Any]:
 
 def _graph_problem_response(request: HttpRequest, exc: GraphError, *, what: str) -> HttpResponse:
     problem = _graph_problem(exc, what=what)
-    status = 503 if problem["state"] == "throttled" else 502
+    status = 502 if problem["state"] == "failed" else 503
     response = render(request, "mfa/graph_problem.html", {"problem": problem}, status=status)
     if problem.get("retry_after"):
         response["Retry-After"] = str(problem["retry_after"])

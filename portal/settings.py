@@ -231,12 +231,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Credentials never reach a handler, even at DEBUG (django-auth-adfs logs the access token).
+    "filters": {"redact_credentials": {"()": "portal.log_redaction.RedactCredentials"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # urllib3 logs full URLs at DEBUG; keep it quiet so no query ever lands in a log.
-        "urllib3": {"level": "WARNING"},
-        "msal": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING", "filters": ["redact_credentials"]},
+        "msal": {"level": "WARNING", "filters": ["redact_credentials"]},
+        "django_auth_adfs": {"filters": ["redact_credentials"]},
     },
 }
 

@@ -61,7 +61,9 @@ def test_chart_figures() -> None:
     # Three finished re-registrations on Tuesday taking 2, 4 and 10 minutes; one failed TAP on
     # Priya on Tuesday (privileged) taking 30; a pending revoke today; one 40 days ago (outside).
     action_request(ADA, SAM, created_at=day, finished_after=timedelta(minutes=2))
-    action_request(ADA, SAM, created_at=day + timedelta(hours=1), finished_after=timedelta(minutes=4))
+    action_request(
+        ADA, SAM, created_at=day + timedelta(hours=1), finished_after=timedelta(minutes=4)
+    )
     action_request(
         AARON, SAM, created_at=day + timedelta(hours=2), finished_after=timedelta(minutes=10)
     )
@@ -198,7 +200,10 @@ def test_privileged_and_outside_portal_flags_link_to_their_history() -> None:
     priv = action_request(AARON, PRIYA, created_at=WEEKDAY_10AM, decided_by=LEO)
     action_request(ADA, SAM, created_at=WEEKDAY_10AM)
     recent = entra_record(
-        WEEKDAY_10AM, SAM, activity="Admin registered security info", outside_portal=True,
+        WEEKDAY_10AM,
+        SAM,
+        activity="Admin registered security info",
+        outside_portal=True,
         initiated_by=ANA,
     )
     entra_record(NOW - timedelta(days=10), SAM, outside_portal=True, initiated_by=ANA)

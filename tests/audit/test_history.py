@@ -6,6 +6,7 @@ The history reads only the database: no Graph call, no emulator needed.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -220,7 +221,10 @@ def test_source_filter(world: World) -> None:
 
 
 def test_free_text_matches_names_tickets_upns_and_activities(world: World) -> None:
-    assert lead_rows(q="req-2222") == keys([world.r2_failed, world.r2_approved, world.r2_requested])
+    # A ticket finds the request's portal events and, through the request, Entra's record.
+    assert lead_rows(q="req-2222") == keys(
+        [world.r2_failed, world.r2_entra, world.r2_approved, world.r2_requested]
+    )
     assert lead_rows(q="registered security") == keys([world.outside])
     assert lead_rows(q=PRIYA.upn.upper()) == keys([world.r2_entra])
     assert lead_rows(q="leo lead") == keys([world.r2_approved, world.leo_sign_in])
@@ -320,7 +324,7 @@ def test_keyset_pages_cover_every_row_once_in_order(
     assert seen == expected
     assert pages[0].prev_cursor is None
     # Walking back with the previous-page cursors gives the same pages.
-    for newer, older in zip(pages, pages[1:], strict=False):
+    for newer, older in itertools.pairwise(pages):
         assert older.prev_cursor is not None
         back = history_query(filters, viewer, before=older.prev_cursor, page_size=page_size)
         assert keys(back.rows) == keys(newer.rows)
@@ -415,7 +419,9 @@ def test_rows_show_agent_ticket_verification_approval_and_entra_side_by_side(
     # The change made outside the portal is flagged.
     outside_row = html.split(f'data-row="{key(world.outside)}"')[0].rsplit("<tr", 1)[1]
     assert "history__row--outside" in outside_row
-    assert "Outside the portal" in html.split(f'data-row="{key(world.outside)}"')[1].split("</tr>")[0]
+    assert (
+        "Outside the portal" in html.split(f'data-row="{key(world.outside)}"')[1].split("</tr>")[0]
+    )
 
 
 def test_rows_carry_their_request(world: World) -> None:
@@ -503,14 +509,12 @@ def test_person_timeline_pages_with_show_more(
         more = re.search(r'hx-get="([^"]+)"', html)
         if not more:
             break
-        html = lead.get(more.group(1).replace("&amp;", "&"), HTTP_HX_REQUEST="true").content.decode()
+        html = lead.get(
+            more.group(1).replace("&amp;", "&"), HTTP_HX_REQUEST="true"
+        ).content.decode()
         assert "data-timeline" not in html  # the continuation is list items only
         seen += re.findall(r'data-row="([a-z]+-\d+)"', html)
-    sam_rows = [
-        r
-        for r in everything(world)
-        if getattr(r, "target_id", "") == SAM.oid
-    ]
+    sam_rows = [r for r in everything(world) if getattr(r, "target_id", "") == SAM.oid]
     assert seen == keys(sam_rows)
 
 

@@ -1,0 +1,93 @@
+"""The journey of issue 6 that the other browser tests do not walk: a lead finds a reset in the
+history, exports it, and opens the dashboard. Headless Chromium against a live portal, a real
+worker and the HTTPS emulator (fixtures of test_helpdesk_flows.py). Screenshots:
+docs/screenshots/history.png and dashboard.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.browser.test_helpdesk_flows import (  # noqa: F401  (fixtures, used by name)
+    FINAL_TIMEOUT_MS,
+    _new_page,
+    _shot,
+    _sign_in,
+    chromium,
+    portal,
+)
+from tests.personas import PERSONAS
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SAM = PERSONAS.standard_target
+
+
+def _reset_done_by_the_agent() -> str:
+    """Ada requires Sam to register MFA again (manual caller check), through the services; the
+    worker carries it out. Returns the request's public id once it succeeded."""
+    from django.conf import settings
+
+    from mfa import policy, services
+    from mfa.models import ActionKind, Status
+    from mfa.verification import verification_record_manual
+    from portal.graph_client import get_graph_client
+    from tests.mfa.signin import portal_user
+    from tests.mfa.support_ma import wait_final
+
+    ada = portal_user(PERSONAS.agent)
+    profile = policy.target_profile(get_graph_client(), SAM.oid, use_cache=False)
+    row = services.action_request_create(
+        agent=ada,
+        profile=profile,
+        kind=ActionKind.REREGISTER,
+        reason="Caller has a new phone and must register again.",
+        ticket="INC0012345",
+        params={},
+        verification=verification_record_manual(
+            agent=ada,
+            profile=profile,
+            check=settings.PORTAL_MANUAL_CHECKS[0],
+            evidence="Video call, face matched the HR photo, passport shown on camera.",
+        ),
+        idempotency_key=uuid.uuid4().hex,
+    )
+    row = wait_final(row.pk, timeout=FINAL_TIMEOUT_MS / 1000)
+    assert row.status == Status.SUCCEEDED, (row.error_code, row.error_message)
+    return str(row.public_id)
+
+
+def test_lead_finds_the_reset_in_history_exports_it_and_opens_the_dashboard(
+    chromium: Any, portal: str
+) -> None:
+    public_id = _reset_done_by_the_agent()
+    lead = _new_page(chromium)
+    _sign_in(lead, portal, PERSONAS.lead, "/audit/")
+
+    lead.get_by_label("Person (object id)").fill(SAM.oid)
+    lead.get_by_role("button", name="Filter").click()
+    lead.wait_for_url(f"**/audit/?*target={SAM.oid}*")
+    rows = lead.locator("main table tbody tr", has_text="Ada Agent")
+    rows.first.wait_for()
+    body = lead.locator("main").inner_text()
+    assert "Sam Standard" in body and "INC0012345" in body, body[:2000]
+    _shot(lead, "history")
+
+    with lead.expect_download() as download_info:
+        lead.locator("[data-export=csv]").click()
+    exported = download_info.value.path().read_text(encoding="utf-8-sig")
+    records = list(csv.DictReader(io.StringIO(exported)))
+    assert records, exported[:500]
+    assert any(public_id in " ".join(r.values()) for r in records), exported[:2000]
+    assert all(SAM.oid in " ".join(r.values()) for r in records)
+
+    lead.get_by_role("link", name="Dashboard").first.click()
+    lead.wait_for_url(f"{portal}/dashboard/")
+    lead.locator("canvas[data-chart=perDayByKind]").wait_for()
+    assert lead.locator("[data-figure=median]").inner_text().endswith("min")
+    _shot(lead, "dashboard")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -119,8 +120,9 @@ def history(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_GET
-@role_required(*HISTORY_ROLES)
-def history_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
+# role_required is typed for HttpResponse views; it passes any response through unchanged.
+@role_required(*HISTORY_ROLES)  # type: ignore[type-var]
+def history_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     """``/audit/export.csv`` and ``/audit/export.jsonl``: every row the current filters match
     (the viewer's scope applies), streamed; the export itself is logged. 400 for bad filters."""
     if fmt not in FORMATS:

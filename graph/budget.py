@@ -75,6 +75,9 @@ class BudgetRate:
             ) from None
 
 
+# The bucket's window is stretched by this factor (see RequestBudget.acquire).
+REFILL_SAFETY_FACTOR = 1.1
+
 DEFAULT_BUDGETS: Mapping[str, BudgetRate] = {
     REPORTS: BudgetRate(5, 10),
     IDENTITY: BudgetRate(3500, 10),
@@ -276,7 +279,10 @@ class RequestBudget:
                     keys=keys,
                     args=[
                         rate.requests,
-                        int(rate.per_seconds * 1000),
+                        # Refill a little slower than Graph does: our clock starts when a
+                        # token is taken, Graph's when the request arrives, and network jitter
+                        # between the two must never add up to a burst Graph sees as too fast.
+                        int(rate.per_seconds * 1000 * REFILL_SAFETY_FACTOR),
                         tokens,
                         priority.rank,
                         self.interactive_reserve,

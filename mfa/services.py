@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
@@ -846,6 +846,11 @@ def action_request_execute(*, request_id: int) -> None:
         outcome = _Outcome(Status.FAILED, error=exc)
     except PolicyError as exc:
         outcome = _Outcome(Status.FAILED, error_code="PolicyRefused", error_message=exc.message)
+    except DatabaseError as exc:
+        if isinstance(exc, IntegrityError | DataError):
+            raise  # a bug, not a lost connection: the task fails loudly, beat re-dispatches
+        _database_lost(run, exc)
+        return
     except Exception as exc:
         # Never leave the row running: record a failure the agent can see, log the trace.
         logger.exception("action request %s failed unexpectedly", request_id)
@@ -861,7 +866,24 @@ def action_request_execute(*, request_id: int) -> None:
         logger.warning("action request %s: lease lost before finishing", request_id)
 
 
-def _defer_or_fail(run: _Run, exc: GraphError) -> None:
+def _database_lost(run: _Run, exc: DatabaseError) -> None:
+    """The database connection broke mid-run (server restart, failover, idle kill). Open a fresh
+    one and put the row back to ``pending`` from this worker's in-memory journal (which is what
+    really happened at Graph), then retry like a transient Graph error. If the database is still
+    away this raises; the row stays ``running`` and beat re-dispatches it when the lease ends."""
+    logger.warning("action request %s: database connection lost (%s)", run.row.pk, exc)
+    try:
+        connection.close()
+    except DatabaseError:
+        pass  # already broken: close() has dropped it all the same
+    _defer_or_fail(
+        run,
+        GraphTransient(0, "DatabaseUnavailable", "The portal lost its database connection."),
+        waiting_for="the database",
+    )
+
+
+def _defer_or_fail(run: _Run, exc: GraphError, *, waiting_for: str = "Graph") -> None:
     """After a throttled or transient Graph error: back to pending with a waiting step and
     raise ActionDeferred, or fail once the attempts are used up."""
     row = run.row
@@ -884,7 +906,7 @@ def _defer_or_fail(run: _Run, exc: GraphError) -> None:
     steps.append(
         {
             "at": now.isoformat(),
-            "text": f"Waiting for Graph ({why}), retrying in {countdown:.0f} s",
+            "text": f"Waiting for {waiting_for} ({why}), retrying in {countdown:.0f} s",
             "state": "waiting",
             "detail": f"{exc.code}: {exc.message} (request-id {exc.request_id or 'none'})",
         }

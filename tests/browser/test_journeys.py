@@ -13,17 +13,15 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_helpdesk_flows import (  # noqa: F401  (fixtures, used by name)
-    FINAL_TIMEOUT_MS,
-    _new_page,
-    _shot,
-    _sign_in,
-    chromium,
-    portal,
-)
+from tests.browser import test_helpdesk_flows as flows
+from tests.browser.test_helpdesk_flows import FINAL_TIMEOUT_MS, _new_page, _shot, _sign_in
 from tests.personas import PERSONAS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# The browser and the live portal of the helpdesk flows, shared (used by name).
+chromium = flows.chromium
+portal = flows.portal
 
 SAM = PERSONAS.standard_target
 

@@ -33,9 +33,7 @@ METHODS = ("GET", "POST")
 LOGIN = 302  # anonymous: sent to sign in (the Location is checked)
 
 
-def _row(
-    anonymous: int, outsider: int, agent: int, lead: int, admin: int
-) -> dict[str, int]:
+def _row(anonymous: int, outsider: int, agent: int, lead: int, admin: int) -> dict[str, int]:
     return dict(zip(PERSONA_KEYS, (anonymous, outsider, agent, lead, admin), strict=True))
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from entra_emulator import graph_core
+from entra_emulator.odata import parse_query
 from graph import odata
 from graph import users as graph_users
 from portal.graph_client import get_graph_client
@@ -31,22 +32,51 @@ from tests.personas import PERSONAS
 pytestmark = pytest.mark.django_db
 
 SEED = "Sam Standard"
-HTMX = {"HTTP_HX_REQUEST": "true"}
+HTMX = {"HX-Request": "true"}
 SEARCH_PROPERTIES = ("displayName", "userPrincipalName", "mail")
 _TERM = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 
 # Characters that mean something to OData, to $search or to a URL, and words that are operators.
 HOSTILE_PIECES = [
-    '"', "'", "\\", "''", '\\"', '" OR "displayName:a', "') or true or startswith(mail,'",
-    " OR ", " AND ", " NOT ", "(", ")", ":", "*", "%", "%27", "%22", "&", "&$filter=1 eq 1",
-    "#", "?", "/", "$", "$top=999", "eq", " or 1 eq 1", "\u202e", "\u00a0", "😀", "ß",
+    '"',
+    "'",
+    "\\",
+    "''",
+    '\\"',
+    '" OR "displayName:a',
+    "') or true or startswith(mail,'",
+    " OR ",
+    " AND ",
+    " NOT ",
+    "(",
+    ")",
+    ":",
+    "*",
+    "%",
+    "%27",
+    "%22",
+    "&",
+    "&$filter=1 eq 1",
+    "#",
+    "?",
+    "/",
+    "$",
+    "$top=999",
+    "eq",
+    " or 1 eq 1",
+    "\u202e",
+    "\u00a0",
+    "😀",
+    "ß",
 ]
+# Lone surrogates cannot even be sent as UTF-8 (the quoting refuses them: tests/graph).
+NO_SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
 hostile_suffix = st.lists(
     st.one_of(
         st.sampled_from(HOSTILE_PIECES),
         st.text(
-            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+            alphabet=st.characters(blacklist_categories=NO_SURROGATES, blacklist_characters="\x00"),
             max_size=12,
         ),
     ),
@@ -76,7 +106,7 @@ class QueryRecorder:
 def recorder(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[QueryRecorder]:
     # The emulator runs in this process (a server thread): the wrapper sees its requests.
     recording = QueryRecorder()
-    monkeypatch.setattr(graph_core, "parse_query", recording.wrap(graph_core.parse_query))
+    monkeypatch.setattr(graph_core, "parse_query", recording.wrap(parse_query))
     yield recording
 
 
@@ -114,7 +144,7 @@ def test_search_page_passes_hostile_text_literally(recorder: QueryRecorder, suff
     assert PERSONAS.standard_target.upn in seed_upns
     typed = f"{SEED} {suffix}"
     recorder.seen.clear()
-    response = client.get("/users/", {"q": typed}, **HTMX)
+    response = client.get("/users/", {"q": typed}, headers=HTMX)
     assert response.status_code < 500, response.content[:500]
     if response.status_code == 400:
         # Refused before any request: too long or a character the quoting will not send.

@@ -131,7 +131,7 @@ def test_journeys_leave_no_secret_behind(
     profile = policy.target_profile(client, SAM.oid, use_cache=False)
     sent = verification_send_code(agent=agent, profile=profile, destination="manager")
     (message,) = [m for m in mail.outbox if "code" in m.subject.lower() or "code" in m.body]
-    found = re.search(r"\b(\d{3}) ?(\d{3})\b", message.body)
+    found = re.search(r"\b(\d{3}) ?(\d{3})\b", str(message.body))
     assert found, message.body
     code = found.group(1) + found.group(2)
     verified = verification_check_code(verification=sent, agent=agent, code=code)
@@ -191,3 +191,17 @@ def test_journeys_leave_no_secret_behind(
     # Celery keeps no results: outcomes are in the database only.
     assert celery_app.conf.result_backend is None and celery_app.conf.task_ignore_result
     assert redis_client.keys("celery-task-meta-*") == []
+
+
+def test_credentials_are_redacted_from_any_log_record(caplog: pytest.LogCaptureFixture) -> None:
+    """The filter on django-auth-adfs's logger (settings.LOGGING): its own token messages, and
+    any JWT in any message, reach no handler."""
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZGEifQ.c2lnbmF0dXJlLXZhbHVl"
+    logger = logging.getLogger("django_auth_adfs")
+    with caplog.at_level(logging.DEBUG, logger="django_auth_adfs"):
+        logger.debug("Received access token: %s", token)
+        logger.debug("Received authorization code: %s", "0.AAAA-secret-code")
+        logger.info("token endpoint answered %s", {"access_token": token})
+    logged = _logged(caplog)
+    assert token not in logged and "secret-code" not in logged
+    assert logged.count("[redacted]") >= 3

@@ -19,7 +19,7 @@ help:
 	@echo "make run    start the demo: emulator, portal on http://127.0.0.1:$${PORTAL_PORT:-8000}, worker, beat"
 	@echo "make test   run the whole test suite (SQLite and an embedded Redis unless DATABASE_URL/REDIS_URL)"
 	@echo "make lint   ruff check, ruff format --check, mypy, djlint"
-	@echo "make bench  run bench/*.py"
+	@echo "make bench  run every benchmark (bench/*.py) and the load test, write bench/RESULTS.md"
 	@echo "make clean  remove var/ and caches (distclean also removes .venv)"
 
 # python3.11, or python3 when that is 3.11: the lock is for 3.11 only.
@@ -70,10 +70,10 @@ lint: venv
 lint-mypy: venv
 	env $(LINT_ENV) $(VENV)/bin/mypy .
 
+# Every bench/*.py, each in its own time-limited subprocess; writes bench/RESULTS.md. The ones
+# that need PostgreSQL run when DATABASE_URL names one, else they are reported as skipped.
 bench: venv
-	@set -e; shopt -s nullglob; files=(bench/*.py); \
-	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi; \
-	for f in "$${files[@]}"; do echo "== $$f"; $(PY) "$$f"; done
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf var staticfiles .pytest_cache .mypy_cache .ruff_cache

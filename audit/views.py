@@ -118,10 +118,10 @@ def history(request: HttpRequest) -> HttpResponse:
     return render(request, "audit/history.html", context)
 
 
-@never_cache
-@require_GET
 # role_required is typed for HttpResponse views; it passes any response through unchanged.
-@role_required(*HISTORY_ROLES)  # type: ignore[type-var]
+@never_cache  # type: ignore[type-var]
+@require_GET
+@role_required(*HISTORY_ROLES)
 def history_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     """``/audit/export.csv`` and ``/audit/export.jsonl``: every row the current filters match
     (the viewer's scope applies), streamed; the export itself is logged. 400 for bad filters."""

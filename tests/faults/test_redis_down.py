@@ -58,11 +58,13 @@ class OwnRedis:
 
 def _point_celery_at(url: str) -> None:
     """The Celery app read its broker URL at import: switch it and drop pooled connections."""
-    app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
+    app.conf["broker_url"] = url
+    # Celery keeps these private pools for the app's lifetime; untyped on purpose.
+    celery_app: Any = app
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+        celery_app._pool = None
+    celery_app.amqp._producer_pool = None
 
 
 @pytest.fixture

@@ -185,6 +185,11 @@ class DirectoryAuditRecord(models.Model):
     # An MFA, session or role change by someone other than the person themselves that no portal
     # request explains: someone acted directly in Entra (or with the portal's credentials).
     outside_portal = models.BooleanField(default=False, db_index=True)
+    # The person behind the change, denormalised for the history's agent filter (one index range
+    # scan instead of a lookup through the requests): the requester's object id when the record
+    # is linked to a portal request, else the user Entra names as initiator, else "". Kept by
+    # ``audit.correlation`` (and by ``save()`` below for rows written one at a time).
+    agent_oid = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ("-activity_at", "-id")
@@ -201,6 +206,7 @@ class DirectoryAuditRecord(models.Model):
             models.Index(
                 fields=("action_request", "activity_at"), name="audit_dar_request_time_idx"
             ),
+            models.Index(fields=("agent_oid", "activity_at"), name="audit_dar_agent_time_idx"),
             # Few rows are outside the portal: a partial index keeps the dashboard's flag cheap.
             models.Index(
                 fields=("activity_at",),
@@ -211,6 +217,31 @@ class DirectoryAuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.activity_at:%Y-%m-%d %H:%M:%S} {self.activity} on {self.target_name or '-'}"
+
+    def derived_agent_oid(self, requester_oid: str | None = None) -> str:
+        """What ``agent_oid`` must hold: ``requester_oid`` (the linked request's requester; looked
+        up when not given) when linked, else the initiating user's object id, else ""."""
+        if self.action_request_id is not None:
+            if requester_oid is None:
+                from django.contrib.auth import get_user_model
+
+                # The Django user's username is the person's Entra object id (accounts.models).
+                requester_oid = (
+                    get_user_model()
+                    .objects.filter(action_requests__pk=self.action_request_id)
+                    .values_list("username", flat=True)
+                    .first()
+                )
+            return requester_oid or ""
+        if self.initiated_by_kind == self.InitiatorKind.USER:
+            return self.initiated_by_id
+        return ""
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, keeping ``agent_oid`` in step with the link (bulk writes bypass this: the sync's
+        ``audit.correlation`` sets it itself)."""
+        self.agent_oid = self.derived_agent_oid()
+        super().save(*args, **kwargs)
 
 
 class AuditSyncState(models.Model):

@@ -24,12 +24,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from django.db.models import Q, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import F, Q, QuerySet
+from django.db.models.lookups import IContains
 from django.utils import timezone
 
 from audit.models import DirectoryAuditRecord, PortalEvent
 from audit.permissions import HistoryScope, history_scope_for
-from mfa.models import ActionRequest
+from mfa.models import ActionRequest, VerificationMethod
 
 Source = Literal["portal", "entra"]
 Order = Literal["desc", "asc"]
@@ -95,6 +97,9 @@ _PORTAL_KIND_OUTCOME: dict[str, str] = {
 }
 _KIND_LABELS: dict[str, str] = dict(PortalEvent.Kind.choices)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_REQUEST_KIND_LABELS: dict[str, str] = dict(ActionRequest._meta.get_field("kind").flatchoices)
+_REQUEST_STATUS_LABELS: dict[str, str] = dict(ActionRequest._meta.get_field("status").flatchoices)
+_VERIFICATION_LABELS: dict[str, str] = dict(VerificationMethod.choices)
 
 
 class FilterError(ValueError):
@@ -434,11 +439,33 @@ def _day_bounds(filters: HistoryFilters) -> tuple[datetime | None, datetime | No
     return start, end
 
 
-def _request_ids(**condition: Any) -> list[int]:
-    """The ids of the requests matching ``condition``, as a list: ``request_id = ANY(list)``
+def _request_ids(*conditions: Q, **condition: Any) -> list[int]:
+    """The ids of the requests matching the conditions, as a list: ``request_id = ANY(list)``
     lets PostgreSQL read the (request, time) index directly, where ``IN (subquery)`` OR-ed with
     another condition made it scan the whole time index."""
-    return list(ActionRequest.objects.filter(**condition).values_list("pk", flat=True))
+    return list(
+        # No ordering: the model's default order would only add a sort.
+        ActionRequest.objects.filter(*conditions, **condition)
+        .order_by()
+        .values_list("pk", flat=True)
+    )
+
+
+class _ILikeContains(IContains):
+    """``field ILIKE '%text%'`` on PostgreSQL, which a pg_trgm GIN index (``gin_trgm_ops``,
+    migration 0009) serves; Django's own ``icontains`` writes ``UPPER(field::text) LIKE
+    UPPER(...)``, which no index on the column serves. The text is escaped as ``icontains``
+    escapes it (``%``, ``_`` and ``\\`` match themselves). Elsewhere it is ``icontains``."""
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs_sql, lhs_params = compiler.compile(self.lhs)
+        rhs_sql, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs_sql} ILIKE {rhs_sql}", [*lhs_params, *rhs_params]
+
+
+def _contains(field: str, text: str) -> Q:
+    """``field`` (of the queryset filtered) contains ``text``, ignoring case (see ``_ILikeContains``)."""
+    return Q(_ILikeContains(F(field), text))
 
 
 def _branches(qs: QuerySet[Any, Any], alternatives: list[list[Q]]) -> list[QuerySet[Any, Any]]:
@@ -452,6 +479,13 @@ def _branches(qs: QuerySet[Any, Any], alternatives: list[list[Q]]) -> list[Query
     for group in alternatives:
         combos = [[*combo, condition] for combo in combos for condition in group]
     return [qs.filter(*combo) for combo in combos]
+
+
+def _user_pk(oid: str) -> int:
+    """The Django user whose username is the Entra object id ``oid`` (accounts.models); 0 (matches
+    nothing) when there is none."""
+    found = get_user_model().objects.filter(username=oid).values_list("pk", flat=True).first()
+    return int(found) if found is not None else 0
 
 
 def _request_pk(public_id: uuid.UUID) -> int:
@@ -485,11 +519,20 @@ def portal_queryset(
         qs = qs.filter(created_at__lt=end)
     alternatives: list[list[Q]] = []
     if filters.agent:
-        # The Django user's username is the person's Entra object id (accounts.models).
+        # The requests are a subquery on ``requester_id = <constant>``, not a list of ids nor a
+        # join on the username: PostgreSQL's statistics on requester_id then tell it how many
+        # requests the agent has, and it picks per agent between probing the (request, time)
+        # index request by request (few requests) and walking the time index with a hashed set
+        # (many). A list of tens of thousands of ids forced the probes; a join on the username
+        # hid the count and made it walk the whole time index for an agent with few requests.
         alternatives.append(
             [
                 Q(actor_oid=filters.agent),
-                Q(request__in=_request_ids(requester__username=filters.agent)),
+                Q(
+                    request__in=ActionRequest.objects.filter(
+                        requester_id=_user_pk(filters.agent)
+                    ).values("pk")
+                ),
             ]
         )
     if filters.target:
@@ -498,9 +541,9 @@ def portal_queryset(
         qs = qs.filter(request=request_pk)
     if filters.q:
         qs = qs.filter(
-            Q(actor_name__icontains=filters.q)
-            | Q(target_name__icontains=filters.q)
-            | Q(ticket__icontains=filters.q)
+            _contains("actor_name", filters.q)
+            | _contains("target_name", filters.q)
+            | _contains("ticket", filters.q)
         )
     if not scope.everything:
         own = [
@@ -540,12 +583,9 @@ def entra_queryset(
         qs = qs.filter(activity_at__lt=end)
     alternatives: list[list[Q]] = []
     if filters.agent:
-        alternatives.append(
-            [
-                Q(initiated_by_id=filters.agent),
-                Q(action_request__in=_request_ids(requester__username=filters.agent)),
-            ]
-        )
+        # The requester of the linked request, else the initiating user: denormalised by
+        # audit.correlation, so this is one range scan of (agent_oid, activity_at).
+        qs = qs.filter(agent_oid=filters.agent)
     if filters.target:
         qs = qs.filter(target_id=filters.target)
     if request_pk is not None:
@@ -554,11 +594,15 @@ def entra_queryset(
         # Entra knows nothing of tickets: a record matches a ticket through its request.
         alternatives.append(
             [
-                Q(activity__icontains=filters.q)
-                | Q(target_name__icontains=filters.q)
-                | Q(target_upn__icontains=filters.q)
-                | Q(initiated_by_name__icontains=filters.q),
-                Q(action_request__in=_request_ids(ticket__icontains=filters.q)),
+                _contains("activity", filters.q)
+                | _contains("target_name", filters.q)
+                | _contains("target_upn", filters.q)
+                | _contains("initiated_by_name", filters.q),
+                Q(
+                    action_request__in=_request_ids(
+                        _contains("ticket", filters.q)
+                    )
+                ),
             ]
         )
     if not scope.everything:
@@ -607,9 +651,10 @@ def _keyset_stream(
         page = (
             qs if position is None else qs.filter(_beyond(time_field, rank, position, descending))
         )
-        rows = [
-            make(v) for v in page.order_by(*order).values(*fields)[:size].iterator(chunk_size=size)
-        ]
+        # A plain read, not .iterator(): the LIMIT already bounds the batch, and outside a
+        # transaction Django's server-side cursors are WITH HOLD, which PostgreSQL materialises
+        # before the first row is fetched (an extra copy and two more round trips per batch).
+        rows = [make(v) for v in page.order_by(*order).values(*fields)[:size]]
         if rows:
             yield rows
         if len(rows) < size:
@@ -676,28 +721,53 @@ def _request_infos(ids: Iterable[int]) -> dict[int, RequestInfo]:
     wanted = {i for i in ids if i}
     if not wanted:
         return {}
+    # Plain values, not model instances: an export attaches requests to every batch.
+    rows = ActionRequest.objects.filter(pk__in=wanted).values_list(
+        "pk",
+        "public_id",
+        "kind",
+        "status",
+        "requester_id",
+        "requester_name",
+        "ticket",
+        "target_tier",
+        "verification__method",
+        "verification__manual_check",
+        "decided_by_name",
+        "decision_comment",
+    )
     infos: dict[int, RequestInfo] = {}
-    for ar in ActionRequest.objects.filter(pk__in=wanted).select_related("verification"):
-        verification = ar.verification
-        infos[ar.pk] = RequestInfo(
-            id=ar.pk,
-            public_id=ar.public_id,
-            kind=ar.kind,
-            kind_label=ar.get_kind_display(),
-            status=ar.status,
-            status_label=ar.get_status_display(),
-            requester_id=ar.requester_id,
-            requester_name=ar.requester_name,
-            ticket=ar.ticket,
-            target_tier=ar.target_tier,
-            verification_method=verification.method if verification else "",
+    for (
+        pk,
+        public_id,
+        kind,
+        status,
+        requester_id,
+        requester_name,
+        ticket,
+        target_tier,
+        method,
+        manual_check,
+        decided_by_name,
+        decision_comment,
+    ) in rows:
+        infos[pk] = RequestInfo(
+            id=pk,
+            public_id=public_id,
+            kind=kind,
+            kind_label=_REQUEST_KIND_LABELS.get(kind, kind),
+            status=status,
+            status_label=_REQUEST_STATUS_LABELS.get(status, status),
+            requester_id=requester_id,
+            requester_name=requester_name,
+            ticket=ticket,
+            target_tier=target_tier,
+            verification_method=method or "",
             verification_label=(
-                verification.manual_check or verification.get_method_display()
-                if verification
-                else ""
+                (manual_check or _VERIFICATION_LABELS.get(method, method)) if method else ""
             ),
-            decided_by_name=ar.decided_by_name,
-            decision_comment=ar.decision_comment,
+            decided_by_name=decided_by_name,
+            decision_comment=decision_comment,
         )
     return infos
 

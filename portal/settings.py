@@ -119,6 +119,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task cut off by a lost broker connection is redelivered (acks_late) rather than left to
+# finish unacknowledged; the conditional claim and the lease make the second run safe.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_DEFAULT_QUEUE = "interactive"
 CELERY_TASK_QUEUES_NAMES = ["interactive", "bulk", "sync"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "queue_order_strategy": "priority"}

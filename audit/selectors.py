@@ -890,3 +890,112 @@ def history_rows(
     scope = history_scope_for(viewer, opened_target_id=filters.target)
     size = batch or EXPORT_BATCH
     return _merged(filters, scope, after=None, batch=size, limit=None, enrich=True)
+
+
+# --- flat rows for the exports ------------------------------------------------------------------
+
+# The fields of a flat row, in order (``history_flat_rows``). ``time`` is an aware datetime;
+# ``request_id`` is the request's public id (a UUID) or None; ``outside_portal`` a bool;
+# ``detail`` the portal event's JSON detail (None for Entra records); every other field a str.
+FLAT_FIELDS: tuple[str, ...] = (
+    "time",
+    "source",
+    "kind",
+    "kind_label",
+    "outcome",
+    "agent_name",
+    "agent_oid",
+    "target_id",
+    "target_name",
+    "target_upn",
+    "ticket",
+    "request_id",
+    "request_kind",
+    "request_status",
+    "verification",
+    "decided_by",
+    "entra_id",
+    "entra_initiated_by",
+    "entra_initiated_by_kind",
+    "outside_portal",
+    "result_reason",
+    "correlation_id",
+    "detail",
+)
+FlatRow = tuple[Any, ...]
+# A merge item: (time, source rank, id, flat row). Tuples compare on the first three; two items
+# equal there are the same database row, so the comparison never reaches the dicts inside.
+_FlatItem = tuple[datetime, int, int, FlatRow]
+
+_PORTAL_FLAT_FIELDS = (
+    "created_at",
+    "id",
+    "kind",
+    "actor_name",
+    "actor_oid",
+    "target_id",
+    "target_name",
+    "ticket",
+    "request",
+    "detail",
+)
+_ENTRA_FLAT_FIELDS = (
+    "activity_at",
+    "id",
+    "activity",
+    "result",
+    "result_reason",
+    "initiated_by_kind",
+    "initiated_by_id",
+    "initiated_by_name",
+    "target_id",
+    "target_name",
+    "target_upn",
+    "correlation_id",
+    "entra_id",
+    "action_request_id",
+    "outside_portal",
+)
+_NO_REQUEST = ("", None, "", "", "", "")  # requester_name, public_id, kind, status, verif., decided
+
+
+def _request_columns(ids: Iterable[int | None]) -> dict[int, tuple[Any, ...]]:
+    """For each request id: (requester_name, public_id, kind, status, verification label,
+    decided_by_name), as the flat rows show them."""
+    return {
+        pk: (
+            info.requester_name,
+            info.public_id,
+            info.kind,
+            info.status,
+            info.verification_label,
+            info.decided_by_name,
+        )
+        for pk, info in _request_infos(i for i in ids if i).items()
+    }
+
+
+def _portal_flat(values: list[tuple[Any, ...]]) -> list[_FlatItem]:
+    requests = _request_columns(v[8] for v in values)
+    kind_labels, outcomes, rank = _KIND_LABELS, _PORTAL_KIND_OUTCOME, SOURCE_RANK["portal"]
+    items: list[_FlatItem] = []
+    append = items.append
+    for at, pk, kind, actor_name, actor_oid, target_id, target_name, ticket, req, detail in values:
+        name, public_id, req_kind, status, verification, decided = (
+            requests.get(req, _NO_REQUEST) if req else _NO_REQUEST
+        )
+        append(
+            (
+                at,
+                rank,
+                pk,
+                (
+                    at, "portal", kind, kind_labels.get(kind, kind), outcomes.get(kind, ""),
+                    actor_name or name, actor_oid, target_id, target_name, "",
+                    ticket or (requests[req][0] if False else _ticket_of(req, ticket)),
+                    public_id, req_kind, status, verification, decided,
+                    "", "", "", False, "", "", detail,
+                ),
+            )
+        )  # fmt: skip
+    return items

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 from typing import Any
@@ -25,34 +26,44 @@ class Env:
     def __init__(self) -> None:
         self._env = environ.Env()
 
-    def _get(self, cast: str, name: str, default: Any) -> Any:
+    def _get(self, cast: builtins.str, name: builtins.str, default: Any) -> Any:
         try:
             return getattr(self._env, cast)(name, default=default)
         except (ValueError, ImproperlyConfigured, KeyError) as exc:
             raise ConfigError(name, f"is malformed ({os.environ.get(name)!r}): {exc}") from exc
 
-    def str(self, name: str, *, default: str) -> str:
+    def str(self, name: builtins.str, *, default: builtins.str) -> builtins.str:
         return str(self._get("str", name, default))
 
-    def bool(self, name: str, *, default: bool) -> bool:
+    def bool(self, name: builtins.str, *, default: builtins.bool) -> builtins.bool:
         raw = os.environ.get(name)
         if raw is not None and raw.strip().lower() not in {
-            "1", "0", "true", "false", "yes", "no", "on", "off", "",
+            "1",
+            "0",
+            "true",
+            "false",
+            "yes",
+            "no",
+            "on",
+            "off",
+            "",
         }:
             raise ConfigError(name, f"must be a boolean (1/0, true/false), not {raw!r}")
         return bool(self._get("bool", name, default))
 
-    def int(self, name: str, *, default: int) -> int:
+    def int(self, name: builtins.str, *, default: builtins.int) -> builtins.int:
         value = self._get("int", name, default)
         return int(value)
 
-    def float(self, name: str, *, default: float) -> float:
+    def float(self, name: builtins.str, *, default: builtins.float) -> builtins.float:
         return float(self._get("float", name, default))
 
-    def list(self, name: str, *, default: list[str]) -> list[str]:
+    def list(
+        self, name: builtins.str, *, default: builtins.list[builtins.str]
+    ) -> builtins.list[builtins.str]:
         return [item.strip() for item in self._get("list", name, default) if item.strip()]
 
-    def db(self, name: str, *, default: str) -> dict[str, Any]:
+    def db(self, name: builtins.str, *, default: builtins.str) -> dict[builtins.str, Any]:
         raw = os.environ.get(name) or default
         try:
             config: dict[str, Any] = environ.Env.db_url_config(raw)
@@ -64,7 +75,7 @@ class Env:
             raise ConfigError(name, f"has an unknown scheme: {urlsplit(raw).scheme!r}")
         return config
 
-    def email_url(self, name: str, *, default: str) -> dict[str, Any]:
+    def email_url(self, name: builtins.str, *, default: builtins.str) -> dict[builtins.str, Any]:
         raw = os.environ.get(name) or default
         if not raw:
             return {}
@@ -74,14 +85,14 @@ class Env:
             raise ConfigError(name, f"is not an email URL (smtp://...): {exc}") from exc
         return config
 
-    def url_str(self, name: str, *, default: str) -> str:
+    def url_str(self, name: builtins.str, *, default: builtins.str) -> builtins.str:
         value = self.str(name, default=default).rstrip("/")
         parts = urlsplit(value)
         if parts.scheme != "https" or not parts.netloc:
             raise ConfigError(name, f"must be an https:// URL, not {value!r}")
         return value
 
-    def secret(self, name: str, *, default: str | None) -> str | None:
+    def secret(self, name: builtins.str, *, default: builtins.str | None) -> builtins.str | None:
         """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
         file_name = os.environ.get(f"{name}_FILE")
         if file_name:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -28,13 +30,13 @@ def ada() -> object:
 
 
 @pytest.mark.django_db
-def test_record_copies_actor_and_request(ada: object, rf: RequestFactory) -> None:
+def test_record_copies_actor_and_request(ada: Any, rf: RequestFactory) -> None:
     request = rf.get("/", REMOTE_ADDR="127.0.0.9", HTTP_USER_AGENT="Firefox/140 " + "x" * 900)
     event = portal_event_record(
         kind=PortalEvent.Kind.SIGN_IN, actor=ada, request=request, detail={"why": "test"}
     )
     stored = PortalEvent.objects.get(pk=event.pk)
-    assert stored.actor_id == ada.pk  # type: ignore[attr-defined]
+    assert stored.actor_id == ada.pk
     assert stored.actor_name == "Ada Agent"
     assert stored.actor_oid == "a1a1a1a1-0000-4000-8000-000000000001"
     assert stored.source_ip == "127.0.0.9"
@@ -50,7 +52,7 @@ def test_unknown_kind_is_refused() -> None:
 
 
 @pytest.mark.django_db
-def test_events_cannot_be_changed_or_removed(ada: object) -> None:
+def test_events_cannot_be_changed_or_removed(ada: Any) -> None:
     event = portal_event_record(kind=PortalEvent.Kind.SIGN_OUT, actor=ada)
     event.detail = {"rewritten": True}
     with pytest.raises(AppendOnlyError):
@@ -73,4 +75,4 @@ def test_events_cannot_be_changed_or_removed(ada: object) -> None:
     from django.db.models import ProtectedError
 
     with pytest.raises(ProtectedError):
-        ada.delete()  # type: ignore[attr-defined]
+        ada.delete()

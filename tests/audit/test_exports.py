@@ -6,8 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.db import connection
@@ -50,7 +51,7 @@ def rows() -> dict[str, Any]:
 def _body(response: Any) -> str:
     assert isinstance(response, StreamingHttpResponse)
     assert response.streaming
-    return b"".join(response.streaming_content).decode()
+    return b"".join(cast(Iterator[bytes], response.streaming_content)).decode()
 
 
 def _csv(response: Any) -> list[dict[str, str]]:

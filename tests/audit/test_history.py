@@ -290,7 +290,7 @@ def ties() -> list[Any]:
     """Rows with shared instants across and within sources, newest first."""
     moment = T0 + timedelta(hours=5)
     r = action_request(ADA, SAM, created_at=T0)
-    rows = []
+    rows: list[Any] = []
     for n in range(3):
         rows.append(request_event(r, K.ACTION_STEP, moment - timedelta(minutes=n)))
         rows.append(entra_record(moment - timedelta(minutes=n), SAM, request=r))

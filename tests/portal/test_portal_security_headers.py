@@ -84,7 +84,7 @@ def test_a_view_may_set_its_own_policy() -> None:
         response["Content-Security-Policy"] = "default-src 'none'"
         return response
 
-    middleware = SecurityHeadersMiddleware(view)  # type: ignore[arg-type]
+    middleware = SecurityHeadersMiddleware(view)
     response = middleware(object())  # type: ignore[arg-type]
     assert response["Content-Security-Policy"] == "default-src 'none'"
     assert "Permissions-Policy" in response

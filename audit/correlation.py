@@ -241,7 +241,8 @@ def _role_change_explained(
 
 
 def correlate_records(records: Sequence[DirectoryAuditRecord]) -> CorrelationResult:
-    """Set ``action_request`` and ``outside_portal`` on each of ``records`` and save them.
+    """Set ``action_request``, ``outside_portal`` and ``agent_oid`` (the requester when linked,
+    else the initiating user) on each of ``records`` and save them.
 
     Call it inside the transaction that stored the records (the sync does, page by page).
     """
@@ -258,14 +259,19 @@ def correlate_records(records: Sequence[DirectoryAuditRecord]) -> CorrelationRes
         is_outside = request is None and record.entra_id not in role_changes and is_watched(record)
         linked += request is not None
         outside += is_outside
-        new_request_id = request.pk if request is not None else None
-        if record.action_request_id != new_request_id or record.outside_portal != is_outside:
-            record.action_request_id = new_request_id
-            record.outside_portal = is_outside
+        before = (record.action_request_id, record.outside_portal, record.agent_oid)
+        record.action_request_id = request.pk if request is not None else None
+        record.outside_portal = is_outside
+        # The history's agent filter reads agent_oid alone (audit.selectors): it must follow
+        # the link, so it is derived here, where the link is made.
+        record.agent_oid = record.derived_agent_oid(
+            _requester_oid(request) if request is not None else None
+        )
+        if (record.action_request_id, record.outside_portal, record.agent_oid) != before:
             changed.append(record)
     if changed:
         DirectoryAuditRecord.objects.bulk_update(
-            changed, ["action_request", "outside_portal"], batch_size=500
+            changed, ["action_request", "outside_portal", "agent_oid"], batch_size=500
         )
     return CorrelationResult(linked, outside)
 

@@ -218,6 +218,12 @@ class DirectoryAuditRecord(models.Model):
     def __str__(self) -> str:
         return f"{self.activity_at:%Y-%m-%d %H:%M:%S} {self.activity} on {self.target_name or '-'}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, keeping ``agent_oid`` in step with the link (bulk writes bypass this: the sync's
+        ``audit.correlation`` sets it itself)."""
+        self.agent_oid = self.derived_agent_oid()
+        super().save(*args, **kwargs)
+
     def derived_agent_oid(self, requester_oid: str | None = None) -> str:
         """What ``agent_oid`` must hold: ``requester_oid`` (the linked request's requester; looked
         up when not given) when linked, else the initiating user's object id, else ""."""
@@ -236,12 +242,6 @@ class DirectoryAuditRecord(models.Model):
         if self.initiated_by_kind == self.InitiatorKind.USER:
             return self.initiated_by_id
         return ""
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save, keeping ``agent_oid`` in step with the link (bulk writes bypass this: the sync's
-        ``audit.correlation`` sets it itself)."""
-        self.agent_oid = self.derived_agent_oid()
-        super().save(*args, **kwargs)
 
 
 class AuditSyncState(models.Model):

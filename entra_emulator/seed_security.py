@@ -426,6 +426,9 @@ def _seed_roles(tenant: Tenant, rng: random.Random, now: datetime) -> list[str]:
         (PRIVILEGED_ROLE_ADMINISTRATOR, PERSONAS["abel.admin"]["id"]),
         (HELPDESK_ADMINISTRATOR, take(4)),
         (SECURITY_ADMINISTRATOR, GROUP_IDS[ROLE_ASSIGNABLE_GROUP]),
+        # The same group also holds one of the roles the portal's /roles/ page governs, so the
+        # demo shows a role held through a group with its members expanded.
+        (AUTHENTICATION_ADMINISTRATOR, GROUP_IDS[ROLE_ASSIGNABLE_GROUP]),
     ]
     for role_id, principal_id in holders:
         if principal_id is None:

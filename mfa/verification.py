@@ -331,19 +331,20 @@ def verification_record_manual(
     return verification
 
 
-def verification_current(*, agent: Any, target_id: str) -> CallerVerification | None:
-    """The newest verification by ``agent`` for ``target_id`` that may back an action now."""
+def verification_current(
+    *, agent: Any, target_id: str, include_expired: bool = False
+) -> CallerVerification | None:
+    """The newest verification by ``agent`` for ``target_id`` that may back an action now.
+
+    With ``include_expired``, the newest succeeded one however old: the action service then
+    refuses it as too old, which tells the agent more than "verify first"."""
     max_age = timedelta(minutes=settings.PORTAL_VERIFICATION_MAX_AGE_MINUTES)
-    return (
-        CallerVerification.objects.filter(
-            agent=agent,
-            target_id=target_id,
-            verified_at__isnull=False,
-            verified_at__gte=timezone.now() - max_age,
-        )
-        .order_by("-verified_at", "-id")
-        .first()
+    rows = CallerVerification.objects.filter(
+        agent=agent, target_id=target_id, verified_at__isnull=False
     )
+    if not include_expired:
+        rows = rows.filter(verified_at__gte=timezone.now() - max_age)
+    return rows.order_by("-verified_at", "-id").first()
 
 
 def verification_pending(*, agent: Any, target_id: str) -> CallerVerification | None:

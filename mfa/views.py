@@ -515,6 +515,11 @@ def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
     if request.method == "POST":
         form = form_class(request.POST, **extras)
         if form.is_valid():
+            # One that has just expired still goes to the service, whose refusal then says
+            # "too old, verify again" instead of "missing".
+            backing = verification or verification_current(
+                agent=request.user, target_id=profile.user.id, include_expired=True
+            )
             try:
                 action_request = services.action_request_create(
                     agent=request.user,
@@ -523,7 +528,7 @@ def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
                     reason=form.cleaned_data["reason"],
                     ticket=form.cleaned_data["ticket"],
                     params=form.params(),
-                    verification=verification,
+                    verification=backing,
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     http_request=request,
                     rate_override_by=rate_override_for(request.user),

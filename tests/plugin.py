@@ -171,11 +171,13 @@ def emulator_faults(
 
 
 @pytest.fixture
-def fresh_tenant(emulator_faults: EmulatorServer) -> EmulatorServer:
+def fresh_tenant(emulator_faults: EmulatorServer) -> Iterator[EmulatorServer]:
     """The emulator with its tenant re-seeded and its sign-in state cleared before the test;
-    faults and throttle are restored after it."""
+    faults and throttle are restored after it, and the tenant is re-seeded again so that what
+    this test changed never leaks into a later test that reads the shared seed."""
     emulator_faults.reset()
-    return emulator_faults
+    yield emulator_faults
+    emulator_faults.reset()
 
 
 # --- Celery -----------------------------------------------------------------------------------

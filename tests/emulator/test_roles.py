@@ -11,6 +11,7 @@ from entra_emulator.graph_core import GraphHttpError
 from entra_emulator.roles_api import assignment_id, normalise_schedule, schedule_end
 from entra_emulator.seed import GROUP_IDS, PERSONAS, PROTECTED_GROUP, ROLE_ASSIGNABLE_GROUP
 from entra_emulator.seed_security import (
+    AUTHENTICATION_ADMINISTRATOR,
     HELPDESK_ADMINISTRATOR,
     PRIVILEGED_AUTHENTICATION_ADMINISTRATOR,
     SECURITY_ADMINISTRATOR,
@@ -79,9 +80,11 @@ def test_role_holders_expand_to_users_and_groups(graph: GraphCaller) -> None:
     assert AARON in principals
     assert principals[AARON]["@odata.type"] == "#microsoft.graph.user"
     group_id = GROUP_IDS[ROLE_ASSIGNABLE_GROUP]
-    [via_group] = graph.get(f"{BASE}/roleAssignments", params={
+    via_group_all = graph.get(f"{BASE}/roleAssignments", params={
         "$filter": f"principalId eq '{group_id}'", "$expand": "principal"}).json()["value"]
-    assert via_group["roleDefinitionId"] == SECURITY_ADMINISTRATOR
+    assert {a["roleDefinitionId"] for a in via_group_all} == {
+        SECURITY_ADMINISTRATOR, AUTHENTICATION_ADMINISTRATOR}
+    via_group = via_group_all[0]
     assert via_group["principal"]["@odata.type"] == "#microsoft.graph.group"
     assert via_group["principal"]["isAssignableToRole"] is True
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import operator
+import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC
 from typing import Any, Literal
@@ -64,6 +66,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 _FORMULA_CHARS = frozenset(_FORMULA_START)
+# A text field starting like a formula, in the text fields joined with NUL and led by one.
+_FORMULA_AFTER_NUL = re.compile("\0[" + re.escape("".join(_FORMULA_START)) + "]")
 _TIME = FLAT_FIELDS.index("time")
 _REQUEST_ID = FLAT_FIELDS.index("request_id")
 _OUTSIDE = FLAT_FIELDS.index("outside_portal")
@@ -73,6 +77,9 @@ _TEXT_FIELDS: tuple[int, ...] = tuple(
     i for i in range(len(FLAT_FIELDS)) if i not in (_TIME, _REQUEST_ID, _OUTSIDE, _DETAIL)
 )
 assert COLUMNS == FLAT_FIELDS, "the exports write the flat rows' fields in their order"
+
+
+_texts_of = operator.itemgetter(*_TEXT_FIELDS)
 
 
 def export_record(row: FlatRow) -> dict[str, Any]:
@@ -88,12 +95,15 @@ def export_record(row: FlatRow) -> dict[str, Any]:
 def _csv_row(row: FlatRow) -> list[Any]:
     """One flat row as CSV cells: formulas neutralised, booleans as yes/no, JSON as text."""
     cells = list(row)
-    for index in _TEXT_FIELDS:
-        value = cells[index]
-        if value[:1] in _FORMULA_CHARS:
-            cells[index] = "'" + value
+    # One C-level test for the whole row (formulas are rare), then the fields one by one.
+    if _FORMULA_AFTER_NUL.search("\0" + "\0".join(_texts_of(row))):
+        for index in _TEXT_FIELDS:
+            value = cells[index]
+            if value[:1] in _FORMULA_CHARS:
+                cells[index] = "'" + value
     detail = cells[_DETAIL]
-    cells[_TIME] = cells[_TIME].astimezone(UTC).isoformat()
+    at = cells[_TIME]
+    cells[_TIME] = (at if at.tzinfo is UTC else at.astimezone(UTC)).isoformat()
     cells[_REQUEST_ID] = str(cells[_REQUEST_ID]) if cells[_REQUEST_ID] else ""
     cells[_OUTSIDE] = "yes" if cells[_OUTSIDE] else "no"
     cells[_DETAIL] = (

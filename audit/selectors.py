@@ -7,8 +7,12 @@ whatever its depth. Each table is read in its own order by ``(time, id)`` throug
 index that starts with the filtered column (audit/models.py), then the two ordered streams are
 merged in Python (``heapq.merge``).
 
-``history_rows(filters, viewer)`` streams every matching row in the same order, in keyset batches
-read with ``.iterator(chunk_size)``, holding at most one batch in memory: the exports use it.
+``history_rows(filters, viewer)`` streams every matching row in the same order, in keyset
+batches, holding at most one batch per branch in memory. ``history_flat_rows`` is the same stream
+as plain tuples (``FLAT_FIELDS``), built without an object per row: the exports use it.
+
+The agent filter reads ``DirectoryAuditRecord.agent_oid`` (denormalised by audit.correlation);
+free text is ``ILIKE '%text%'`` on PostgreSQL, served by the trigram indexes of migration 0009.
 
 The viewer's scope (``audit.permissions``) is applied to every query: an Agent's history is their
 own requests, plus the full history of a person they open (``filters.target``).
@@ -16,11 +20,12 @@ own requests, plus the full history of a person they open (``filters.target``).
 
 from __future__ import annotations
 
+import contextlib
 import heapq
-from concurrent.futures import ThreadPoolExecutor
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -100,6 +105,9 @@ _PORTAL_KIND_OUTCOME: dict[str, str] = {
     kind: outcome for outcome, kinds in PORTAL_OUTCOMES.items() for kind in kinds
 }
 _KIND_LABELS: dict[str, str] = dict(PortalEvent.Kind.choices)
+_ENTRA_RESULT_OUTCOME: dict[str, str] = {
+    result: outcome for outcome, results in ENTRA_OUTCOMES.items() for result in results
+}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _REQUEST_KIND_LABELS: dict[str, str] = dict(ActionRequest._meta.get_field("kind").flatchoices)
 _REQUEST_STATUS_LABELS: dict[str, str] = dict(ActionRequest._meta.get_field("status").flatchoices)
@@ -485,6 +493,29 @@ def _branches(qs: QuerySet[Any, Any], alternatives: list[list[Q]]) -> list[Query
     return [qs.filter(*combo) for combo in combos]
 
 
+def _requests_of(user_pk: int) -> QuerySet[ActionRequest, Any]:
+    """The ids of ``user_pk``'s requests, as a subquery on ``requester_id = <constant>``.
+
+    Not a list of ids, nor a join on the username: PostgreSQL's statistics on requester_id tell
+    it how many requests this person has, and it picks per person between probing the
+    (request, time) index request by request (few requests) and walking the time index with a
+    hashed set (many). A list of tens of thousands of ids forced the probes (half a second for
+    the busiest agent); a join on the username hid the count and made it walk the whole time
+    index for an agent with few requests.
+    """
+    return ActionRequest.objects.filter(requester_id=user_pk).order_by().values("pk")
+
+
+def _username(user_pk: int | None) -> str:
+    """The username (the Entra object id, accounts.models) of Django user ``user_pk``; a value no
+    record holds when there is none."""
+    if user_pk is None:
+        return ""
+    found = get_user_model().objects.filter(pk=user_pk).values_list("username", flat=True).first()
+    # agent_oid is never blank for a linked record, so "" matches nothing here.
+    return str(found) if found else ""
+
+
 def _user_pk(oid: str) -> int:
     """The Django user whose username is the Entra object id ``oid`` (accounts.models); 0 (matches
     nothing) when there is none."""
@@ -523,20 +554,10 @@ def portal_queryset(
         qs = qs.filter(created_at__lt=end)
     alternatives: list[list[Q]] = []
     if filters.agent:
-        # The requests are a subquery on ``requester_id = <constant>``, not a list of ids nor a
-        # join on the username: PostgreSQL's statistics on requester_id then tell it how many
-        # requests the agent has, and it picks per agent between probing the (request, time)
-        # index request by request (few requests) and walking the time index with a hashed set
-        # (many). A list of tens of thousands of ids forced the probes; a join on the username
-        # hid the count and made it walk the whole time index for an agent with few requests.
         alternatives.append(
             [
                 Q(actor_oid=filters.agent),
-                Q(
-                    request__in=ActionRequest.objects.filter(
-                        requester_id=_user_pk(filters.agent)
-                    ).values("pk")
-                ),
+                Q(request__in=_requests_of(_user_pk(filters.agent))),
             ]
         )
     if filters.target:
@@ -550,10 +571,7 @@ def portal_queryset(
             | _contains("ticket", filters.q)
         )
     if not scope.everything:
-        own = [
-            Q(actor_id=scope.user_id),
-            Q(request__in=_request_ids(requester_id=scope.user_id)),
-        ]
+        own = [Q(actor_id=scope.user_id), Q(request__in=_requests_of(scope.user_id or 0))]
         if scope.target_id:
             own.append(Q(target_id=scope.target_id))
         alternatives.append(own)
@@ -606,7 +624,9 @@ def entra_queryset(
             ]
         )
     if not scope.everything:
-        own = [Q(action_request__in=_request_ids(requester_id=scope.user_id))]
+        # The records linked to the viewer's requests: agent_oid holds the requester of a linked
+        # record (audit.correlation), so this is a range scan of (agent_oid, activity_at).
+        own = [Q(agent_oid=_username(scope.user_id), action_request__isnull=False)]
         if scope.target_id:
             own.append(Q(target_id=scope.target_id))
         alternatives.append(own)
@@ -1026,7 +1046,7 @@ def _entra_flat(values: list[tuple[Any, ...]], micros: bool) -> list[_FlatItem]:
     """Merge items of one batch of Entra records (``_ENTRA_FLAT_FIELDS``), as ``_portal_flat``."""
     requests = _request_columns(v[13] for v in values)
     user, rank = DirectoryAuditRecord.InitiatorKind.USER.value, SOURCE_RANK["entra"]
-    epoch, one = _EPOCH, _ONE_MICROSECOND
+    epoch, one, outcomes = _EPOCH, _ONE_MICROSECOND, _ENTRA_RESULT_OUTCOME
     items: list[_FlatItem] = []
     append = items.append
     for (
@@ -1044,7 +1064,7 @@ def _entra_flat(values: list[tuple[Any, ...]], micros: bool) -> list[_FlatItem]:
                 rank,
                 pk,
                 (
-                    at, "entra", activity, activity, _entra_outcome(result),
+                    at, "entra", activity, activity, outcomes.get(result, ""),
                     (by_name if by_user else "") or name, by_id if by_user else "",
                     target_id, target_name, target_upn, req_ticket, public_id, req_kind,
                     status, verification, decided, entra_id, by_name, by_kind, outside,
@@ -1075,7 +1095,9 @@ def _flat_stream(
     rank = SOURCE_RANK[source]
     order = (f"-{time_field}", "-id") if descending else (time_field, "id")
     connection = connections[qs.db]
-    micros = connection.vendor == "postgresql"
+    # The worker and the integer times go together: both serve the long exports outside a
+    # transaction; in a transaction the plain path reads what the ORM gives.
+    micros = connection.vendor == "postgresql" and not connection.in_atomic_block
     if micros:
         qs = qs.annotate(_at_us=_EpochMicros(time_field))
         fields = ("_at_us", *fields[1:])
@@ -1090,7 +1112,7 @@ def _flat_stream(
         at, pk = values[-1][0], values[-1][1]
         return Cursor(_EPOCH + _ONE_MICROSECOND * at if micros else at, rank, pk)
 
-    if not micros or connection.in_atomic_block:
+    if not micros:
         values = read(None)
         while True:
             yield from make(values, micros)
@@ -1110,8 +1132,10 @@ def _flat_stream(
                     return
         finally:
             # The worker's connection is its thread's own: close it there (an export that
-            # stops early, e.g. the client went away, lands here too).
-            worker.submit(connections.close_all).result()
+            # stops early, e.g. the client went away, lands here too). At interpreter exit no
+            # task can be scheduled any more, and the connection goes with the process.
+            with contextlib.suppress(RuntimeError):
+                worker.submit(connections.close_all).result()
 
 
 def history_flat_rows(
@@ -1125,10 +1149,11 @@ def history_flat_rows(
     request_pk = _request_pk(filters.request) if filters.request else None
     streams: list[Iterator[_FlatItem]] = []
     most_branches = 0
-    for source, branches in (
+    sources: list[tuple[Source, list[QuerySet[Any, Any]] | None]] = [
         ("portal", portal_queryset(filters, scope, request_pk=request_pk)),
         ("entra", entra_queryset(filters, scope, request_pk=request_pk)),
-    ):
+    ]
+    for source, branches in sources:
         most_branches = max(most_branches, len(branches or ()))
         for qs in branches or ():
             streams.append(

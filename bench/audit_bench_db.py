@@ -288,7 +288,8 @@ def load(*, quiet: bool = False) -> BenchData:
             " result, result_reason, logged_by_service, operation_type, initiated_by_kind,"
             " initiated_by_id,"
             " initiated_by_name, initiated_by_app_id, target_id, target_name, target_upn,"
-            " target_ids, correlation_id, raw, synced_at, action_request_id, outside_portal)"
+            " target_ids, correlation_id, raw, synced_at, action_request_id, outside_portal,"
+            " agent_oid)"
             " FROM STDIN"
         ) as copy,
     ):
@@ -299,12 +300,15 @@ def load(*, quiet: bool = False) -> BenchData:
                 at = linked[1] + timedelta(seconds=rng.randint(5, 60))
                 target = linked[3]
                 initiator = ("app", "", PORTAL_APP[1], PORTAL_APP[0])
+                # What audit.correlation stores when it links a record: the requester.
+                agent_oid = agent_oids[linked[2]][0]
             else:
                 at = START + SPAN * rng.random()
                 target = targets[rng.randrange(TARGETS)]
                 self_service = activity.startswith("User ")
                 who = target if self_service else targets[rng.randrange(TARGETS)]
                 initiator = ("user", who[0], who[2], "")
+                agent_oid = who[0]
             result = "failure" if rng.random() < 0.03 else "success"
             outside = linked is None and not activity.startswith("User ") and rng.random() < 0.05
             entra_id = f"Directory_{uuid.UUID(int=rng.getrandbits(128), version=4)}"
@@ -315,6 +319,7 @@ def load(*, quiet: bool = False) -> BenchData:
                     "Update", initiator[0], initiator[1], initiator[2], initiator[3],
                     target[0], target[1], target[2], f'["{target[0]}"]', str(uuid.uuid4()),
                     f'{{"id": "{entra_id}"}}', synced, linked[0] if linked else None, outside,
+                    agent_oid,
                 )
             )  # fmt: skip
     _sequence_set("audit_directoryauditrecord_id_seq", ENTRA_RECORDS)

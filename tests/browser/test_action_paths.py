@@ -99,15 +99,12 @@ def new_page(chromium: Any) -> Iterator[Callable[[], Any]]:
 
 
 @pytest.fixture
-def portal(
-    live_server: Any, fresh_tenant: Any, celery_worker: Any, settings: Settings
-) -> Iterator[str]:
+def portal(live_server: Any, fresh_tenant: Any, celery_worker: Any, settings: Settings) -> str:
     """The live portal's URL, with the demo mailbox, a worker, and a freshly seeded tenant
-    (re-seeded after the test too: these flows change people that other tests read). Faults
-    and throttling of the emulator are restored after the test (``fresh_tenant``)."""
+    (``fresh_tenant`` re-seeds it and restores faults and throttling after the test too: these
+    flows change people that other tests read)."""
     settings.EMAIL_BACKEND = "mfa.mailbox.MailboxBackend"
-    yield live_server.url
-    fresh_tenant.reset()
+    return str(live_server.url)
 
 
 @pytest.fixture(autouse=True)

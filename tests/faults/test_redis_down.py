@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.test import Client, override_settings
+from kombu import pools as kombu_pools
 
 from audit.models import PortalEvent
 from mfa import services
@@ -61,9 +62,10 @@ def _point_celery_at(url: str) -> None:
     app.conf["broker_url"] = url
     # Celery keeps these private pools for the app's lifetime; untyped on purpose.
     celery_app: Any = app
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
-        celery_app._pool = None
+    # kombu keeps one pool per broker URL in a process-wide registry: closing only the app's
+    # pool would leave a closed pool there for the next switch back to that URL to pick up.
+    kombu_pools.reset()
+    celery_app._pool = None
     celery_app.amqp._producer_pool = None
 
 

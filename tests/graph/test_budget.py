@@ -114,7 +114,9 @@ def test_acquire_sleeps_instead_of_spinning(budget_prefix: str) -> None:
     elapsed = time.monotonic() - started
     after = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
     assert 0.8 <= elapsed < 2.0
-    assert after - before <= 4
+    # commandstats counts the whole server's calls (other processes may share it): a spinning
+    # waiter would make hundreds in a second, a sleeping one a handful.
+    assert after - before <= 20
 
 
 def test_interactive_waiter_is_served_before_sync(budget_prefix: str) -> None:

@@ -582,9 +582,31 @@ def banner(*, portal_port: int, demo: bool) -> str:
     return "\n".join(lines)
 
 
+def _stop_with_parent() -> None:
+    """Ask Linux for SIGTERM when our parent (usually ``make``) dies.
+
+    Ctrl-C reaches the whole foreground process group, but a SIGTERM sent to ``make`` alone is
+    not passed on: without this the supervisor and its children would outlive it. Elsewhere it
+    does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent was already gone before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m portal.devrun``; returns the process exit status."""
     del argv  # configured through the environment only, like the portal itself
+    _stop_with_parent()
     python = sys.executable
     env = dict(os.environ)
     var_dir = Path(env.get("PORTAL_VAR_DIR") or BASE_DIR / "var").resolve()

@@ -11,6 +11,11 @@ either of those given to a **role-assignable group**, whose members (expanded to
 Tiering follows Entra's (``PORTAL_MIRROR_ENTRA_TIERING``): :func:`agent_holds_paa` says whether a
 portal user holds PAA *actively* in the tenant right now (directly, through a role-assignable
 group, or as an activated PIM role); ``mfa.policy`` lets only such people act on privileged targets.
+
+Whether a holder is also a portal agent comes from the app roles of the portal's own app
+registration (:func:`read_portal_roles`), read with the holders into the same snapshot, so people
+who never signed in count too; only when Graph cannot say does the page fall back to
+``PortalProfile`` (the people who signed in), with a warning.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from accounts.models import PortalProfile, RoleChangeRequest, RoleHolderSnapshot
+from accounts.roles import roles_from_claims
 from graph import GraphClient
+from graph import applications as graph_applications
 from graph import groups as graph_groups
 from graph import roles as graph_roles
 from graph import users as graph_users
@@ -155,10 +162,17 @@ class Holding:
 
 @dataclass(frozen=True)
 class RoleHolders:
-    """Every holding of every role of :data:`ROLES_SHOWN`, as read at ``taken_at``."""
+    """Every holding of every role of :data:`ROLES_SHOWN`, as read at ``taken_at``.
+
+    ``portal_roles``: the portal roles (Agent, Lead, Admin) of everyone who holds one of the
+    portal's app roles, directly or through a group, by person id (lower case), read from Graph
+    with the holders; None when Graph could not say (then ``portal_roles_error`` says why, and
+    the page falls back to the people who signed in)."""
 
     taken_at: datetime
     roles: Mapping[str, tuple[Holding, ...]] = field(default_factory=dict)
+    portal_roles: Mapping[str, tuple[str, ...]] | None = None
+    portal_roles_error: str = ""
 
     def of(self, role_name: str) -> tuple[Holding, ...]:
         return tuple(self.roles.get(role_name, ()))
@@ -175,6 +189,10 @@ class RoleHolders:
         return {
             "taken_at": self.taken_at.isoformat(),
             "roles": {name: [encode(h) for h in hs] for name, hs in self.roles.items()},
+            "portal_roles": None
+            if self.portal_roles is None
+            else {oid: list(roles) for oid, roles in self.portal_roles.items()},
+            "portal_roles_error": self.portal_roles_error,
         }
 
     @classmethod
@@ -193,7 +211,18 @@ class RoleHolders:
                 for item in items
             )
         taken = parse_datetime(data.get("taken_at")) or timezone.now()
-        return cls(taken_at=taken, roles=roles)
+        # Snapshots taken before portal roles were read from Graph have no "portal_roles": the
+        # page then falls back to the people who signed in, as it does after a failed read.
+        raw = data.get("portal_roles")
+        portal = (
+            {str(k): tuple(str(r) for r in v) for k, v in raw.items()}
+            if isinstance(raw, Mapping)
+            else None
+        )
+        error = str(data.get("portal_roles_error") or "")
+        if portal is None and not error:
+            error = "this read of the holders predates reading portal roles from Entra"
+        return cls(taken_at=taken, roles=roles, portal_roles=portal, portal_roles_error=error)
 
 
 def _principal_fields(principal: DirectoryObject | None, principal_id: str) -> dict[str, str]:
@@ -309,12 +338,57 @@ def read_role(
     return tuple(sorted(holdings, key=lambda h: (h.how, h.display_name.lower())))
 
 
+def read_portal_roles(
+    client: GraphClient, *, memo: dict[str, tuple[Member, ...]] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """The portal roles of everyone who holds an app role of the portal's own app registration
+    (``client.config.client_id``), by person id (lower case), read from Graph now: the app
+    roles' ids and values, then every assignment (``appRoleAssignedTo``); an assignment to a group
+    counts for each of its members (``transitiveMembers``). App role values map to portal roles
+    through ``settings.PORTAL_ROLE_CLAIMS``; other values and service principals are ignored.
+    Two reads plus one per assigned group. Raises GraphError as it comes."""
+    memo = {} if memo is None else memo
+    app_id = client.config.client_id
+    values = {
+        role.id: role.value
+        for role in graph_applications.list_app_roles(client, app_id)
+        if role.value and role.is_enabled
+    }
+    held: dict[str, set[str]] = {}
+    for assignment in graph_applications.list_app_role_assigned_to(client, app_id):
+        value = values.get(assignment.app_role_id)
+        if value is None:
+            continue  # default access, a disabled role, or a role of another resource
+        if assignment.is_user:
+            people = [assignment.principal_id]
+        elif assignment.is_group:
+            people = [m.id.lower() for m in _group_members(client, assignment.principal_id, memo)]
+        else:
+            continue
+        for person in people:
+            held.setdefault(person, set()).add(value)
+    found = {oid: tuple(roles_from_claims(vals)) for oid, vals in held.items()}
+    return {oid: roles for oid, roles in found.items() if roles}
+
+
 def read_role_holders(client: GraphClient) -> RoleHolders:
     """Every holding of every role of :data:`ROLES_SHOWN` (about a dozen Graph reads plus one
-    per holding group). Raises GraphError as it comes."""
+    per holding group), and the portal roles of everyone (:func:`read_portal_roles`). Raises
+    GraphError as it comes for the directory roles; a failure to read the portal roles is kept
+    in ``portal_roles_error`` instead (the page then falls back to who signed in)."""
     memo: dict[str, tuple[Member, ...]] = {}
     roles = {name: read_role(client, name, memo=memo) for name in ROLES_SHOWN}
-    return RoleHolders(taken_at=timezone.now(), roles=roles)
+    try:
+        portal: dict[str, tuple[str, ...]] | None = read_portal_roles(client, memo=memo)
+        error = ""
+    except GraphError as exc:
+        # Typically a tenant that has not granted Application.Read.All yet: the holders are
+        # still worth showing.
+        logger.warning("could not read the portal's app role holders: %s", exc.code)
+        portal, error = None, f"{exc.code}: {exc.message}"
+    return RoleHolders(
+        taken_at=timezone.now(), roles=roles, portal_roles=portal, portal_roles_error=error
+    )
 
 
 def active_people(holdings: Iterable[Holding]) -> set[str]:
@@ -364,8 +438,8 @@ class HolderRow:
 
 @dataclass(frozen=True)
 class RoleWarning:
-    """Something an Admin should look at. ``code``: paa_ceiling, ga_too_many, ga_too_few,
-    expiring, outside_portal."""
+    """Something an Admin should look at. ``code``: portal_roles_unknown, paa_ceiling,
+    ga_too_many, ga_too_few, expiring, outside_portal."""
 
     code: str
     text: str
@@ -373,7 +447,8 @@ class RoleWarning:
 
 
 def portal_roles_by_oid(ids: Iterable[str]) -> dict[str, list[str]]:
-    """Portal roles (Agent, Lead, Admin) of the people with these Entra ids who ever signed in."""
+    """Portal roles (Agent, Lead, Admin) of the people with these Entra ids who ever signed in
+    (as of their last sign-in): the fallback when Graph could not say (:class:`RoleHolders`)."""
     wanted = {i.lower() for i in ids}
     found: dict[str, list[str]] = {}
     for oid, roles in PortalProfile.objects.filter(oid__in=wanted).values_list("oid", "roles"):
@@ -466,7 +541,10 @@ def role_rows(
     now = now or timezone.now()
     horizon = now + timedelta(days=settings.ROLES_EXPIRY_WARNING_DAYS)
     everyone = {p.id for name in ROLES_SHOWN for h in holders.of(name) for p in h.people()}
-    portal = portal_roles_by_oid(everyone)
+    if holders.portal_roles is not None:
+        portal = {oid: list(roles) for oid, roles in holders.portal_roles.items()}
+    else:
+        portal = portal_roles_by_oid(everyone)
     drift = drift_events(holders, now=now)
     drifted = {(d["role_name"], d["principal_id"]) for d in drift}
     rows: dict[str, list[HolderRow]] = {}
@@ -547,6 +625,16 @@ def role_rows(
                 f"{timezone.localtime(item['activity_at']):%d %b %Y %H:%M} "
                 f"(Entra: {item['activity']}).",
                 item["role_name"],
+            )
+        )
+    if holders.portal_roles is None:
+        warnings.append(
+            RoleWarning(
+                "portal_roles_unknown",
+                "Portal roles could not be read from Entra "
+                f"({holders.portal_roles_error or 'no reason given'}): the Portal column shows "
+                "only people who have signed in to the portal, with the roles of their last "
+                "sign-in. Grant the portal Application.Read.All to see everyone.",
             )
         )
     return rows, warnings

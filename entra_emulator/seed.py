@@ -50,6 +50,7 @@ PORTAL_APPLICATION_PERMISSIONS = frozenset(
         "RoleManagement.ReadWrite.Directory",
         "RoleEligibilitySchedule.ReadWrite.Directory",
         "AuditLog.Read.All",
+        "Application.Read.All",  # who holds the portal's app roles (/roles/)
     }
 )
 # Delegated permissions consented for the portal (the ``scp`` of a delegated Graph token).
@@ -65,6 +66,7 @@ PORTAL_DELEGATED_PERMISSIONS = frozenset(
         "RoleManagement.ReadWrite.Directory",
         "RoleEligibilitySchedule.ReadWrite.Directory",
         "AuditLog.Read.All",
+        "Application.Read.All",  # who holds the portal's app roles (/roles/)
     }
 )
 

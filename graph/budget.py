@@ -97,7 +97,8 @@ def classify_path(path_or_url: str) -> str:
         segments = segments[1:]
     if not segments:
         raise ValueError(f"no Graph resource in {path_or_url!r}")
-    root = segments[0]
+    # An alternate key (``servicePrincipals(appId='...')``) keys the entity set in one segment.
+    root = segments[0].split("(", 1)[0]
     if root == "auditLogs":
         return REPORTS
     if root == "users" and len(segments) > 2 and segments[2] == "authentication":
@@ -105,7 +106,14 @@ def classify_path(path_or_url: str) -> str:
         return REPORTS
     if root == "policies" and len(segments) > 1 and segments[1] == "authenticationMethodsPolicy":
         return REPORTS
-    if root in {"users", "groups", "roleManagement", "directoryObjects", "directoryRoles"}:
+    if root in {
+        "users",
+        "groups",
+        "roleManagement",
+        "directoryObjects",
+        "directoryRoles",
+        "servicePrincipals",
+    }:
         return IDENTITY
     raise ValueError(f"{path_or_url!r} has no throttling class; add it to graph.budget")
 

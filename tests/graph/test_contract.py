@@ -93,6 +93,12 @@ def test_the_checker_can_fail(metadata: Metadata) -> None:
             expand=("principals",),
         ),
         Operation("bad.action", "POST", "/v1.0/groups/{group_id}/revokeSignInSessions", "x"),
+        Operation(
+            "bad.alternate_key",
+            "GET",
+            "/v1.0/servicePrincipals(displayName='{name}')/appRoleAssignedTo",
+            "x",
+        ),
     ]
     for op in cases:
         with pytest.raises(ContractError):
@@ -105,10 +111,18 @@ def test_subset_is_current() -> None:
     assert build_subset(Metadata.load(FULL_CSDL)) == SUBSET_PATH.read_text()
 
 
+_REFERENCED_MODULES = {
+    "users",
+    "groups",
+    "methods",
+    "sessions",
+    "requirements",
+    "roles",
+    "audit_logs",
+    "applications",
+}
 OPERATION_MODULES = [
-    m.name
-    for m in pkgutil.iter_modules(graph.__path__)
-    if m.name in {"users", "groups", "methods", "sessions", "requirements", "roles", "audit_logs"}
+    m.name for m in pkgutil.iter_modules(graph.__path__) if m.name in _REFERENCED_MODULES
 ]
 
 

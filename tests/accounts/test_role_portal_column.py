@@ -1,0 +1,79 @@
+"""/roles/'s Portal column: the portal's app roles of every holder, read from Entra with the
+holders (people who never signed in included, group assignments expanded), and the fallback to
+who signed in when Entra cannot say. Real emulator, real worker."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import PortalProfile
+from entra_emulator.seed import GROUP_IDS, ROLE_ASSIGNABLE_GROUP
+from tests.mfa.signin import signed_in
+from tests.personas import PERSONAS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PAA = "Privileged Authentication Administrator"
+
+
+def _holders_page(client: Any, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(reverse("accounts:directory_roles")).content.decode()
+        if "data-snapshot-at" in body and "data-refresh=" not in body:
+            return body
+        time.sleep(0.3)
+    raise AssertionError("the holders were never shown")
+
+
+def _rows(body: str, role: str, principal_id: str) -> list[str]:
+    """The table rows of ``principal_id`` in the section of ``role``."""
+    start = body.index(f'data-role="{role}"')
+    end = body.find("data-role=", start + 10)
+    section = body[start : end if end != -1 else len(body)]
+    return re.findall(rf'<tr data-holder="{principal_id}".*?</tr>', section, flags=re.S)
+
+
+def test_a_holder_who_never_signed_in_shows_as_a_portal_agent(
+    fresh_tenant: Any, celery_worker: Any
+) -> None:
+    aaron = PERSONAS.privileged_agent
+    group_id = GROUP_IDS[ROLE_ASSIGNABLE_GROUP]
+    # The role-assignable group (which holds Authentication Administrator) is given Helpdesk.Lead:
+    # its members, who never signed in, are portal Leads.
+    fresh_tenant.tenant.app_role_assignments[group_id] = {"Helpdesk.Lead"}
+    client = signed_in(PERSONAS.admin)
+    assert not PortalProfile.objects.filter(oid__iexact=aaron.oid).exists()
+
+    body = _holders_page(client)
+    assert 'data-warning="portal_roles_unknown"' not in body
+    (row,) = _rows(body, PAA, aaron.oid)
+    assert "Aaron Agent" in row
+    assert "data-portal-agent>Agent</span>" in row, row
+    group_rows = _rows(body, "Authentication Administrator", group_id)
+    assert group_rows and all("data-portal-agent>Lead</span>" in r for r in group_rows)
+
+
+def test_without_graph_the_column_falls_back_to_who_signed_in(
+    fresh_tenant: Any, celery_worker: Any
+) -> None:
+    aaron = PERSONAS.privileged_agent
+    fresh_tenant.faults.add_fail_next(
+        "GET",
+        r"/servicePrincipals\(",
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+        count=5,
+    )
+    client = signed_in(PERSONAS.admin)
+    body = _holders_page(client)
+    assert 'data-warning="portal_roles_unknown"' in body
+    assert "Authorization_RequestDenied" in body
+    (row,) = _rows(body, PAA, aaron.oid)
+    assert "data-portal-agent" not in row  # Aaron never signed in: unknown without Graph

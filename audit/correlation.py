@@ -233,6 +233,7 @@ def _role_change_explained(
                 by_portal
                 and principal.lower() in ids
                 and template.lower() in ids
+                and started is not None  # the query keeps only started changes
                 and started - slack <= record.activity_at
                 and (finished is None or record.activity_at <= finished + slack)
             ):

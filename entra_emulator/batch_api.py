@@ -46,7 +46,8 @@ def validate_batch(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise GraphHttpError(400, "BadRequest", "Invalid batch payload format.")
     if len(requests) > MAX_BATCH_REQUESTS:
         raise GraphHttpError(
-            400, "BadRequest",
+            400,
+            "BadRequest",
             f"Too many requests in the batch: {len(requests)}. The limit is "
             f"{MAX_BATCH_REQUESTS} requests per batch.",
         )
@@ -77,23 +78,29 @@ def validate_batch(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         headers = raw.get("headers") or {}
         if not isinstance(headers, Mapping):
             raise GraphHttpError(400, "BadRequest", f"Invalid headers in '{request_id}'.")
-        if raw.get("body") is not None and not any(
-            k.lower() == "content-type" for k in headers
-        ):
+        if raw.get("body") is not None and not any(k.lower() == "content-type" for k in headers):
             # Graph refuses an inner body without its Content-Type.
             raise GraphHttpError(
-                400, "BadRequest",
+                400,
+                "BadRequest",
                 f"Content-Type header is required for request '{request_id}' with a body.",
             )
-        checked.append({
-            "id": request_id, "method": method.upper(), "url": url,
-            "headers": dict(headers), "body": raw.get("body"), "dependsOn": list(depends),
-        })
+        checked.append(
+            {
+                "id": request_id,
+                "method": method.upper(),
+                "url": url,
+                "headers": dict(headers),
+                "body": raw.get("body"),
+                "dependsOn": list(depends),
+            }
+        )
     for item in checked:
         for dependency in item["dependsOn"]:
             if dependency not in seen or dependency == item["id"]:
                 raise GraphHttpError(
-                    400, "BadRequest",
+                    400,
+                    "BadRequest",
                     f"Request '{item['id']}' depends on unknown request '{dependency}'.",
                 )
     return checked
@@ -146,7 +153,10 @@ def _batch(ctx: GraphContext) -> Response:
             results[request["id"]] = _failed_dependency(request["id"])
             continue
         status, headers, body = dispatch_inner(
-            ctx, method=request["method"], url=request["url"], headers=request["headers"],
+            ctx,
+            method=request["method"],
+            url=request["url"],
+            headers=request["headers"],
             body=request["body"],
         )
         answer: dict[str, Any] = {"id": request["id"], "status": status, "headers": headers}
@@ -156,8 +166,9 @@ def _batch(ctx: GraphContext) -> Response:
     return json_response(ctx, {"responses": [results[r["id"]] for r in requests]})
 
 
-@graph_route("POST", r"/\$batch", throttle_class="identity", permissions=(),
-             versions=("v1.0", "beta"))
+@graph_route(
+    "POST", r"/\$batch", throttle_class="identity", permissions=(), versions=("v1.0", "beta")
+)
 def batch(ctx: GraphContext) -> Response:
     """``POST /$batch``: run up to 20 inner requests and answer them all in one 200."""
     return _batch(ctx)

@@ -110,8 +110,11 @@ _METHOD_LABELS: dict[str, str] = {
     TAP_TYPE: "temporary access pass",
     ODATA_PREFIX + "platformCredentialAuthenticationMethod": "Platform Credential",
 }
-_PHONE_LABELS = {"mobile": "Mobile Phone", "alternateMobile": "Alternate Mobile Phone",
-                 "office": "Office Phone"}
+_PHONE_LABELS = {
+    "mobile": "Mobile Phone",
+    "alternateMobile": "Alternate Mobile Phone",
+    "office": "Office Phone",
+}
 
 DEFAULT_METHOD_MESSAGE = (
     "Cannot delete default method with other methods configured. "
@@ -230,9 +233,13 @@ def check_delete(
         raise GraphHttpError(
             404, "itemNotFound", f"The authentication method '{method_id}' was not found."
         )
-    if expected_type == PHONE_TYPE and target.get("phoneType") == "mobile" and any(
-        m["@odata.type"] == PHONE_TYPE and m.get("phoneType") == "alternateMobile"
-        for m in methods
+    if (
+        expected_type == PHONE_TYPE
+        and target.get("phoneType") == "mobile"
+        and any(
+            m["@odata.type"] == PHONE_TYPE and m.get("phoneType") == "alternateMobile"
+            for m in methods
+        )
     ):
         raise GraphHttpError(
             400,
@@ -290,9 +297,7 @@ def method_for_preference(methods: list[dict[str, Any]], value: Any) -> dict[str
     )
 
 
-def plan_tap(
-    policy: Mapping[str, Any], body: Mapping[str, Any], now: datetime
-) -> dict[str, Any]:
+def plan_tap(policy: Mapping[str, Any], body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """Validate a TAP create body against the tenant policy; return the method to store.
 
     The returned dict is the stored method (no clear pass). Raises GraphHttpError(400) when the
@@ -302,8 +307,9 @@ def plan_tap(
     """
     if policy.get("state") != "enabled":
         raise GraphHttpError(
-            400, "badRequest", "Temporary Access Pass is disabled by the authentication methods "
-            "policy of the tenant."
+            400,
+            "badRequest",
+            "Temporary Access Pass is disabled by the authentication methods policy of the tenant.",
         )
     unknown = sorted(set(body) - _TAP_CREATE_PROPERTIES)
     if unknown:
@@ -384,9 +390,7 @@ def list_methods(ctx: GraphContext) -> Response:
     now = ctx.now()
     with ctx.tenant.lock:
         items = [render_method(m, now) for m in ctx.tenant.methods.get(user["id"], [])]
-    return collection_response(
-        ctx, items, context=_context(ctx.params["user_id"], "methods")
-    )
+    return collection_response(ctx, items, context=_context(ctx.params["user_id"], "methods"))
 
 
 @graph_route(
@@ -433,9 +437,7 @@ def list_typed_methods(ctx: GraphContext) -> Response:
     # A typed collection's members carry no @odata.type in Graph: the context names the type.
     for item in items:
         item.pop("@odata.type", None)
-    return collection_response(
-        ctx, items, context=_context(ctx.params["user_id"], collection)
-    )
+    return collection_response(ctx, items, context=_context(ctx.params["user_id"], collection))
 
 
 @graph_route(
@@ -535,9 +537,7 @@ def create_temporary_access_pass(ctx: GraphContext) -> Response:
         result_reason=f"{who} registered temporary access pass method for user",
         logged_by_service="Authentication Methods",
     )
-    context = ctx.context_url(
-        _context(ctx.params["user_id"], "temporaryAccessPassMethods/$entity")
-    )
+    context = ctx.context_url(_context(ctx.params["user_id"], "temporaryAccessPassMethods/$entity"))
     return json_response(ctx, {"@odata.context": context, **answer}, status=201)
 
 

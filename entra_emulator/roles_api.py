@@ -64,8 +64,10 @@ ELIGIBILITY_READ = (
     "RoleManagement.Read.All",
     "RoleManagement.ReadWrite.Directory",
 )
-ELIGIBILITY_WRITE = ("RoleEligibilitySchedule.ReadWrite.Directory",
-                     "RoleManagement.ReadWrite.Directory")
+ELIGIBILITY_WRITE = (
+    "RoleEligibilitySchedule.ReadWrite.Directory",
+    "RoleManagement.ReadWrite.Directory",
+)
 ACTIVE_SCHEDULE_READ = (
     "RoleAssignmentSchedule.Read.Directory",
     "RoleAssignmentSchedule.ReadWrite.Directory",
@@ -73,8 +75,10 @@ ACTIVE_SCHEDULE_READ = (
     "RoleManagement.Read.All",
     "RoleManagement.ReadWrite.Directory",
 )
-ACTIVE_SCHEDULE_WRITE = ("RoleAssignmentSchedule.ReadWrite.Directory",
-                         "RoleManagement.ReadWrite.Directory")
+ACTIVE_SCHEDULE_WRITE = (
+    "RoleAssignmentSchedule.ReadWrite.Directory",
+    "RoleManagement.ReadWrite.Directory",
+)
 
 _BASE = "/roleManagement/directory"
 _CONFLICT_MESSAGE = (
@@ -134,8 +138,11 @@ def normalise_schedule(raw: Any, now: datetime) -> tuple[dict[str, Any], datetim
     info = raw if isinstance(raw, Mapping) else {}
     if raw is not None and not isinstance(raw, Mapping):
         raise GraphHttpError(400, "BadRequest", "scheduleInfo must be an object.")
-    start = parse_timestamp(info["startDateTime"], "startDateTime") if info.get(
-        "startDateTime") else now
+    start = (
+        parse_timestamp(info["startDateTime"], "startDateTime")
+        if info.get("startDateTime")
+        else now
+    )
     expiration = info.get("expiration") or {}
     if not isinstance(expiration, Mapping):
         raise GraphHttpError(400, "BadRequest", "scheduleInfo.expiration must be an object.")
@@ -147,16 +154,16 @@ def normalise_schedule(raw: Any, now: datetime) -> tuple[dict[str, Any], datetim
     elif kind == "afterDateTime":
         if not expiration.get("endDateTime"):
             raise GraphHttpError(
-                400, "InvalidScheduleRequest", "expiration.endDateTime is required for "
-                "afterDateTime."
+                400,
+                "InvalidScheduleRequest",
+                "expiration.endDateTime is required for afterDateTime.",
             )
         end = parse_timestamp(expiration["endDateTime"], "endDateTime")
         stored = {"type": "afterDateTime", "endDateTime": format_timestamp(end), "duration": None}
     elif kind == "afterDuration":
         length = parse_duration(expiration.get("duration"))
         end = start + length
-        stored = {"type": "afterDuration", "endDateTime": None,
-                  "duration": expiration["duration"]}
+        stored = {"type": "afterDuration", "endDateTime": None, "duration": expiration["duration"]}
     else:
         raise GraphHttpError(400, "BadRequest", f"Invalid expiration type '{kind}'.")
     if end is not None and end <= max(start, now):
@@ -262,8 +269,10 @@ def expand(tenant: Tenant, item: Mapping[str, Any], expansions: list[str] | None
     for name in expansions or ():
         if name not in _EXPANDABLE:
             raise GraphHttpError(
-                400, "BadRequest", f"Could not find a property named '{name}' on type "
-                "'microsoft.graph.unifiedRoleAssignment'."
+                400,
+                "BadRequest",
+                f"Could not find a property named '{name}' on type "
+                "'microsoft.graph.unifiedRoleAssignment'.",
             )
         if name == "principal":
             body["principal"] = principal_object(tenant, item["principalId"])
@@ -272,13 +281,9 @@ def expand(tenant: Tenant, item: Mapping[str, Any], expansions: list[str] | None
     return body
 
 
-def _filtered_expanded(
-    ctx: GraphContext, items: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def _filtered_expanded(ctx: GraphContext, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Apply ``$filter`` on stored items, then ``$expand`` (filters name stored properties)."""
-    return [
-        expand(ctx.tenant, item, ctx.query.expand) for item in items if ctx.query.matches(item)
-    ]
+    return [expand(ctx.tenant, item, ctx.query.expand) for item in items if ctx.query.matches(item)]
 
 
 def _role_target(definition: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,28 +308,38 @@ def _role_properties(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
     well_known = definition["displayName"].replace(" ", "")
     return [
         {"displayName": "Role.ObjectID", "oldValue": None, "newValue": f'"{definition["id"]}"'},
-        {"displayName": "Role.DisplayName", "oldValue": None,
-         "newValue": f'"{definition["displayName"]}"'},
-        {"displayName": "Role.TemplateId", "oldValue": None,
-         "newValue": f'"{definition.get("templateId")}"'},
-        {"displayName": "Role.WellKnownObjectName", "oldValue": None,
-         "newValue": f'"{well_known}"'},
+        {
+            "displayName": "Role.DisplayName",
+            "oldValue": None,
+            "newValue": f'"{definition["displayName"]}"',
+        },
+        {
+            "displayName": "Role.TemplateId",
+            "oldValue": None,
+            "newValue": f'"{definition.get("templateId")}"',
+        },
+        {
+            "displayName": "Role.WellKnownObjectName",
+            "oldValue": None,
+            "newValue": f'"{well_known}"',
+        },
     ]
 
 
 def _created_by(ctx: GraphContext) -> dict[str, Any]:
     if ctx.token.is_app:
-        return {"application": {"id": ctx.token.app_id, "displayName": None},
-                "device": None, "user": None}
-    return {"application": None, "device": None,
-            "user": {"id": ctx.token.oid, "displayName": None}}
+        return {
+            "application": {"id": ctx.token.app_id, "displayName": None},
+            "device": None,
+            "user": None,
+        }
+    return {"application": None, "device": None, "user": {"id": ctx.token.oid, "displayName": None}}
 
 
 # --- role definitions ---------------------------------------------------------------------------
 
 
-@graph_route("GET", rf"{_BASE}/roleDefinitions", throttle_class="identity",
-             permissions=ROLE_READ)
+@graph_route("GET", rf"{_BASE}/roleDefinitions", throttle_class="identity", permissions=ROLE_READ)
 def list_role_definitions(ctx: GraphContext) -> Response:
     """All role definitions, filterable by ``templateId`` or ``displayName``."""
     with ctx.tenant.lock:
@@ -332,8 +347,12 @@ def list_role_definitions(ctx: GraphContext) -> Response:
     return collection_response(ctx, items, context="roleManagement/directory/roleDefinitions")
 
 
-@graph_route("GET", rf"{_BASE}/roleDefinitions/(?P<definition_id>[^/]+)",
-             throttle_class="identity", permissions=ROLE_READ)
+@graph_route(
+    "GET",
+    rf"{_BASE}/roleDefinitions/(?P<definition_id>[^/]+)",
+    throttle_class="identity",
+    permissions=ROLE_READ,
+)
 def get_role_definition(ctx: GraphContext) -> Response:
     """One role definition by id (for built-in roles the id is the template id)."""
     with ctx.tenant.lock:
@@ -347,8 +366,7 @@ def get_role_definition(ctx: GraphContext) -> Response:
 # --- active assignments -------------------------------------------------------------------------
 
 
-@graph_route("GET", rf"{_BASE}/roleAssignments", throttle_class="identity",
-             permissions=ROLE_READ)
+@graph_route("GET", rf"{_BASE}/roleAssignments", throttle_class="identity", permissions=ROLE_READ)
 def list_role_assignments(ctx: GraphContext) -> Response:
     """Active assignments, filterable on ``roleDefinitionId`` / ``principalId``, expandable."""
     with ctx.tenant.lock:
@@ -359,8 +377,12 @@ def list_role_assignments(ctx: GraphContext) -> Response:
     )
 
 
-@graph_route("GET", rf"{_BASE}/roleAssignments/(?P<assignment_id>[^/]+)",
-             throttle_class="identity", permissions=ROLE_READ)
+@graph_route(
+    "GET",
+    rf"{_BASE}/roleAssignments/(?P<assignment_id>[^/]+)",
+    throttle_class="identity",
+    permissions=ROLE_READ,
+)
 def get_role_assignment(ctx: GraphContext) -> Response:
     """One active assignment; 404 when it does not exist (or has expired)."""
     with ctx.tenant.lock:
@@ -387,9 +409,11 @@ def add_active_assignment(
     already assigned.
     """
     for existing in tenant.role_assignments.values():
-        if (existing["roleDefinitionId"], existing["principalId"],
-                existing["directoryScopeId"]) == (role_definition_id, principal_id,
-                                                  directory_scope_id):
+        if (
+            existing["roleDefinitionId"],
+            existing["principalId"],
+            existing["directoryScopeId"],
+        ) == (role_definition_id, principal_id, directory_scope_id):
             raise GraphHttpError(400, "Request_BadRequest", _CONFLICT_MESSAGE)
     new_id = assignment_id(role_definition_id, principal_id)
     if directory_scope_id != "/":
@@ -408,8 +432,7 @@ def add_active_assignment(
     return assignment
 
 
-@graph_route("POST", rf"{_BASE}/roleAssignments", throttle_class="identity",
-             permissions=ROLE_WRITE)
+@graph_route("POST", rf"{_BASE}/roleAssignments", throttle_class="identity", permissions=ROLE_WRITE)
 def create_role_assignment(ctx: GraphContext) -> Response:
     """Assign a role (permanent, active). 201 with the new unifiedRoleAssignment."""
     body = ctx.json()
@@ -439,8 +462,12 @@ def create_role_assignment(ctx: GraphContext) -> Response:
     return json_response(ctx, {"@odata.context": context, **answer}, status=201)
 
 
-@graph_route("DELETE", rf"{_BASE}/roleAssignments/(?P<assignment_id>[^/]+)",
-             throttle_class="identity", permissions=ROLE_WRITE)
+@graph_route(
+    "DELETE",
+    rf"{_BASE}/roleAssignments/(?P<assignment_id>[^/]+)",
+    throttle_class="identity",
+    permissions=ROLE_WRITE,
+)
 def delete_role_assignment(ctx: GraphContext) -> Response:
     """Remove an active assignment; 204, or 404 when it does not exist."""
     with ctx.tenant.lock:
@@ -450,7 +477,8 @@ def delete_role_assignment(ctx: GraphContext) -> Response:
             raise not_found(ctx.params["assignment_id"])
         definition = ctx.tenant.role_definitions[removed["roleDefinitionId"]]
         principal = principal_object(ctx.tenant, removed["principalId"]) or {
-            "@odata.type": "#microsoft.graph.user", "id": removed["principalId"]
+            "@odata.type": "#microsoft.graph.user",
+            "id": removed["principalId"],
         }
     record_audit(
         ctx,
@@ -459,8 +487,10 @@ def delete_role_assignment(ctx: GraphContext) -> Response:
         target_resources=[
             _principal_target(
                 principal,
-                [{**p, "oldValue": p["newValue"], "newValue": None}
-                 for p in _role_properties(definition)],
+                [
+                    {**p, "oldValue": p["newValue"], "newValue": None}
+                    for p in _role_properties(definition)
+                ],
             ),
             _role_target(definition),
         ],
@@ -472,8 +502,12 @@ def delete_role_assignment(ctx: GraphContext) -> Response:
 # --- PIM: eligibility ---------------------------------------------------------------------------
 
 
-@graph_route("GET", rf"{_BASE}/roleEligibilitySchedules", throttle_class="identity",
-             permissions=ELIGIBILITY_READ)
+@graph_route(
+    "GET",
+    rf"{_BASE}/roleEligibilitySchedules",
+    throttle_class="identity",
+    permissions=ELIGIBILITY_READ,
+)
 def list_eligibility_schedules(ctx: GraphContext) -> Response:
     """Current eligibility schedules, filterable and expandable like role assignments."""
     with ctx.tenant.lock:
@@ -484,8 +518,12 @@ def list_eligibility_schedules(ctx: GraphContext) -> Response:
     )
 
 
-@graph_route("GET", rf"{_BASE}/roleEligibilitySchedules/(?P<schedule_id>[^/]+)",
-             throttle_class="identity", permissions=ELIGIBILITY_READ)
+@graph_route(
+    "GET",
+    rf"{_BASE}/roleEligibilitySchedules/(?P<schedule_id>[^/]+)",
+    throttle_class="identity",
+    permissions=ELIGIBILITY_READ,
+)
 def get_eligibility_schedule(ctx: GraphContext) -> Response:
     """One eligibility schedule; 404 when unknown or expired."""
     with ctx.tenant.lock:
@@ -498,20 +536,30 @@ def get_eligibility_schedule(ctx: GraphContext) -> Response:
     return json_response(ctx, {"@odata.context": context, **body})
 
 
-@graph_route("GET", rf"{_BASE}/roleEligibilityScheduleRequests", throttle_class="identity",
-             permissions=ELIGIBILITY_READ)
+@graph_route(
+    "GET",
+    rf"{_BASE}/roleEligibilityScheduleRequests",
+    throttle_class="identity",
+    permissions=ELIGIBILITY_READ,
+)
 def list_eligibility_requests(ctx: GraphContext) -> Response:
     """Every eligibility request made (they are kept after completion, as in Graph)."""
     with ctx.tenant.lock:
         items = _filtered_expanded(ctx, _requests_of_kind(ctx.tenant, None))
     return collection_response(
-        ctx, items, context="roleManagement/directory/roleEligibilityScheduleRequests",
+        ctx,
+        items,
+        context="roleManagement/directory/roleEligibilityScheduleRequests",
         filtered=True,
     )
 
 
-@graph_route("GET", rf"{_BASE}/roleEligibilityScheduleRequests/(?P<request_id>[^/]+)",
-             throttle_class="identity", permissions=ELIGIBILITY_READ)
+@graph_route(
+    "GET",
+    rf"{_BASE}/roleEligibilityScheduleRequests/(?P<request_id>[^/]+)",
+    throttle_class="identity",
+    permissions=ELIGIBILITY_READ,
+)
 def get_eligibility_request(ctx: GraphContext) -> Response:
     """One eligibility request by id."""
     with ctx.tenant.lock:
@@ -531,15 +579,24 @@ def _find_schedule(
     schedules: Mapping[str, dict[str, Any]], role_id: str, principal_id: str, scope: str
 ) -> dict[str, Any] | None:
     for schedule in schedules.values():
-        if (schedule["roleDefinitionId"], schedule["principalId"],
-                schedule["directoryScopeId"]) == (role_id, principal_id, scope):
+        if (
+            schedule["roleDefinitionId"],
+            schedule["principalId"],
+            schedule["directoryScopeId"],
+        ) == (role_id, principal_id, scope):
             return schedule
     return None
 
 
 def _new_request(
-    ctx: GraphContext, body: Mapping[str, Any], *, action: str, definition: Mapping[str, Any],
-    principal: Mapping[str, Any], scope: str, schedule_info: dict[str, Any] | None,
+    ctx: GraphContext,
+    body: Mapping[str, Any],
+    *,
+    action: str,
+    definition: Mapping[str, Any],
+    principal: Mapping[str, Any],
+    scope: str,
+    schedule_info: dict[str, Any] | None,
 ) -> dict[str, Any]:
     now_text = format_timestamp(ctx.now())
     return {
@@ -592,8 +649,12 @@ def _read_request_body(
     return body, action, definition, principal, scope
 
 
-@graph_route("POST", rf"{_BASE}/roleEligibilityScheduleRequests", throttle_class="identity",
-             permissions=ELIGIBILITY_WRITE)
+@graph_route(
+    "POST",
+    rf"{_BASE}/roleEligibilityScheduleRequests",
+    throttle_class="identity",
+    permissions=ELIGIBILITY_WRITE,
+)
 def create_eligibility_request(ctx: GraphContext) -> Response:
     """Apply an eligibility request at once and answer 201 with the request.
 
@@ -604,9 +665,7 @@ def create_eligibility_request(ctx: GraphContext) -> Response:
     """
     now = ctx.now()
     with ctx.tenant.lock:
-        body, action, definition, principal, scope = _read_request_body(
-            ctx, _ELIGIBILITY_ACTIONS
-        )
+        body, action, definition, principal, scope = _read_request_body(ctx, _ELIGIBILITY_ACTIONS)
         purge_expired(ctx.tenant, now)
         schedules = ctx.tenant.eligibility_schedules
         existing = _find_schedule(schedules, definition["id"], principal["id"], scope)
@@ -620,8 +679,13 @@ def create_eligibility_request(ctx: GraphContext) -> Response:
             assert existing is not None
             end = schedule_end(existing["scheduleInfo"])
             request = _new_request(
-                ctx, body, action=action, definition=definition, principal=principal,
-                scope=scope, schedule_info=None,
+                ctx,
+                body,
+                action=action,
+                definition=definition,
+                principal=principal,
+                scope=scope,
+                schedule_info=None,
             )
             request["status"] = "Revoked"
             request["targetScheduleId"] = existing["id"]
@@ -630,8 +694,13 @@ def create_eligibility_request(ctx: GraphContext) -> Response:
         else:
             schedule_info, end = normalise_schedule(body.get("scheduleInfo"), now)
             request = _new_request(
-                ctx, body, action=action, definition=definition, principal=principal,
-                scope=scope, schedule_info=schedule_info,
+                ctx,
+                body,
+                action=action,
+                definition=definition,
+                principal=principal,
+                scope=scope,
+                schedule_info=schedule_info,
             )
             if existing is None:
                 schedule = {
@@ -681,20 +750,30 @@ def _requests_of_kind(tenant: Tenant, kind: str | None) -> list[dict[str, Any]]:
     return [r for r in tenant.eligibility_requests.values() if r.get("_kind") == kind]
 
 
-@graph_route("GET", rf"{_BASE}/roleAssignmentScheduleRequests", throttle_class="identity",
-             permissions=ACTIVE_SCHEDULE_READ)
+@graph_route(
+    "GET",
+    rf"{_BASE}/roleAssignmentScheduleRequests",
+    throttle_class="identity",
+    permissions=ACTIVE_SCHEDULE_READ,
+)
 def list_assignment_requests(ctx: GraphContext) -> Response:
     """Active-assignment requests made through this API."""
     with ctx.tenant.lock:
         items = _filtered_expanded(ctx, _requests_of_kind(ctx.tenant, _ACTIVE_KIND))
     return collection_response(
-        ctx, items, context="roleManagement/directory/roleAssignmentScheduleRequests",
+        ctx,
+        items,
+        context="roleManagement/directory/roleAssignmentScheduleRequests",
         filtered=True,
     )
 
 
-@graph_route("POST", rf"{_BASE}/roleAssignmentScheduleRequests", throttle_class="identity",
-             permissions=ACTIVE_SCHEDULE_WRITE)
+@graph_route(
+    "POST",
+    rf"{_BASE}/roleAssignmentScheduleRequests",
+    throttle_class="identity",
+    permissions=ACTIVE_SCHEDULE_WRITE,
+)
 def create_assignment_request(ctx: GraphContext) -> Response:
     """``adminAssign`` an active (optionally time-bound) assignment, or ``adminRemove`` one.
 
@@ -706,15 +785,19 @@ def create_assignment_request(ctx: GraphContext) -> Response:
         body, action, definition, principal, scope = _read_request_body(ctx, _ACTIVE_ACTIONS)
         purge_expired(ctx.tenant, now)
         existing = next(
-            (a for a in ctx.tenant.role_assignments.values()
-             if (a["roleDefinitionId"], a["principalId"], a["directoryScopeId"])
-             == (definition["id"], principal["id"], scope)),
+            (
+                a
+                for a in ctx.tenant.role_assignments.values()
+                if (a["roleDefinitionId"], a["principalId"], a["directoryScopeId"])
+                == (definition["id"], principal["id"], scope)
+            ),
             None,
         )
         if action == "adminAssign":
             if not body.get("justification"):
                 raise GraphHttpError(
-                    400, "RoleAssignmentRequestPolicyValidationFailed",
+                    400,
+                    "RoleAssignmentRequestPolicyValidationFailed",
                     'The following policy rules failed: ["JustificationRule"]',
                 )
             if existing is not None:
@@ -723,12 +806,20 @@ def create_assignment_request(ctx: GraphContext) -> Response:
                 )
             schedule_info, end = normalise_schedule(body.get("scheduleInfo"), now)
             request = _new_request(
-                ctx, body, action=action, definition=definition, principal=principal,
-                scope=scope, schedule_info=schedule_info,
+                ctx,
+                body,
+                action=action,
+                definition=definition,
+                principal=principal,
+                scope=scope,
+                schedule_info=schedule_info,
             )
             assignment = add_active_assignment(
-                ctx.tenant, role_definition_id=definition["id"], principal_id=principal["id"],
-                directory_scope_id=scope, schedule_info=schedule_info,
+                ctx.tenant,
+                role_definition_id=definition["id"],
+                principal_id=principal["id"],
+                directory_scope_id=scope,
+                schedule_info=schedule_info,
             )
             request["targetScheduleId"] = assignment["id"]
             activity = f"Add member to role in PIM completed ({_bound(end)})"
@@ -740,8 +831,13 @@ def create_assignment_request(ctx: GraphContext) -> Response:
             info = existing.get("_scheduleInfo")
             end = schedule_end(info) if info else None
             request = _new_request(
-                ctx, body, action=action, definition=definition, principal=principal,
-                scope=scope, schedule_info=None,
+                ctx,
+                body,
+                action=action,
+                definition=definition,
+                principal=principal,
+                scope=scope,
+                schedule_info=None,
             )
             request["status"] = "Revoked"
             request["targetScheduleId"] = existing["id"]
@@ -760,4 +856,3 @@ def create_assignment_request(ctx: GraphContext) -> Response:
     )
     context = ctx.context_url("roleManagement/directory/roleAssignmentScheduleRequests/$entity")
     return json_response(ctx, {"@odata.context": context, **answer}, status=201)
-

@@ -62,66 +62,83 @@ BUILTIN_ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Global Administrator",
         "Can manage all aspects of Microsoft Entra ID and Microsoft services that use Microsoft "
         "Entra identities.",
-        ("microsoft.directory/users/allProperties/allTasks",
-         "microsoft.directory/roleAssignments/allProperties/allTasks",
-         "microsoft.directory/users/authenticationMethods/create",
-         "microsoft.directory/users/authenticationMethods/delete"),
+        (
+            "microsoft.directory/users/allProperties/allTasks",
+            "microsoft.directory/roleAssignments/allProperties/allTasks",
+            "microsoft.directory/users/authenticationMethods/create",
+            "microsoft.directory/users/authenticationMethods/delete",
+        ),
     ),
     PRIVILEGED_AUTHENTICATION_ADMINISTRATOR: (
         "Privileged Authentication Administrator",
         "Can access to view, set and reset authentication method information for any user "
         "(admin or non-admin).",
-        ("microsoft.directory/users/authenticationMethods/create",
-         "microsoft.directory/users/authenticationMethods/delete",
-         "microsoft.directory/users/authenticationMethods/standard/read",
-         "microsoft.directory/users/invalidateAllRefreshTokens",
-         "microsoft.directory/users/strongAuthentication/update"),
+        (
+            "microsoft.directory/users/authenticationMethods/create",
+            "microsoft.directory/users/authenticationMethods/delete",
+            "microsoft.directory/users/authenticationMethods/standard/read",
+            "microsoft.directory/users/invalidateAllRefreshTokens",
+            "microsoft.directory/users/strongAuthentication/update",
+        ),
     ),
     AUTHENTICATION_ADMINISTRATOR: (
         "Authentication Administrator",
         "Can access to view, set and reset authentication method information for any non-admin "
         "user.",
-        ("microsoft.directory/users/authenticationMethods/create",
-         "microsoft.directory/users/authenticationMethods/delete",
-         "microsoft.directory/users/authenticationMethods/standard/restrictedRead",
-         "microsoft.directory/users/invalidateAllRefreshTokens"),
+        (
+            "microsoft.directory/users/authenticationMethods/create",
+            "microsoft.directory/users/authenticationMethods/delete",
+            "microsoft.directory/users/authenticationMethods/standard/restrictedRead",
+            "microsoft.directory/users/invalidateAllRefreshTokens",
+        ),
     ),
     AUTHENTICATION_POLICY_ADMINISTRATOR: (
         "Authentication Policy Administrator",
         "Can create and manage the authentication methods policy, tenant-wide MFA settings, "
         "password protection policy, and verifiable credentials.",
-        ("microsoft.directory/authenticationMethodPolicies/create",
-         "microsoft.directory/authenticationMethodPolicies/standard/update",
-         "microsoft.directory/userCredentialPolicies/standard/update"),
+        (
+            "microsoft.directory/authenticationMethodPolicies/create",
+            "microsoft.directory/authenticationMethodPolicies/standard/update",
+            "microsoft.directory/userCredentialPolicies/standard/update",
+        ),
     ),
     HELPDESK_ADMINISTRATOR: (
         "Helpdesk Administrator",
         "Can reset passwords for non-administrators and Helpdesk Administrators.",
-        ("microsoft.directory/users/invalidateAllRefreshTokens",
-         "microsoft.directory/users/password/update"),
+        (
+            "microsoft.directory/users/invalidateAllRefreshTokens",
+            "microsoft.directory/users/password/update",
+        ),
     ),
     PRIVILEGED_ROLE_ADMINISTRATOR: (
         "Privileged Role Administrator",
         "Can manage role assignments in Microsoft Entra ID, and all aspects of Privileged "
         "Identity Management.",
-        ("microsoft.directory/roleAssignments/allProperties/allTasks",
-         "microsoft.directory/roleDefinitions/allProperties/allTasks",
-         "microsoft.directory/privilegedIdentityManagement/allProperties/allTasks"),
+        (
+            "microsoft.directory/roleAssignments/allProperties/allTasks",
+            "microsoft.directory/roleDefinitions/allProperties/allTasks",
+            "microsoft.directory/privilegedIdentityManagement/allProperties/allTasks",
+        ),
     ),
     USER_ADMINISTRATOR: (
         "User Administrator",
         "Can manage all aspects of users and groups, including resetting passwords for limited "
         "admins.",
-        ("microsoft.directory/users/create", "microsoft.directory/users/delete",
-         "microsoft.directory/users/invalidateAllRefreshTokens",
-         "microsoft.directory/users/password/update"),
+        (
+            "microsoft.directory/users/create",
+            "microsoft.directory/users/delete",
+            "microsoft.directory/users/invalidateAllRefreshTokens",
+            "microsoft.directory/users/password/update",
+        ),
     ),
     SECURITY_ADMINISTRATOR: (
         "Security Administrator",
         "Can read security information and reports, and manage configuration in Microsoft Entra "
         "ID and Office 365.",
-        ("microsoft.directory/auditLogs/allProperties/read",
-         "microsoft.directory/conditionalAccessPolicies/create"),
+        (
+            "microsoft.directory/auditLogs/allProperties/read",
+            "microsoft.directory/conditionalAccessPolicies/create",
+        ),
     ),
     "f2ef992c-3afb-46b9-b7cf-a126ee74c451": (
         "Global Reader",
@@ -136,8 +153,10 @@ BUILTIN_ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "4a5d8f65-41da-4de4-8968-e035b65339cf": (
         "Reports Reader",
         "Can read sign-in and audit reports.",
-        ("microsoft.directory/auditLogs/allProperties/read",
-         "microsoft.directory/signInReports/allProperties/read"),
+        (
+            "microsoft.directory/auditLogs/allProperties/read",
+            "microsoft.directory/signInReports/allProperties/read",
+        ),
     ),
     "966707d0-3269-4727-9be2-8c3a10f19b9d": (
         "Password Administrator",
@@ -153,8 +172,7 @@ BUILTIN_ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3": (
         "Application Administrator",
         "Can create and manage all aspects of app registrations and enterprise apps.",
-        ("microsoft.directory/applications/create",
-         "microsoft.directory/servicePrincipals/create"),
+        ("microsoft.directory/applications/create", "microsoft.directory/servicePrincipals/create"),
     ),
 }
 
@@ -168,14 +186,16 @@ TAP_POLICY: dict[str, Any] = {
     "maximumLifetimeInMinutes": 480,
     "isUsableOnce": False,
     "excludeTargets": [],
-    "includeTargets": [
-        {"targetType": "group", "id": "all_users", "isRegistrationRequired": False}
-    ],
+    "includeTargets": [{"targetType": "group", "id": "all_users", "isRegistrationRequired": False}],
 }
 
 _AUTHENTICATOR_DEVICES = (
-    ("iPhone 15", "6.8.11"), ("iPhone 13", "6.8.7"), ("Pixel 8", "6.2406.3817"),
-    ("Galaxy S23", "6.2405.3195"), ("iPhone SE", "6.7.18"), ("Pixel 7a", "6.2404.2444"),
+    ("iPhone 15", "6.8.11"),
+    ("iPhone 13", "6.8.7"),
+    ("Pixel 8", "6.2406.3817"),
+    ("Galaxy S23", "6.2405.3195"),
+    ("iPhone SE", "6.7.18"),
+    ("Pixel 7a", "6.2404.2444"),
 )
 # (model, aaGuid) of common security keys.
 _FIDO2_KEYS = (
@@ -185,8 +205,15 @@ _FIDO2_KEYS = (
 )
 # Method profiles and their weights among members: how real tenants look, roughly.
 _PROFILES = (
-    ("none", 10), ("phone", 15), ("authenticator_phone", 33), ("authenticator", 10),
-    ("fido2", 8), ("whfb", 8), ("email_phone", 5), ("oath", 4), ("platform", 4),
+    ("none", 10),
+    ("phone", 15),
+    ("authenticator_phone", 33),
+    ("authenticator", 10),
+    ("fido2", 8),
+    ("whfb", 8),
+    ("email_phone", 5),
+    ("oath", 4),
+    ("platform", 4),
     ("pending_tap", 3),
 )
 _PROFILE_NAMES = [name for name, _ in _PROFILES]
@@ -201,9 +228,15 @@ _DEFAULT_ORDER = (
     ODATA_PREFIX + "softwareOathAuthenticationMethod",
 )
 _PERSONA_PROFILES = {
-    "ada.agent": "authenticator_phone", "aaron.agent": "fido2", "leo.lead": "authenticator_phone",
-    "lena.lead": "authenticator", "ana.admin": "fido2", "abel.admin": "authenticator_phone",
-    "otto.outsider": "phone", "sam.standard": "authenticator_phone", "priya.privileged": "fido2",
+    "ada.agent": "authenticator_phone",
+    "aaron.agent": "fido2",
+    "leo.lead": "authenticator_phone",
+    "lena.lead": "authenticator",
+    "ana.admin": "fido2",
+    "abel.admin": "authenticator_phone",
+    "otto.outsider": "phone",
+    "sam.standard": "authenticator_phone",
+    "priya.privileged": "fido2",
 }
 
 
@@ -211,8 +244,9 @@ def _new_id(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def _phone(rng: random.Random, user: dict[str, Any], phone_type: str, created: str
-           ) -> dict[str, Any]:
+def _phone(
+    rng: random.Random, user: dict[str, Any], phone_type: str, created: str
+) -> dict[str, Any]:
     # UK numbers in Ofcom's drama range (07700 900000-900999): never a real subscriber.
     number = user.get("mobilePhone") if phone_type == "mobile" else None
     return {
@@ -312,15 +346,20 @@ def build_methods(
     """The method list of one member for a profile name (password first, as Graph lists it)."""
     # Registered some time after the account was created, never before.
     account_created = user.get("createdDateTime")
-    start = (datetime.fromisoformat(account_created.replace("Z", "+00:00"))
-             if account_created else now - timedelta(days=700))
+    start = (
+        datetime.fromisoformat(account_created.replace("Z", "+00:00"))
+        if account_created
+        else now - timedelta(days=700)
+    )
     created = format_timestamp(start + (now - start) * rng.random())
-    methods: list[dict[str, Any]] = [{
-        "@odata.type": PASSWORD_TYPE,
-        "id": PASSWORD_METHOD_ID,
-        "createdDateTime": user.get("createdDateTime"),
-        "password": None,
-    }]
+    methods: list[dict[str, Any]] = [
+        {
+            "@odata.type": PASSWORD_TYPE,
+            "id": PASSWORD_METHOD_ID,
+            "createdDateTime": user.get("createdDateTime"),
+            "password": None,
+        }
+    ]
     if profile in {"phone", "authenticator_phone", "email_phone"}:
         methods.append(_phone(rng, user, "mobile", created))
         roll = rng.random()
@@ -364,9 +403,10 @@ def _seed_methods(tenant: Tenant, rng: random.Random, now: datetime) -> None:
     for user_id, user in tenant.users.items():
         if user.get("userType") == "Guest":
             continue  # a guest's methods live in its home tenant
-        profile = persona_profiles.get(user_id) or rng.choices(
-            _PROFILE_NAMES, weights=_PROFILE_WEIGHTS
-        )[0]
+        profile = (
+            persona_profiles.get(user_id)
+            or rng.choices(_PROFILE_NAMES, weights=_PROFILE_WEIGHTS)[0]
+        )
         methods = build_methods(rng, user, profile, now)
         tenant.methods[user_id] = methods
         default = default_method_id(methods)
@@ -396,18 +436,25 @@ def _seed_roles(tenant: Tenant, rng: random.Random, now: datetime) -> list[str]:
             "templateId": template_id,
             "version": "1",
             "rolePermissions": [
-                {"allowedResourceActions": list(actions), "condition": None,
-                 "excludedResourceActions": []}
+                {
+                    "allowedResourceActions": list(actions),
+                    "condition": None,
+                    "excludedResourceActions": [],
+                }
             ],
         }
     persona_ids = {p["id"] for p in PERSONAS.values()}
     # People who are neither personas nor guests nor disabled, IT first: admins come from there.
     candidates = sorted(
-        uid for uid, u in tenant.users.items()
-        if uid not in persona_ids and u.get("userType") == "Member" and u.get("accountEnabled")
+        uid
+        for uid, u in tenant.users.items()
+        if uid not in persona_ids
+        and u.get("userType") == "Member"
+        and u.get("accountEnabled")
         and u.get("department") == "IT"
     ) or sorted(
-        uid for uid, u in tenant.users.items()
+        uid
+        for uid, u in tenant.users.items()
         if uid not in persona_ids and u.get("userType") == "Member"
     )
     picked = rng.sample(candidates, k=min(len(candidates), 6))
@@ -449,50 +496,81 @@ def _seed_roles(tenant: Tenant, rng: random.Random, now: datetime) -> list[str]:
         info = {
             "startDateTime": format_timestamp(start),
             "recurrence": None,
-            "expiration": {"type": "afterDateTime",
-                           "endDateTime": format_timestamp(now + timedelta(days=90)),
-                           "duration": None},
+            "expiration": {
+                "type": "afterDateTime",
+                "endDateTime": format_timestamp(now + timedelta(days=90)),
+                "duration": None,
+            },
         }
         tenant.eligibility_schedules[schedule_id] = {
-            "id": schedule_id, "principalId": eligible, "roleDefinitionId": USER_ADMINISTRATOR,
-            "directoryScopeId": "/", "appScopeId": None, "createdUsing": request_id,
-            "createdDateTime": format_timestamp(start), "modifiedDateTime": None,
-            "status": "Provisioned", "memberType": "Direct", "scheduleInfo": info,
+            "id": schedule_id,
+            "principalId": eligible,
+            "roleDefinitionId": USER_ADMINISTRATOR,
+            "directoryScopeId": "/",
+            "appScopeId": None,
+            "createdUsing": request_id,
+            "createdDateTime": format_timestamp(start),
+            "modifiedDateTime": None,
+            "status": "Provisioned",
+            "memberType": "Direct",
+            "scheduleInfo": info,
         }
         tenant.eligibility_requests[request_id] = {
-            "id": request_id, "status": "Provisioned",
+            "id": request_id,
+            "status": "Provisioned",
             "createdDateTime": format_timestamp(start),
-            "completedDateTime": format_timestamp(start), "approvalId": None, "customData": None,
-            "action": "adminAssign", "principalId": eligible,
-            "roleDefinitionId": USER_ADMINISTRATOR, "directoryScopeId": "/", "appScopeId": None,
-            "isValidationOnly": False, "targetScheduleId": schedule_id,
+            "completedDateTime": format_timestamp(start),
+            "approvalId": None,
+            "customData": None,
+            "action": "adminAssign",
+            "principalId": eligible,
+            "roleDefinitionId": USER_ADMINISTRATOR,
+            "directoryScopeId": "/",
+            "appScopeId": None,
+            "isValidationOnly": False,
+            "targetScheduleId": schedule_id,
             "justification": "Quarterly access for the user lifecycle project",
-            "createdBy": {"application": None, "device": None,
-                          "user": {"id": PERSONAS["ana.admin"]["id"], "displayName": None}},
-            "scheduleInfo": info, "ticketInfo": {"ticketNumber": None, "ticketSystem": None},
+            "createdBy": {
+                "application": None,
+                "device": None,
+                "user": {"id": PERSONAS["ana.admin"]["id"], "displayName": None},
+            },
+            "scheduleInfo": info,
+            "ticketInfo": {"ticketNumber": None, "ticketSystem": None},
         }
     return [p for p in picked if p is not None]
 
 
 def _user_initiator(user: dict[str, Any], rng: random.Random) -> dict[str, Any]:
-    return {"user": {"id": user["id"], "displayName": user.get("displayName"),
-                     "userPrincipalName": user.get("userPrincipalName"),
-                     "ipAddress": f"203.0.113.{rng.randint(1, 254)}"}}
+    return {
+        "user": {
+            "id": user["id"],
+            "displayName": user.get("displayName"),
+            "userPrincipalName": user.get("userPrincipalName"),
+            "ipAddress": f"203.0.113.{rng.randint(1, 254)}",
+        }
+    }
 
 
 def _seed_audit(tenant: Tenant, rng: random.Random, now: datetime, admins: list[str]) -> None:
     """About 360 events over 60 days: helpdesk actions by the portal app and by admins, users'
     own registrations, session revocations, MFA state changes and role changes."""
     app = tenant.apps[CLIENT_ID]
-    app_initiator = {"app": {"appId": app.client_id, "displayName": app.display_name,
-                             "servicePrincipalId": app.service_principal_id}}
+    app_initiator = {
+        "app": {
+            "appId": app.client_id,
+            "displayName": app.display_name,
+            "servicePrincipalId": app.service_principal_id,
+        }
+    }
     members = sorted(uid for uid, u in tenant.users.items() if u.get("userType") == "Member")
     if not members:
         return
     # Sample targets once; O(events), independent of the tenant size.
     targets = [tenant.users[uid] for uid in rng.choices(members, k=400)]
-    admin_users = [tenant.users[uid] for uid in [*admins, PERSONAS["aaron.agent"]["id"]]
-                   if uid in tenant.users]
+    admin_users = [
+        tenant.users[uid] for uid in [*admins, PERSONAS["aaron.agent"]["id"]] if uid in tenant.users
+    ]
     events: list[dict[str, Any]] = []
 
     def when() -> datetime:
@@ -500,85 +578,153 @@ def _seed_audit(tenant: Tenant, rng: random.Random, now: datetime, admins: list[
         day = now - timedelta(days=rng.randint(1, 60))
         while day.weekday() >= 5 and rng.random() < 0.85:
             day -= timedelta(days=1)
-        return day.replace(hour=rng.choice((8, 9, 10, 11, 13, 14, 15, 16, 17)),
-                           minute=rng.randint(0, 59), second=rng.randint(0, 59),
-                           microsecond=rng.randint(0, 999999))
+        return day.replace(
+            hour=rng.choice((8, 9, 10, 11, 13, 14, 15, 16, 17)),
+            minute=rng.randint(0, 59),
+            second=rng.randint(0, 59),
+            microsecond=rng.randint(0, 999999),
+        )
 
     def add(**kwargs: Any) -> None:
-        events.append(build_audit_event(
-            event_id=_new_id(rng), correlation_id=_new_id(rng), **kwargs
-        ))
+        events.append(
+            build_audit_event(event_id=_new_id(rng), correlation_id=_new_id(rng), **kwargs)
+        )
 
-    labels = ("Authenticator App", "Mobile Phone", "FIDO2 security key", "Email",
-              "Windows Hello for Business", "Software OATH token")
+    labels = (
+        "Authenticator App",
+        "Mobile Phone",
+        "FIDO2 security key",
+        "Email",
+        "Windows Hello for Business",
+        "Software OATH token",
+    )
     for index, target in enumerate(targets[:360]):
         by_app = rng.random() < 0.6 or not admin_users
         initiator = app_initiator if by_app else _user_initiator(rng.choice(admin_users), rng)
         kind = rng.random()
         if kind < 0.35:
-            add(initiated_by=initiator, category="UserManagement",
-                activity="Admin deleted security info", target_resources=[user_target(target)],
-                activity_time=when(), result_reason=f"Admin deleted {rng.choice(labels)} for user",
-                logged_by_service="Authentication Methods")
+            add(
+                initiated_by=initiator,
+                category="UserManagement",
+                activity="Admin deleted security info",
+                target_resources=[user_target(target)],
+                activity_time=when(),
+                result_reason=f"Admin deleted {rng.choice(labels)} for user",
+                logged_by_service="Authentication Methods",
+            )
         elif kind < 0.5:
-            add(initiated_by=initiator, category="UserManagement",
-                activity="Admin registered security info", target_resources=[user_target(target)],
+            add(
+                initiated_by=initiator,
+                category="UserManagement",
+                activity="Admin registered security info",
+                target_resources=[user_target(target)],
                 activity_time=when(),
                 result_reason="Admin registered temporary access pass method for user",
-                logged_by_service="Authentication Methods")
+                logged_by_service="Authentication Methods",
+            )
         elif kind < 0.7:
-            add(initiated_by=_user_initiator(target, rng), category="UserManagement",
-                activity="User registered security info", target_resources=[user_target(target)],
+            add(
+                initiated_by=_user_initiator(target, rng),
+                category="UserManagement",
+                activity="User registered security info",
+                target_resources=[user_target(target)],
                 activity_time=when(),
                 result_reason=f"User registered {rng.choice(labels)}",
-                logged_by_service="Authentication Methods")
+                logged_by_service="Authentication Methods",
+            )
         elif kind < 0.76:
-            add(initiated_by=_user_initiator(target, rng), category="UserManagement",
-                activity="User deleted security info", target_resources=[user_target(target)],
-                activity_time=when(), result_reason=f"User deleted {rng.choice(labels)}",
-                logged_by_service="Authentication Methods")
+            add(
+                initiated_by=_user_initiator(target, rng),
+                category="UserManagement",
+                activity="User deleted security info",
+                target_resources=[user_target(target)],
+                activity_time=when(),
+                result_reason=f"User deleted {rng.choice(labels)}",
+                logged_by_service="Authentication Methods",
+            )
         elif kind < 0.93:
             stamp = format_timestamp(when())
-            add(initiated_by=initiator, category="UserManagement",
+            add(
+                initiated_by=initiator,
+                category="UserManagement",
                 activity="Update StsRefreshTokenValidFrom Timestamp",
-                target_resources=[user_target(target, [{
-                    "displayName": "StsRefreshTokensValidFrom",
-                    "oldValue": f'["{target.get("createdDateTime")}"]',
-                    "newValue": f'["{stamp[:19]}Z"]'}])],
-                activity_time=datetime.fromisoformat(stamp.replace("Z", "+00:00")))
+                target_resources=[
+                    user_target(
+                        target,
+                        [
+                            {
+                                "displayName": "StsRefreshTokensValidFrom",
+                                "oldValue": f'["{target.get("createdDateTime")}"]',
+                                "newValue": f'["{stamp[:19]}Z"]',
+                            }
+                        ],
+                    )
+                ],
+                activity_time=datetime.fromisoformat(stamp.replace("Z", "+00:00")),
+            )
         elif kind < 0.985:
-            old, new = rng.choice((("disabled", "enforced"), ("enforced", "disabled"),
-                                   ("disabled", "enabled")))
-            add(initiated_by=initiator, category="UserManagement", activity="Update user",
-                target_resources=[user_target(target, [
-                    {"displayName": "StrongAuthenticationRequirement",
-                     "oldValue": f'[{{"State":"{old}"}}]', "newValue": f'[{{"State":"{new}"}}]'},
-                    {"displayName": "Included Updated Properties", "oldValue": None,
-                     "newValue": '"StrongAuthenticationRequirement"'}])],
-                activity_time=when())
+            old, new = rng.choice(
+                (("disabled", "enforced"), ("enforced", "disabled"), ("disabled", "enabled"))
+            )
+            add(
+                initiated_by=initiator,
+                category="UserManagement",
+                activity="Update user",
+                target_resources=[
+                    user_target(
+                        target,
+                        [
+                            {
+                                "displayName": "StrongAuthenticationRequirement",
+                                "oldValue": f'[{{"State":"{old}"}}]',
+                                "newValue": f'[{{"State":"{new}"}}]',
+                            },
+                            {
+                                "displayName": "Included Updated Properties",
+                                "oldValue": None,
+                                "newValue": '"StrongAuthenticationRequirement"',
+                            },
+                        ],
+                    )
+                ],
+                activity_time=when(),
+            )
         else:
             definition = tenant.role_definitions[HELPDESK_ADMINISTRATOR]
             activity = "Add member to role" if index % 2 else "Remove member from role"
-            add(initiated_by=_user_initiator(tenant.users[PERSONAS["ana.admin"]["id"]], rng),
-                category="RoleManagement", activity=activity,
-                target_resources=[user_target(target), {
-                    "id": definition["id"], "displayName": definition["displayName"],
-                    "type": "Role"}],
-                activity_time=when())
+            add(
+                initiated_by=_user_initiator(tenant.users[PERSONAS["ana.admin"]["id"]], rng),
+                category="RoleManagement",
+                activity=activity,
+                target_resources=[
+                    user_target(target),
+                    {
+                        "id": definition["id"],
+                        "displayName": definition["displayName"],
+                        "type": "Role",
+                    },
+                ],
+                activity_time=when(),
+            )
     for schedule in tenant.eligibility_schedules.values():
         principal = tenant.users.get(schedule["principalId"])
         definition = tenant.role_definitions[schedule["roleDefinitionId"]]
         if principal is None:
             continue
-        add(initiated_by=_user_initiator(tenant.users[PERSONAS["ana.admin"]["id"]], rng),
+        add(
+            initiated_by=_user_initiator(tenant.users[PERSONAS["ana.admin"]["id"]], rng),
             category="RoleManagement",
             activity="Add eligible member to role in PIM completed (timebound)",
-            target_resources=[{"id": definition["id"], "displayName": definition["displayName"],
-                               "type": "Role"}, user_target(principal)],
+            target_resources=[
+                {"id": definition["id"], "displayName": definition["displayName"], "type": "Role"},
+                user_target(principal),
+            ],
             activity_time=datetime.fromisoformat(
-                schedule["createdDateTime"].replace("Z", "+00:00")),
+                schedule["createdDateTime"].replace("Z", "+00:00")
+            ),
             additional_details=[("RequestId", schedule["createdUsing"])],
-            logged_by_service="PIM")
+            logged_by_service="PIM",
+        )
     events.sort(key=lambda e: e["activityDateTime"])
     tenant.audit_events.extend(events)
 

@@ -24,7 +24,7 @@ PAA = "Privileged Authentication Administrator"
 def _holders_page(client: Any, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = client.get(reverse("accounts:directory_roles")).content.decode()
+        body: str = client.get(reverse("accounts:directory_roles")).content.decode()
         if "data-snapshot-at" in body and "data-refresh=" not in body:
             return body
         time.sleep(0.3)

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     from entra_emulator.server import EmulatorServer
 
 
-def app_token(server: EmulatorServer, *, client_id: str = CLIENT_ID,
-              client_secret: str = CLIENT_SECRET) -> str:
+def app_token(
+    server: EmulatorServer, *, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET
+) -> str:
     """An app-only Graph token from ``/{tenant}/oauth2/v2.0/token`` (client credentials)."""
     answer = requests.post(
         f"{server.base_url.rstrip('/')}/{TENANT_ID}/oauth2/v2.0/token",
@@ -56,8 +57,15 @@ class GraphCaller:
     def url(self, path: str, version: str = "v1.0") -> str:
         return f"{self.server.base_url.rstrip('/')}/{version}{path}"
 
-    def call(self, method: str, path: str, *, version: str = "v1.0", json: Any = None,
-             params: dict[str, str] | None = None) -> requests.Response:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        version: str = "v1.0",
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> requests.Response:
         return self.session.request(
             method, self.url(path, version), json=json, params=params, timeout=30
         )

@@ -24,9 +24,11 @@ PATH = "/auditLogs/directoryAudits"
 
 def _event(index: int, category: str = "UserManagement") -> dict[str, Any]:
     return build_audit_event(
-        initiated_by={"app": {"appId": CLIENT_ID, "displayName": "Portal",
-                              "servicePrincipalId": "sp"}},
-        category=category, activity="Admin deleted security info",
+        initiated_by={
+            "app": {"appId": CLIENT_ID, "displayName": "Portal", "servicePrincipalId": "sp"}
+        },
+        category=category,
+        activity="Admin deleted security info",
         target_resources=[{"id": f"user-{index}", "type": "User"}],
         activity_time=NOW + timedelta(minutes=index),
     )
@@ -35,16 +37,27 @@ def _event(index: int, category: str = "UserManagement") -> dict[str, Any]:
 def test_events_have_graphs_shape() -> None:
     event = _event(1)
     assert set(event) == {
-        "id", "category", "correlationId", "result", "resultReason", "activityDisplayName",
-        "activityDateTime", "loggedByService", "operationType", "initiatedBy",
-        "targetResources", "additionalDetails"}
+        "id",
+        "category",
+        "correlationId",
+        "result",
+        "resultReason",
+        "activityDisplayName",
+        "activityDateTime",
+        "loggedByService",
+        "operationType",
+        "initiatedBy",
+        "targetResources",
+        "additionalDetails",
+    }
     assert event["initiatedBy"]["user"] is None and event["initiatedBy"]["app"]["appId"]
     assert event["operationType"] == "Delete"
     assert event["targetResources"][0]["modifiedProperties"] == []
     assert event["activityDateTime"].endswith("Z")
     with pytest.raises(ValueError):
-        build_audit_event(initiated_by={}, category="x", activity="y", target_resources=[],
-                          activity_time=NOW)
+        build_audit_event(
+            initiated_by={}, category="x", activity="y", target_resources=[], activity_time=NOW
+        )
 
 
 def test_pages_run_newest_first_without_gaps_even_while_events_arrive() -> None:
@@ -56,8 +69,9 @@ def test_pages_run_newest_first_without_gaps_even_while_events_arrive() -> None:
     assert [e["targetResources"][0]["id"] for e in second] == [f"user-{i}" for i in (5, 4, 3, 2)]
     third, end = select_page(events, matches=None, top=4, before=after2)
     assert len(third) == 2 and end is None
-    roles, _ = select_page(events, matches=lambda e: e["category"] == "RoleManagement", top=10,
-                           before=None)
+    roles, _ = select_page(
+        events, matches=lambda e: e["category"] == "RoleManagement", top=10, before=None
+    )
     assert len(roles) == 4
     assert decode_audit_skiptoken(encode_audit_skiptoken(17)) == 17
     with pytest.raises(GraphHttpError):
@@ -102,15 +116,24 @@ def test_filters_combine_like_graphs(server: Any, graph: GraphCaller) -> None:
     since = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     recent = graph.get(PATH, params={"$filter": f"activityDateTime ge {since}"}).json()["value"]
     assert [e["activityDisplayName"] for e in recent] == [
-        "Update StsRefreshTokenValidFrom Timestamp"]
-    combined = graph.get(PATH, params={"$filter": (
-        f"targetResources/any(t:t/id eq '{SAM}') and initiatedBy/app/appId eq '{CLIENT_ID}' "
-        f"and category eq 'UserManagement' and activityDateTime ge {since}")}).json()["value"]
+        "Update StsRefreshTokenValidFrom Timestamp"
+    ]
+    combined = graph.get(
+        PATH,
+        params={
+            "$filter": (
+                f"targetResources/any(t:t/id eq '{SAM}') and initiatedBy/app/appId eq '{CLIENT_ID}' "
+                f"and category eq 'UserManagement' and activityDateTime ge {since}"
+            )
+        },
+    ).json()["value"]
     assert [e["id"] for e in combined] == [recent[0]["id"]]
-    by_name = graph.get(PATH, params={
-        "$filter": "activityDisplayName eq 'Admin deleted security info'"}).json()["value"]
+    by_name = graph.get(
+        PATH, params={"$filter": "activityDisplayName eq 'Admin deleted security info'"}
+    ).json()["value"]
     assert by_name and {e["activityDisplayName"] for e in by_name} == {
-        "Admin deleted security info"}
+        "Admin deleted security info"
+    }
     ana = PERSONAS["ana.admin"]["id"]
     by_user = graph.get(PATH, params={"$filter": f"initiatedBy/user/id eq '{ana}'"}).json()
     assert all(e["initiatedBy"]["user"]["id"] == ana for e in by_user["value"])
@@ -122,8 +145,9 @@ def test_filters_combine_like_graphs(server: Any, graph: GraphCaller) -> None:
 def test_audit_log_needs_its_permission(server: Any) -> None:
     from entra_emulator.seed import READER_CLIENT_ID, READER_CLIENT_SECRET
 
-    reader = GraphCaller(server, app_token(server, client_id=READER_CLIENT_ID,
-                                           client_secret=READER_CLIENT_SECRET))
+    reader = GraphCaller(
+        server, app_token(server, client_id=READER_CLIENT_ID, client_secret=READER_CLIENT_SECRET)
+    )
     refused = reader.get(PATH)
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "Authorization_RequestDenied"

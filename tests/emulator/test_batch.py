@@ -36,11 +36,13 @@ def test_batch_limits_and_ids() -> None:
 
 
 def test_depends_on_orders_execution_and_cycles_are_refused() -> None:
-    requests = validate_batch({"requests": [
-        _request("a", dependsOn=["c"]), _request("b"), _request("c")]})
+    requests = validate_batch(
+        {"requests": [_request("a", dependsOn=["c"]), _request("b"), _request("c")]}
+    )
     assert [r["id"] for r in execution_order(requests)] == ["c", "a", "b"]
-    cyclic = validate_batch({"requests": [
-        _request("a", dependsOn=["b"]), _request("b", dependsOn=["a"])]})
+    cyclic = validate_batch(
+        {"requests": [_request("a", dependsOn=["b"]), _request("b", dependsOn=["a"])]}
+    )
     with pytest.raises(GraphHttpError):
         execution_order(cyclic)
 
@@ -52,12 +54,21 @@ def graph(fresh_tenant: Any) -> GraphCaller:
 
 def test_batch_answers_each_inner_request(graph: GraphCaller) -> None:
     graph.server.throttle.configure(enabled=False)
-    answer = graph.post("/$batch", json={"requests": [
-        _request("1", f"/users/{SAM}/authentication/methods"),
-        _request("2", "/users/no-such-user/authentication/methods"),
-        {"id": "3", "method": "DELETE", "dependsOn": ["2"],
-         "url": f"/users/{SAM}/authentication/phoneMethods/{PHONE_METHOD_IDS['mobile']}"},
-    ]})
+    answer = graph.post(
+        "/$batch",
+        json={
+            "requests": [
+                _request("1", f"/users/{SAM}/authentication/methods"),
+                _request("2", "/users/no-such-user/authentication/methods"),
+                {
+                    "id": "3",
+                    "method": "DELETE",
+                    "dependsOn": ["2"],
+                    "url": f"/users/{SAM}/authentication/phoneMethods/{PHONE_METHOD_IDS['mobile']}",
+                },
+            ]
+        },
+    )
     assert answer.status_code == 200, answer.text
     by_id = {r["id"]: r for r in answer.json()["responses"]}
     assert [r["id"] for r in answer.json()["responses"]] == ["1", "2", "3"]
@@ -71,8 +82,12 @@ def test_batch_answers_each_inner_request(graph: GraphCaller) -> None:
 
 def test_inner_requests_are_throttled_one_by_one(graph: GraphCaller) -> None:
     graph.server.throttle.configure(limits={"reports": (2, 60.0)}, enabled=True)
-    answer = graph.post("/$batch", json={"requests": [
-        _request(str(i), f"/users/{SAM}/authentication/methods") for i in range(4)]})
+    answer = graph.post(
+        "/$batch",
+        json={
+            "requests": [_request(str(i), f"/users/{SAM}/authentication/methods") for i in range(4)]
+        },
+    )
     assert answer.status_code == 200, answer.text
     statuses = [r["status"] for r in answer.json()["responses"]]
     assert statuses == [200, 200, 429, 429]

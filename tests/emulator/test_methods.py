@@ -40,8 +40,12 @@ def _password() -> dict[str, Any]:
 
 
 def _phone(kind: str) -> dict[str, Any]:
-    return {"@odata.type": PHONE, "id": PHONE_METHOD_IDS[kind], "phoneType": kind,
-            "phoneNumber": "+44 7700 900001"}
+    return {
+        "@odata.type": PHONE,
+        "id": PHONE_METHOD_IDS[kind],
+        "phoneType": kind,
+        "phoneNumber": "+44 7700 900001",
+    }
 
 
 def _authenticator() -> dict[str, Any]:
@@ -58,11 +62,16 @@ def test_default_method_cannot_be_deleted_while_another_remains() -> None:
     assert (refused.value.status, refused.value.code) == (400, "badRequest")
     assert refused.value.message == DEFAULT_METHOD_MESSAGE
     # The other one first, then the default (the password does not count as "another").
-    assert check_delete(methods, "a1", "phoneMethods", PHONE_METHOD_IDS["mobile"])["id"] == (
-        PHONE_METHOD_IDS["mobile"]
+    assert (
+        check_delete(methods, "a1", "phoneMethods", PHONE_METHOD_IDS["mobile"])["id"]
+        == (PHONE_METHOD_IDS["mobile"])
     )
-    assert check_delete([_password(), _authenticator()], "a1", "microsoftAuthenticatorMethods",
-                        "a1")["id"] == "a1"
+    assert (
+        check_delete([_password(), _authenticator()], "a1", "microsoftAuthenticatorMethods", "a1")[
+            "id"
+        ]
+        == "a1"
+    )
 
 
 def test_mobile_cannot_go_before_alternate_mobile() -> None:
@@ -70,8 +79,12 @@ def test_mobile_cannot_go_before_alternate_mobile() -> None:
     with pytest.raises(GraphHttpError) as refused:
         check_delete(methods, None, "phoneMethods", PHONE_METHOD_IDS["mobile"])
     assert refused.value.status == 400
-    assert check_delete(methods, None, "phoneMethods", PHONE_METHOD_IDS["alternateMobile"])[
-        "phoneType"] == "alternateMobile"
+    assert (
+        check_delete(methods, None, "phoneMethods", PHONE_METHOD_IDS["alternateMobile"])[
+            "phoneType"
+        ]
+        == "alternateMobile"
+    )
 
 
 def test_password_is_not_deletable_and_missing_methods_are_404() -> None:
@@ -94,8 +107,10 @@ def test_tap_lifetime_must_respect_the_policy() -> None:
     stored = plan_tap(policy, {}, NOW)
     assert stored["lifetimeInMinutes"] == policy["defaultLifetimeInMinutes"]
     assert stored["isUsableOnce"] is False and stored["temporaryAccessPass"] is None
-    assert plan_tap(policy, {"lifetimeInMinutes": 480, "isUsableOnce": True}, NOW)[
-        "isUsableOnce"] is True
+    assert (
+        plan_tap(policy, {"lifetimeInMinutes": 480, "isUsableOnce": True}, NOW)["isUsableOnce"]
+        is True
+    )
 
 
 def test_tap_policy_can_force_one_time_passes_or_disable_them() -> None:
@@ -111,8 +126,9 @@ def test_tap_policy_can_force_one_time_passes_or_disable_them() -> None:
 
 def test_tap_usability_follows_its_window() -> None:
     start = NOW + timedelta(hours=1)
-    method = plan_tap(TAP_POLICY, {"startDateTime": start.isoformat(), "lifetimeInMinutes": 60},
-                      NOW)
+    method = plan_tap(
+        TAP_POLICY, {"startDateTime": start.isoformat(), "lifetimeInMinutes": 60}, NOW
+    )
     assert tap_usability(method, NOW) == (False, "NotYetValid")
     assert tap_usability(method, start + timedelta(minutes=1)) == (True, "EnabledByPolicy")
     assert tap_usability(method, start + timedelta(minutes=61)) == (False, "Expired")
@@ -222,8 +238,10 @@ def test_phone_order_and_password_over_https(server: Any, graph: GraphCaller) ->
     base = f"/users/{SAM}/authentication"
     assert graph.delete(f"{base}/phoneMethods/{PHONE_METHOD_IDS['mobile']}").status_code == 400
     assert graph.delete(f"{base}/passwordMethods/{PASSWORD_METHOD_ID}").status_code == 400
-    assert graph.delete(
-        f"{base}/phoneMethods/{PHONE_METHOD_IDS['alternateMobile']}").status_code == 204
+    assert (
+        graph.delete(f"{base}/phoneMethods/{PHONE_METHOD_IDS['alternateMobile']}").status_code
+        == 204
+    )
     assert graph.delete(f"{base}/phoneMethods/{PHONE_METHOD_IDS['mobile']}").status_code == 204
 
 
@@ -250,7 +268,8 @@ def test_tap_is_shown_once_and_replaces_the_previous_one(server: Any, graph: Gra
     assert all(e["targetResources"][0]["id"] == SAM for e in registered)
     policy = graph.get(
         "/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/"
-        "TemporaryAccessPass").json()
+        "TemporaryAccessPass"
+    ).json()
     assert policy["maximumLifetimeInMinutes"] == TAP_POLICY["maximumLifetimeInMinutes"]
 
 
@@ -296,24 +315,36 @@ def test_delegated_calls_are_audited_with_the_signed_in_user(server: Any) -> Non
     assert event["initiatedBy"]["app"] is None
     # A delegated token without the scope is refused before anything changes.
     reader = GraphCaller(server, delegated_token(server, AARON, ["User.Read"]))
-    assert reader.delete(
-        f"/users/{SAM}/authentication/phoneMethods/{PHONE_METHOD_IDS['mobile']}"
-    ).status_code == 403
+    assert (
+        reader.delete(
+            f"/users/{SAM}/authentication/phoneMethods/{PHONE_METHOD_IDS['mobile']}"
+        ).status_code
+        == 403
+    )
 
 
 def test_sign_in_preferences_follow_the_default_method(server: Any, graph: GraphCaller) -> None:
     path = f"/users/{SAM}/authentication/signInPreferences"
     body = graph.get(path, version="beta").json()
-    assert body["@odata.context"].endswith(f"$metadata#users('{SAM}')/authentication/"
-                                           "signInPreferences")
+    assert body["@odata.context"].endswith(
+        f"$metadata#users('{SAM}')/authentication/signInPreferences"
+    )
     assert body["userPreferredMethodForSecondaryAuthentication"] == "push"
     assert body["isSystemPreferredAuthenticationMethodEnabled"] is True
     assert graph.get(path).status_code == 400  # beta only
 
     # The default moves to the mobile phone, reached by a call: the delete rule follows it.
-    assert graph.patch(path, version="beta", json={
-        "userPreferredMethodForSecondaryAuthentication": "voiceMobile",
-        "isSystemPreferredAuthenticationMethodEnabled": False}).status_code == 204
+    assert (
+        graph.patch(
+            path,
+            version="beta",
+            json={
+                "userPreferredMethodForSecondaryAuthentication": "voiceMobile",
+                "isSystemPreferredAuthenticationMethodEnabled": False,
+            },
+        ).status_code
+        == 204
+    )
     body = graph.get(path, version="beta").json()
     assert body["userPreferredMethodForSecondaryAuthentication"] == "voiceMobile"
     assert body["isSystemPreferredAuthenticationMethodEnabled"] is False
@@ -321,26 +352,35 @@ def test_sign_in_preferences_follow_the_default_method(server: Any, graph: Graph
     base = f"/users/{SAM}/authentication"
     assert graph.delete(f"{base}/phoneMethods/{PHONE_METHOD_IDS['mobile']}").status_code == 400
     authenticator = next(
-        m["id"] for m in server.tenant.methods[SAM] if m["@odata.type"] == AUTHENTICATOR)
+        m["id"] for m in server.tenant.methods[SAM] if m["@odata.type"] == AUTHENTICATOR
+    )
     assert graph.delete(f"{base}/microsoftAuthenticatorMethods/{authenticator}").status_code == (
-        204)
+        204
+    )
     assert graph.delete(f"{base}/phoneMethods/{PHONE_METHOD_IDS['mobile']}").status_code == 204
     # No default left: null (the beta enum has no "none").
     after = graph.get(path, version="beta").json()
     assert after["userPreferredMethodForSecondaryAuthentication"] is None
 
-    assert graph.patch(path, version="beta", json={
-        "userPreferredMethodForSecondaryAuthentication": "push"}).status_code == 400
+    assert (
+        graph.patch(
+            path, version="beta", json={"userPreferredMethodForSecondaryAuthentication": "push"}
+        ).status_code
+        == 400
+    )
     assert graph.patch(path, version="beta", json={"colour": "blue"}).status_code == 400
-    assert graph.get("/users/no-such-user/authentication/signInPreferences",
-                     version="beta").status_code == 404
+    assert (
+        graph.get(
+            "/users/no-such-user/authentication/signInPreferences", version="beta"
+        ).status_code
+        == 404
+    )
     reader = GraphCaller(server, delegated_token(server, AARON, ["User.Read"]))
     assert reader.get(path, version="beta").status_code == 403
 
 
 def test_sign_in_preferences_draw_on_the_reports_budget(server: Any, graph: GraphCaller) -> None:
-    server.throttle.configure(limits={"reports": (2, 60.0), "identity": (3500, 10.0)},
-                              enabled=True)
+    server.throttle.configure(limits={"reports": (2, 60.0), "identity": (3500, 10.0)}, enabled=True)
     path = f"/users/{SAM}/authentication/signInPreferences"
     assert [graph.get(path, version="beta").status_code for _ in range(3)] == [200, 200, 429]
     # The reports window is spent for the methods list as well, not for users.

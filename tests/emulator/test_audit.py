@@ -122,7 +122,8 @@ def test_filters_combine_like_graphs(server: Any, graph: GraphCaller) -> None:
         PATH,
         params={
             "$filter": (
-                f"targetResources/any(t:t/id eq '{SAM}') and initiatedBy/app/appId eq '{CLIENT_ID}' "
+                f"targetResources/any(t:t/id eq '{SAM}') "
+                f"and initiatedBy/app/appId eq '{CLIENT_ID}' "
                 f"and category eq 'UserManagement' and activityDateTime ge {since}"
             )
         },

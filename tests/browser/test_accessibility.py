@@ -19,15 +19,12 @@ from typing import Any
 
 import pytest
 
-from tests.browser import test_helpdesk_flows as flows
-from tests.browser.test_helpdesk_flows import FINAL_TIMEOUT_MS, _new_page, _sign_in
+from tests.browser.support import FINAL_TIMEOUT_MS, open_page, sign_in
 from tests.personas import PERSONAS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # The browser and the live portal of the helpdesk flows, shared (used by name).
-chromium = flows.chromium
-portal = flows.portal
 
 AXE = Path(__file__).resolve().parents[1] / "data" / "axe" / "axe.min.js"
 BLOCKING = ("serious", "critical")
@@ -95,8 +92,8 @@ def test_main_pages_have_no_serious_accessibility_violation(chromium: Any, porta
     problems: dict[str, Any] = {}
     sam = PERSONAS.standard_target
 
-    agent = _new_page(chromium)
-    _sign_in(agent, portal, PERSONAS.agent, "/")
+    agent = open_page(chromium)
+    sign_in(agent, portal, PERSONAS.agent, "/")
     _check_page(agent, "home", problems)
     agent.goto(f"{portal}/users/")
     agent.locator("#q").fill("Sam")
@@ -121,8 +118,8 @@ def test_main_pages_have_no_serious_accessibility_violation(chromium: Any, porta
     _check_page(agent, "403", problems)
 
     _privileged_request_waiting()
-    lead = _new_page(chromium)
-    _sign_in(lead, portal, PERSONAS.lead, "/approvals/")
+    lead = open_page(chromium)
+    sign_in(lead, portal, PERSONAS.lead, "/approvals/")
     lead.locator("text=Priya Privileged").first.wait_for()
     _check_page(lead, "approvals", problems)
     lead.goto(f"{portal}/audit/")
@@ -131,8 +128,8 @@ def test_main_pages_have_no_serious_accessibility_violation(chromium: Any, porta
     lead.locator("canvas, [data-chart]").first.wait_for()
     _check_page(lead, "dashboard", problems)
 
-    admin = _new_page(chromium)
-    _sign_in(admin, portal, PERSONAS.admin, "/roles/")
+    admin = open_page(chromium)
+    sign_in(admin, portal, PERSONAS.admin, "/roles/")
     admin.locator("[data-snapshot-at]").first.wait_for(timeout=FINAL_TIMEOUT_MS)
     _check_page(admin, "roles", problems)
     admin.goto(f"{portal}/roles/add/")
@@ -153,8 +150,8 @@ def test_main_pages_have_no_serious_accessibility_violation(chromium: Any, porta
 def test_the_helpdesk_journey_works_from_the_keyboard(chromium: Any, portal: str) -> None:
     """Tab reaches the search box, arrow keys move through the results, Enter opens a person,
     and Enter in a form's last field submits it."""
-    page = _new_page(chromium)
-    _sign_in(page, portal, PERSONAS.agent, "/users/")
+    page = open_page(chromium)
+    sign_in(page, portal, PERSONAS.agent, "/users/")
     page.locator("body").focus()
     for _ in range(30):
         page.keyboard.press("Tab")

@@ -7,18 +7,16 @@ worker, the real Redis and the HTTPS Entra emulator; every person signs in on th
 sign-in page. Graph failures come from the emulator's fault injection (``fail_next`` rules on
 the exact Graph call), so the portal sees what real Graph would send: status, code, message,
 ``request-id`` and ``Retry-After``. Re-registration's success and the TAP's are in
-test_helpdesk_flows.py; this file does not repeat them.
+test_helpdesk_flows.py; this file does not repeat them. Fixtures are in conftest.py.
 
 Waits are Playwright's (``expect``, ``wait_for``) on what the page shows, never fixed sleeps.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,26 +25,14 @@ from pytest_django.fixtures import Settings
 
 from mfa.models import ActionRequest, CallerVerification, Status
 from portal.graph_client import reset_graph_client
-from tests.personas import PERSONAS, Persona
-
-# Playwright's sync API keeps an event loop in this thread; Django would take every ORM call
-# made by the test itself for one from async code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+from tests.browser.support import sign_in
+from tests.personas import PERSONAS
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # A request ends within seconds against the emulator; the margin covers a slow CI machine.
 FINAL_TIMEOUT_MS = 60_000
 GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -58,53 +44,8 @@ SAM_METHODS = f"/v1.0/users/{SAM.oid}/authentication"
 PHONE_DELETE = rf"^{SAM_METHODS}/phoneMethods/[^/]+$"
 AUTHENTICATOR_DELETE = rf"^{SAM_METHODS}/microsoftAuthenticatorMethods/[^/]+$"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-
 
 # --- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def new_page(chromium: Any) -> Iterator[Callable[[], Any]]:
-    """Opens a page in a fresh browser context (its own cookies: one person per context);
-    every context is closed after the test."""
-    contexts: list[Any] = []
-
-    def make() -> Any:
-        # The emulator's certificate comes from the run's own CA (loopback only).
-        context = chromium.new_context(
-            ignore_https_errors=True, viewport={"width": 1280, "height": 900}
-        )
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
-@pytest.fixture
-def portal(live_server: Any, fresh_tenant: Any, celery_worker: Any, settings: Settings) -> str:
-    """The live portal's URL, with the demo mailbox, a worker, and a freshly seeded tenant
-    (``fresh_tenant`` re-seeds it and restores faults and throttling after the test too: these
-    flows change people that other tests read)."""
-    settings.EMAIL_BACKEND = "mfa.mailbox.MailboxBackend"
-    return str(live_server.url)
 
 
 @pytest.fixture(autouse=True)
@@ -140,16 +81,6 @@ def one_inprocess_retry(settings: Settings) -> Iterator[None]:
 
 
 # --- the steps a person takes -------------------------------------------------------------------
-
-
-def _sign_in(page: Any, portal: str, persona: Persona, path: str) -> None:
-    """Open ``path``, get sent to the emulator's sign-in page, pick the persona there."""
-    page.goto(f"{portal}{path}")
-    page.locator(f'button[name="emulator_username"][value="{persona.upn}"]').click()
-    page.wait_for_url(re.compile(re.escape(portal) + ".*"))
-    if page.locator("button", has_text="Continue").count():
-        page.locator("button", has_text="Continue").click()
-    page.wait_for_url(f"{portal}{path}")
 
 
 def _verify_manually(page: Any) -> None:
@@ -194,7 +125,7 @@ def _method_cell(page: Any, name: str) -> Any:
 
 def _sam_page(new_page: Callable[[], Any], portal: str, *, verified: bool = True) -> Any:
     page = new_page()
-    _sign_in(page, portal, PERSONAS.agent, f"/users/{SAM.oid}/")
+    sign_in(page, portal, PERSONAS.agent, f"/users/{SAM.oid}/")
     page.locator("text=Authenticator app").first.wait_for()
     if verified:
         _verify_manually(page)
@@ -368,7 +299,7 @@ def test_privileged_request_rejected_by_a_lead_in_another_browser(
     new_page: Callable[[], Any], portal: str
 ) -> None:
     agent = new_page()
-    _sign_in(agent, portal, PERSONAS.privileged_agent, f"/users/{PRIYA.oid}/")
+    sign_in(agent, portal, PERSONAS.privileged_agent, f"/users/{PRIYA.oid}/")
     agent.locator("text=Authentication Administrator").first.wait_for()
     _verify_manually(agent)
     _open_action(agent, "Require MFA re-registration")
@@ -377,7 +308,7 @@ def test_privileged_request_rejected_by_a_lead_in_another_browser(
     agent.locator('[data-status="awaiting_approval"]').wait_for()
 
     lead = new_page()
-    _sign_in(lead, portal, PERSONAS.lead, "/approvals/")
+    sign_in(lead, portal, PERSONAS.lead, "/approvals/")
     card = lead.locator("article.approval", has_text="Priya Privileged")
     card.get_by_label("Comment").fill("No ticket approval from Priya's manager: call back.")
     card.get_by_role("button", name="Reject").click()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,57 +19,14 @@ import pytest
 
 from audit.models import PortalEvent
 from tests.audit.history_fixtures import action_request, entra_record, request_event
-from tests.personas import PERSONAS, Persona
-
-# Playwright's sync API keeps an event loop in this thread; Django would take every ORM call
-# made by the test itself for one from async code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+from tests.browser.support import shot, sign_in
+from tests.personas import PERSONAS
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 K = PortalEvent.Kind
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def _sign_in(page: Any, portal: str, persona: Persona, path: str) -> None:
-    """Open ``path``, get sent to the emulator's sign-in page, pick the persona there."""
-    page.goto(f"{portal}{path}")
-    page.locator(f'button[name="emulator_username"][value="{persona.upn}"]').click()
-    page.wait_for_url(re.compile(re.escape(portal) + ".*"))
-    if page.locator("button", has_text="Continue").count():
-        page.locator("button", has_text="Continue").click()
-    page.wait_for_url(f"{portal}{path}")
-
-
-def _shot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_lead_finds_a_reset_exports_it_and_reads_the_dashboard(
@@ -110,7 +65,7 @@ def test_lead_finds_a_reset_exports_it_and_reads_the_dashboard(
     )
     page = context.new_page()
     page.set_default_timeout(20_000)
-    _sign_in(page, portal, PERSONAS.lead, "/audit/")
+    sign_in(page, portal, PERSONAS.lead, "/audit/")
 
     # Find the reset: text search on its ticket.
     page.get_by_label("Text").fill("INC0424242")
@@ -122,7 +77,7 @@ def test_lead_finds_a_reset_exports_it_and_reads_the_dashboard(
     assert "Ada Agent" in entra_row.inner_text()
     assert "INC0424242" in entra_row.inner_text()
     assert "Admin deleted security info" in page.locator("tr[data-row]").first.inner_text()
-    _shot(page, "history")
+    shot(page, "history")
 
     # Export what is on screen.
     with page.expect_download() as download_info:
@@ -142,7 +97,7 @@ def test_lead_finds_a_reset_exports_it_and_reads_the_dashboard(
     assert privileged.count() == 1
     assert page.locator('[data-flag-group="repeat_reset"] [data-flag]').count() == 1
     assert page.locator('[data-flag-group="outside_portal"] [data-flag]').count() == 1
-    _shot(page, "dashboard")
+    shot(page, "dashboard")
     page.locator('[data-flag-group="outside_portal"] [data-flag] a').click()
     page.wait_for_url(re.compile(r".*/audit/\?.*outside=1.*"))
     assert page.locator("tr.history__row--outside").count() == 1

@@ -1,6 +1,6 @@
 """The journey of issue 6 that the other browser tests do not walk: a lead finds a reset in the
 history, exports it, and opens the dashboard. Headless Chromium against a live portal, a real
-worker and the HTTPS emulator (fixtures of test_helpdesk_flows.py). Screenshots:
+worker and the HTTPS emulator (fixtures in conftest.py). Screenshots:
 docs/screenshots/history.png and dashboard.png.
 """
 
@@ -13,15 +13,12 @@ from typing import Any
 
 import pytest
 
-from tests.browser import test_helpdesk_flows as flows
-from tests.browser.test_helpdesk_flows import FINAL_TIMEOUT_MS, _new_page, _shot, _sign_in
+from tests.browser.support import FINAL_TIMEOUT_MS, open_page, shot, sign_in
 from tests.personas import PERSONAS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # The browser and the live portal of the helpdesk flows, shared (used by name).
-chromium = flows.chromium
-portal = flows.portal
 
 SAM = PERSONAS.standard_target
 
@@ -64,8 +61,8 @@ def test_lead_finds_the_reset_in_history_exports_it_and_opens_the_dashboard(
     chromium: Any, portal: str
 ) -> None:
     public_id = _reset_done_by_the_agent()
-    lead = _new_page(chromium)
-    _sign_in(lead, portal, PERSONAS.lead, "/audit/")
+    lead = open_page(chromium)
+    sign_in(lead, portal, PERSONAS.lead, "/audit/")
 
     lead.get_by_label("Person (object id)").fill(SAM.oid)
     lead.get_by_role("button", name="Filter").click()
@@ -74,7 +71,7 @@ def test_lead_finds_the_reset_in_history_exports_it_and_opens_the_dashboard(
     rows.first.wait_for()
     body = lead.locator("main").inner_text()
     assert "Sam Standard" in body and "INC0012345" in body, body[:2000]
-    _shot(lead, "history")
+    shot(lead, "history")
 
     with lead.expect_download() as download_info:
         lead.locator("[data-export=csv]").click()
@@ -88,4 +85,4 @@ def test_lead_finds_the_reset_in_history_exports_it_and_opens_the_dashboard(
     lead.wait_for_url(f"{portal}/dashboard/")
     lead.locator("canvas[data-chart=perDayByKind]").wait_for()
     assert lead.locator("[data-figure=median]").inner_text().endswith("min")
-    _shot(lead, "dashboard")
+    shot(lead, "dashboard")

@@ -7,86 +7,26 @@ docs/screenshots/roles.png.
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from tests.personas import PERSONAS, Persona
-
-# Playwright's sync API keeps an event loop in this thread; Django would take every ORM call
-# made by the test itself for one from async code.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+from tests.browser.support import FINAL_TIMEOUT_MS, open_page, shot, sign_in
+from tests.personas import PERSONAS
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-FINAL_TIMEOUT_MS = 90_000
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def portal(live_server: Any, fresh_tenant: Any, celery_worker: Any) -> Iterator[str]:
-    """The live portal's URL with a worker and a freshly seeded tenant (re-seeded after)."""
-    yield live_server.url
-    fresh_tenant.reset()
-
-
-def _new_page(chromium: Any) -> Any:
-    context = chromium.new_context(
-        ignore_https_errors=True, viewport={"width": 1280, "height": 900}
-    )
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    return page
-
-
-def _sign_in(page: Any, portal: str, persona: Persona, path: str) -> None:
-    """Open ``path``, get sent to the emulator's sign-in page, pick the persona there."""
-    page.goto(f"{portal}{path}")
-    page.locator(f'button[name="emulator_username"][value="{persona.upn}"]').click()
-    page.wait_for_url(re.compile(re.escape(portal) + ".*"))
-    if page.locator("button", has_text="Continue").count():
-        page.locator("button", has_text="Continue").click()
-    page.wait_for_url(f"{portal}{path}")
 
 
 def test_admin_adds_an_eligible_paa_holder_and_a_second_admin_approves(
     chromium: Any, portal: str
 ) -> None:
     sam = PERSONAS.standard_target
-    ana = _new_page(chromium)
-    _sign_in(ana, portal, PERSONAS.admin, "/roles/")
+    ana = open_page(chromium)
+    sign_in(ana, portal, PERSONAS.admin, "/roles/")
     # The first visit reads the holders from Entra; the page fills in by itself.
     ana.locator('[data-role="Privileged Authentication Administrator"]').wait_for()
     assert (
@@ -107,8 +47,8 @@ def test_admin_adds_an_eligible_paa_holder_and_a_second_admin_approves(
     assert "You cannot approve it yourself" in ana.locator("#change-status").inner_text()
     assert ana.get_by_role("button", name="Approve").count() == 0
 
-    abel = _new_page(chromium)
-    _sign_in(abel, portal, PERSONAS.other_admin, "/roles/")
+    abel = open_page(chromium)
+    sign_in(abel, portal, PERSONAS.other_admin, "/roles/")
     abel.get_by_role("link", name="Review").click()
     abel.get_by_label("Comment").fill("Agreed: time-bound and eligible only.")
     abel.get_by_role("button", name="Approve").click()
@@ -127,5 +67,4 @@ def test_admin_adds_an_eligible_paa_holder_and_a_second_admin_approves(
     row = paa.locator(f'[data-holder="{sam.oid}"]').inner_text()
     assert "Eligible (PIM)" in row and "Sam Standard" in row
     assert ana.locator('[data-warning="expiring"]', has_text="Sam Standard").count() == 1
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    ana.screenshot(path=str(SCREENSHOTS / "roles.png"), full_page=True)
+    shot(ana, "roles")

@@ -1,0 +1,57 @@
+"""What every browser test shares: Debian's Chromium, a fresh page, signing in on the emulator's
+own page as a person would, and screenshots for the README."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.personas import Persona
+
+# Playwright's sync API keeps an event loop in this thread; Django would take every ORM call
+# made by the test itself for one from async code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+# Debian's Chromium (`.ci/run` installs it): nothing here downloads a browser.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# A request ends within seconds against the emulator; the margin covers a slow CI machine.
+FINAL_TIMEOUT_MS = 90_000
+
+
+def open_page(chromium: Any) -> Any:
+    """A page in a fresh browser context: its own cookies, so one person per context."""
+    # The emulator's certificate comes from the run's own CA (loopback only).
+    context = chromium.new_context(
+        ignore_https_errors=True, viewport={"width": 1280, "height": 900}
+    )
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    return page
+
+
+def sign_in(page: Any, portal: str, persona: Persona, path: str) -> None:
+    """Open ``path``, get sent to the emulator's sign-in page, pick the persona there."""
+    page.goto(f"{portal}{path}")
+    page.locator(f'button[name="emulator_username"][value="{persona.upn}"]').click()
+    page.wait_for_url(re.compile(re.escape(portal) + ".*"))
+    if page.locator("button", has_text="Continue").count():
+        page.locator("button", has_text="Continue").click()
+    page.wait_for_url(f"{portal}{path}")
+
+
+def shot(page: Any, name: str) -> None:
+    """Save a full-page screenshot as docs/screenshots/<name>.png (the README shows them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

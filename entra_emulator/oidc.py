@@ -857,6 +857,20 @@ class OidcProvider:
             graph_scopes=sorted(granted),
         )
 
+    @staticmethod
+    def _app_roles_of(tenant: Any, user_id: str) -> set[str]:
+        """App roles assigned to the person and to the groups they are a direct member of.
+
+        As in Entra, a group's assignment reaches its direct members only: nested groups do not
+        pass app roles on.
+        """
+        with tenant.lock:
+            roles = set(tenant.app_role_assignments.get(user_id, set()))
+            for group_id, members in tenant.group_members.items():
+                if user_id in members:
+                    roles |= tenant.app_role_assignments.get(group_id, set())
+        return roles
+
     def _user_tokens(
         self,
         app: AppRegistration,
@@ -871,7 +885,7 @@ class OidcProvider:
         grant = self._resolve_scopes(app, scopes)
         tenant = self._tenant()
         if grant.portal:
-            roles = sorted(tenant.app_role_assignments.get(user["id"], set()))
+            roles = sorted(self._app_roles_of(tenant, user["id"]))
             access_token = self.tokens.issue_user_access_token(
                 client_id=app.client_id,
                 user=user,

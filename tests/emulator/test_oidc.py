@@ -529,3 +529,29 @@ def test_token_endpoint_down(emu: EmulatorServer) -> None:
     )
     assert_entra_error(answer, 503, "temporarily_unavailable", 90033)
     assert int(answer.headers["Retry-After"]) >= 1
+
+
+def test_app_roles_assigned_to_a_group_reach_its_direct_members_only(emu: EmulatorServer) -> None:
+    otto = PERSONAS["otto.outsider"]
+    nested_member = next(
+        u
+        for u in emu.tenant.users.values()
+        if u["id"] != otto["id"]
+        and u["id"] not in emu.tenant.app_role_assignments
+        and u["accountEnabled"]
+    )
+    with emu.tenant.lock:
+        emu.tenant.groups["g-leads"] = {"id": "g-leads", "displayName": "Night leads"}
+        emu.tenant.groups["g-nested"] = {"id": "g-nested", "displayName": "Nested"}
+        emu.tenant.group_members["g-leads"] = {otto["id"], "g-nested"}
+        emu.tenant.group_members["g-nested"] = {nested_member["id"]}
+        emu.tenant.app_role_assignments["g-leads"] = {"Helpdesk.Lead"}
+
+    def roles_of(upn: str) -> Any:
+        code = code_from(authorize(emu, login_hint=upn))["code"][0]
+        token = redeem(emu, code).json()["access_token"]
+        return jwt.decode(token, options={"verify_signature": False}).get("roles")
+
+    assert roles_of(otto["upn"]) == ["Helpdesk.Lead"]
+    # As in Entra, nested groups do not pass an app role assignment on.
+    assert roles_of(nested_member["userPrincipalName"]) is None

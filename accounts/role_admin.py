@@ -338,16 +338,14 @@ def read_role(
     return tuple(sorted(holdings, key=lambda h: (h.how, h.display_name.lower())))
 
 
-def read_portal_roles(
-    client: GraphClient, *, memo: dict[str, tuple[Member, ...]] | None = None
-) -> dict[str, tuple[str, ...]]:
+def read_portal_roles(client: GraphClient) -> dict[str, tuple[str, ...]]:
     """The portal roles of everyone who holds an app role of the portal's own app registration
     (``client.config.client_id``), by person id (lower case), read from Graph now: the app
     roles' ids and values, then every assignment (``appRoleAssignedTo``); an assignment to a group
-    counts for each of its members (``transitiveMembers``). App role values map to portal roles
+    counts for each of its direct members (as in Entra, nested groups do not pass app roles on).
+    App role values map to portal roles
     through ``settings.PORTAL_ROLE_CLAIMS``; other values and service principals are ignored.
     Two reads plus one per assigned group. Raises GraphError as it comes."""
-    memo = {} if memo is None else memo
     app_id = client.config.client_id
     values = {
         role.id: role.value
@@ -362,7 +360,11 @@ def read_portal_roles(
         if assignment.is_user:
             people = [assignment.principal_id]
         elif assignment.is_group:
-            people = [m.id.lower() for m in _group_members(client, assignment.principal_id, memo)]
+            people = [
+                m.id.lower()
+                for m in graph_groups.list_members(client, assignment.principal_id)
+                if m.is_user
+            ]
         else:
             continue
         for person in people:
@@ -379,7 +381,7 @@ def read_role_holders(client: GraphClient) -> RoleHolders:
     memo: dict[str, tuple[Member, ...]] = {}
     roles = {name: read_role(client, name, memo=memo) for name in ROLES_SHOWN}
     try:
-        portal: dict[str, tuple[str, ...]] | None = read_portal_roles(client, memo=memo)
+        portal: dict[str, tuple[str, ...]] | None = read_portal_roles(client)
         error = ""
     except GraphError as exc:
         # Typically a tenant that has not granted Application.Read.All yet: the holders are

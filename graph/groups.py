@@ -24,6 +24,25 @@ def list_transitive_members(client: GraphClient, group_id: str) -> list[Director
     ]
 
 
+_MEMBERS = operation(
+    "groups.members",
+    "GET",
+    "/v1.0/groups/{group_id}/members",
+    reference="https://learn.microsoft.com/graph/api/group-list-members",
+    paged=True,
+)
+
+
+def list_members(client: GraphClient, group_id: str) -> list[DirectoryObject]:
+    """The group's direct members (users, groups, service principals), nested groups not
+    expanded: what an app role assigned to the group reaches."""
+    # Reference: https://learn.microsoft.com/graph/api/group-list-members
+    return [
+        DirectoryObject.from_graph(item)
+        for item in client.iterate(_MEMBERS, path={"group_id": group_id})
+    ]
+
+
 # Added for directory role administration (accounts.role_services): the groups a role may be given
 # to. Reference: https://learn.microsoft.com/graph/api/group-list
 _ROLE_ASSIGNABLE_GROUPS = operation(

@@ -77,3 +77,28 @@ def test_without_graph_the_column_falls_back_to_who_signed_in(
     assert "Authorization_RequestDenied" in body
     (row,) = _rows(body, PAA, aaron.oid)
     assert "data-portal-agent" not in row  # Aaron never signed in: unknown without Graph
+
+
+def test_an_app_role_given_to_a_group_reaches_direct_members_only(fresh_tenant: Any) -> None:
+    """As in Entra: nested groups do not pass an app role assignment on."""
+    from accounts.role_admin import read_portal_roles
+    from portal.graph_client import get_graph_client
+
+    priya, sam = PERSONAS.privileged_target.oid, PERSONAS.standard_target.oid
+    tenant = fresh_tenant.tenant
+    outer, inner = "0e5f3c1a-0000-4000-8000-00000000000a", "0e5f3c1a-0000-4000-8000-00000000000b"
+    with tenant.lock:
+        for group_id, name in ((outer, "Night shift"), (inner, "Night shift trainees")):
+            tenant.groups[group_id] = {
+                "id": group_id,
+                "displayName": name,
+                "securityEnabled": True,
+                "isAssignableToRole": False,
+            }
+        tenant.group_members[outer] = {priya, inner}
+        tenant.group_members[inner] = {sam}
+        tenant.app_role_assignments[outer] = {"Helpdesk.Lead"}
+
+    roles = read_portal_roles(get_graph_client())
+    assert roles[priya.lower()] == ("Lead",)
+    assert sam.lower() not in roles

@@ -521,7 +521,10 @@ class RoleEligibilitySchedule:
 
 
 @dataclass(frozen=True)
-class RoleEligibilityScheduleRequest:
+class _RoleScheduleRequest:
+    """What PIM's eligibility and assignment schedule requests share: ``start``/``end`` bound the
+    schedule the request asked for (``end`` None: no expiry, or a removal)."""
+
     id: str
     action: str
     status: str
@@ -533,57 +536,42 @@ class RoleEligibilityScheduleRequest:
     start: datetime | None
     end: datetime | None
 
-    @classmethod
-    def from_graph(cls, data: Mapping[str, Any]) -> RoleEligibilityScheduleRequest:
+    @staticmethod
+    def _common(data: Mapping[str, Any]) -> dict[str, Any]:
         start, end = _schedule_bounds(data)
-        return cls(
-            id=_str(data, "id"),
-            action=_str(data, "action"),
-            status=_str(data, "status"),
-            role_definition_id=_str(data, "roleDefinitionId"),
-            principal_id=_str(data, "principalId"),
-            directory_scope_id=_str(data, "directoryScopeId"),
-            justification=_opt_str(data, "justification"),
-            created=parse_datetime(data.get("createdDateTime")),
-            start=start,
-            end=end,
-        )
+        return {
+            "id": _str(data, "id"),
+            "action": _str(data, "action"),
+            "status": _str(data, "status"),
+            "role_definition_id": _str(data, "roleDefinitionId"),
+            "principal_id": _str(data, "principalId"),
+            "directory_scope_id": _str(data, "directoryScopeId"),
+            "justification": _opt_str(data, "justification"),
+            "created": parse_datetime(data.get("createdDateTime")),
+            "start": start,
+            "end": end,
+        }
 
 
 @dataclass(frozen=True)
-class RoleAssignmentScheduleRequest:
-    """A PIM request for an *active* assignment (``adminAssign``, ``adminRemove``, ...):
-    ``start``/``end`` bound the assignment it asked for (``end`` None: no expiry, or a removal).
+class RoleEligibilityScheduleRequest(_RoleScheduleRequest):
+    """A PIM request for an *eligibility* (``adminAssign``, ``adminRemove``, ...)."""
+
+    @classmethod
+    def from_graph(cls, data: Mapping[str, Any]) -> RoleEligibilityScheduleRequest:
+        return cls(**cls._common(data))
+
+
+@dataclass(frozen=True)
+class RoleAssignmentScheduleRequest(_RoleScheduleRequest):
+    """A PIM request for an *active* assignment (``adminAssign``, ``adminRemove``, ...).
     ``target_schedule_id`` names the schedule (or assignment) it created or removed."""
 
-    id: str
-    action: str
-    status: str
-    role_definition_id: str
-    principal_id: str
-    directory_scope_id: str
-    justification: str | None
-    created: datetime | None
-    start: datetime | None
-    end: datetime | None
     target_schedule_id: str | None = None
 
     @classmethod
     def from_graph(cls, data: Mapping[str, Any]) -> RoleAssignmentScheduleRequest:
-        start, end = _schedule_bounds(data)
-        return cls(
-            id=_str(data, "id"),
-            action=_str(data, "action"),
-            status=_str(data, "status"),
-            role_definition_id=_str(data, "roleDefinitionId"),
-            principal_id=_str(data, "principalId"),
-            directory_scope_id=_str(data, "directoryScopeId"),
-            justification=_opt_str(data, "justification"),
-            created=parse_datetime(data.get("createdDateTime")),
-            start=start,
-            end=end,
-            target_schedule_id=_opt_str(data, "targetScheduleId"),
-        )
+        return cls(**cls._common(data), target_schedule_id=_opt_str(data, "targetScheduleId"))
 
 
 # --- audit logs ---------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from outbox.states import FINAL_STATUSES, Status
+
+__all__ = ["FINAL_STATUSES", "ActionKind", "ActionRequest", "CallerVerification", "Status", "Tier"]
+
 
 class ActionKind(models.TextChoices):
     REREGISTER = "reregister", "Require MFA re-registration"
@@ -28,30 +32,6 @@ class ActionKind(models.TextChoices):
     def needs_verification(cls, kind: str) -> bool:
         """Whether the caller must have been verified first (all but revoking sessions)."""
         return kind != cls.REVOKE_SESSIONS
-
-
-class Status(models.TextChoices):
-    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
-    PENDING = "pending", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    PARTIALLY_SUCCEEDED = "partially_succeeded", "Partially succeeded"
-    FAILED = "failed", "Failed"
-    REJECTED = "rejected", "Rejected"
-    CANCELLED = "cancelled", "Cancelled"
-    EXPIRED = "expired", "Expired"
-
-
-FINAL_STATUSES = frozenset(
-    {
-        Status.SUCCEEDED,
-        Status.PARTIALLY_SUCCEEDED,
-        Status.FAILED,
-        Status.REJECTED,
-        Status.CANCELLED,
-        Status.EXPIRED,
-    }
-)
 
 
 class Tier(models.TextChoices):

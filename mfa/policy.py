@@ -18,7 +18,6 @@ Every refusal is a :class:`PolicyError` whose message is written for the agent.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +35,13 @@ from graph import roles as graph_roles
 from graph import users as graph_users
 from graph.results import Group, TemporaryAccessPassPolicy, User
 from mfa.models import ActionKind, ActionRequest, Tier
+from outbox.errors import InvalidRequest, NotAllowed, PolicyError
+
+# Kept importable from here for the views, forms and tests that read them.
+from outbox.inputs import REASON_MAX_LENGTH as REASON_MAX_LENGTH
+from outbox.inputs import REASON_MIN_LENGTH as REASON_MIN_LENGTH
+from outbox.inputs import clean_reason as clean_reason
+from outbox.inputs import clean_ticket as clean_ticket
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +62,8 @@ KIND_FAMILIES: dict[str, str] = {
 
 
 # --- errors ----------------------------------------------------------------------------------
-
-
-class PolicyError(Exception):
-    """A request the policy refuses. ``message`` is shown to the agent as it is."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
+# PolicyError, InvalidRequest and NotAllowed are the engine's (outbox.errors): every flow raises
+# them. They stay importable from here.
 
 
 class VerificationRequired(PolicyError):
@@ -86,14 +86,6 @@ class TargetBusy(PolicyError):
     def __init__(self, message: str, *, existing: ActionRequest | None = None) -> None:
         self.existing = existing
         super().__init__(message)
-
-
-class InvalidRequest(PolicyError):
-    """The input is wrong (reason, ticket, parameters) or the request is in the wrong state."""
-
-
-class NotAllowed(PolicyError):
-    """This person may not do this (role, self-action, self-approval, guest target)."""
 
 
 # --- the target --------------------------------------------------------------------------------
@@ -363,31 +355,6 @@ def check_rate(agent: Any, *, override_by: Any = None) -> bool:
 
 
 # --- input ---------------------------------------------------------------------------------------
-
-REASON_MIN_LENGTH = 10
-REASON_MAX_LENGTH = 2000
-
-
-def clean_reason(reason: str) -> str:
-    """The reason, stripped; raises InvalidRequest when it is too short or too long."""
-    text = (reason or "").strip()
-    if len(text) < REASON_MIN_LENGTH:
-        raise InvalidRequest(
-            f"Give a reason of at least {REASON_MIN_LENGTH} characters: what the caller asked for "
-            "and why."
-        )
-    if len(text) > REASON_MAX_LENGTH:
-        raise InvalidRequest(f"The reason is longer than {REASON_MAX_LENGTH} characters.")
-    return text
-
-
-def clean_ticket(ticket: str) -> str:
-    """The ticket reference, stripped and upper-cased; raises InvalidRequest unless it matches
-    ``PORTAL_TICKET_PATTERN`` in full."""
-    text = (ticket or "").strip().upper()
-    if len(text) > 64 or not re.fullmatch(settings.PORTAL_TICKET_PATTERN, text, re.IGNORECASE):
-        raise InvalidRequest(f"The ticket reference must look like {settings.PORTAL_TICKET_HINT}.")
-    return text
 
 
 def tap_policy(client: GraphClient, *, use_cache: bool = True) -> TemporaryAccessPassPolicy:

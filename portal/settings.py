@@ -48,8 +48,9 @@ INSTALLED_APPS = [
     "django_auth_adfs",
     "portal",
     "accounts",
-    "mfa",
     "audit",
+    "outbox",
+    "mfa",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,33 @@
+"""What a flow's checks raise, and what the engine raises to its task.
+
+Every refusal is a :class:`PolicyError` whose ``message`` is written for the person who asked,
+and is shown as it is.
+"""
+
+from __future__ import annotations
+
+
+class PolicyError(Exception):
+    """A request the policy refuses. ``message`` is shown to the person as it is."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class InvalidRequest(PolicyError):
+    """The input is wrong (reason, ticket, parameters) or the request is in the wrong state."""
+
+
+class NotAllowed(PolicyError):
+    """This person may not do this (role, self-action, self-approval, guest target)."""
+
+
+class Deferred(Exception):
+    """Raised by ``outbox.engine.execute`` when Graph (or the database) asked us to wait: the
+    task must retry after ``countdown`` seconds. The row is ``pending`` again, with a visible
+    waiting step."""
+
+    def __init__(self, countdown: float) -> None:
+        self.countdown = countdown
+        super().__init__(f"retry in {countdown:.0f} s")

@@ -11,6 +11,15 @@ from dataclasses import dataclass
 
 from django.urls import NoReverseMatch, reverse
 
+from accounts.roles import (
+    ADMIN_ROLES,
+    ALL_ROLES,
+    APPROVER_ROLES,
+    HISTORY_ROLES,
+    OVERSIGHT_ROLES,
+    REQUESTER_ROLES,
+)
+
 
 @dataclass(frozen=True)
 class NavItem:
@@ -28,42 +37,42 @@ class NavLink:
 
 
 AREAS: tuple[NavItem, ...] = (
-    NavItem("home", "Home", "Your roles and the areas you can use.", ("Agent", "Lead", "Admin")),
+    NavItem("home", "Home", "Your roles and the areas you can use.", ALL_ROLES),
     NavItem(
         "mfa:user_search",
         "Search people",
         "Find the caller in the directory and act on their sign-in methods.",
-        ("Agent", "Lead", "Admin"),
+        REQUESTER_ROLES,
     ),
     NavItem(
         "mfa:request_list",
         "Requests",
         "Your requests and their live status; leads see everyone's.",
-        ("Agent", "Lead", "Admin"),
+        REQUESTER_ROLES,
     ),
     NavItem(
         "mfa:approvals",
         "Approvals",
         "Approve or reject actions on privileged people.",
-        ("Lead", "Admin"),
+        APPROVER_ROLES,
     ),
     NavItem(
         "audit:history",
         "History",
         "What the helpdesk did, with Entra's own record beside it.",
-        ("Agent", "Lead", "Admin"),
+        HISTORY_ROLES,
     ),
     NavItem(
         "audit:dashboard",
         "Dashboard",
         "Charts of the helpdesk's actions and the flags that need a look.",
-        ("Lead", "Admin"),
+        OVERSIGHT_ROLES,
     ),
     NavItem(
-        "accounts:directory_roles",
+        "roles:directory_roles",
         "Directory roles",
         "Who holds Privileged Authentication Administrator and its neighbours.",
-        ("Admin",),
+        ADMIN_ROLES,
     ),
 )
 

@@ -2,8 +2,8 @@
 
 Portal roles come from Entra app roles on the portal's app registration (the ``roles`` claim):
 ``settings.PORTAL_ROLE_CLAIMS`` maps each app role value (``Helpdesk.Agent``) to a portal role
-(``Agent``). Roles do not imply one another: a view lists every role it admits, for example
-``@role_required("Agent", "Lead", "Admin")``.
+(``Agent``). Roles do not imply one another: a view lists every role it admits, by one of the
+role tuples below, for example ``@role_required(*REQUESTER_ROLES)``.
 
 A signed-in person who holds no portal role is refused everywhere with the "no portal role"
 page (HTTP 403); a person who holds some role but not one the view admits gets the ordinary
@@ -35,6 +35,20 @@ class Role(models.TextChoices):
 
 
 ALL_ROLES: tuple[str, ...] = tuple(Role.values)
+
+# The sets of portal roles the rules admit, declared here once: every app's permission module,
+# decorator and navigation item names one of these instead of spelling the roles out.
+# Who may search people, open a person, request actions and follow their own requests.
+REQUESTER_ROLES: tuple[str, ...] = (Role.AGENT, Role.LEAD, Role.ADMIN)
+# Who approves or rejects actions on privileged targets (never their own), overrides the rate
+# limit, cancels anyone's request and reviews the whole team's requests.
+APPROVER_ROLES: tuple[str, ...] = (Role.LEAD, Role.ADMIN)
+# Who may open the history (/audit/) and a person's timeline; agents see their own part of it.
+HISTORY_ROLES: tuple[str, ...] = (Role.AGENT, Role.LEAD, Role.ADMIN)
+# Who reads everyone's history, the exports and the dashboard.
+OVERSIGHT_ROLES: tuple[str, ...] = (Role.LEAD, Role.ADMIN)
+# Who administers Entra directory roles (the roles pages).
+ADMIN_ROLES: tuple[str, ...] = (Role.ADMIN,)
 
 
 def roles_from_claims(claim_values: Iterable[str]) -> list[str]:

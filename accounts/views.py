@@ -7,8 +7,10 @@
   sign-in to the backend (PKCE verifier, nonce), then runs the library's callback view, which
   authenticates and calls ``django.contrib.auth.login`` (that rotates the session key). A person
   without a portal role is signed in but sees only the "no portal role" page.
-- ``logout``: POST only (CSRF-protected); writes the audit event, flushes the session and sends
+- ``logout``: POST only (CSRF-protected); announces the sign-out, flushes the session and sends
   the browser to Entra's end_session_endpoint so the Entra session ends too.
+
+Sign-in, refusal and sign-out are announced with ``accounts.signals``; audit records them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_auth_adfs.config import provider_config
 from django_auth_adfs.views import OAuth2CallbackView
 
+from accounts import signals
 from accounts.roles import has_role, no_role_response
 from accounts.signin import (
     attach_pending,
@@ -34,8 +37,6 @@ from accounts.signin import (
     signin_begin,
     signin_take,
 )
-from audit.models import PortalEvent
-from audit.services import portal_event_record
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +104,11 @@ def callback(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return response
     if not has_role(request.user):
-        portal_event_record(
-            kind=PortalEvent.Kind.SIGN_IN_REFUSED,
-            actor=request.user,
-            request=request,
-            detail={"reason": "no portal role"},
+        signals.sign_in_refused.send(
+            sender=type(request.user), request=request, user=request.user, reason="no portal role"
         )
         return no_role_response(request)
-    portal_event_record(kind=PortalEvent.Kind.SIGN_IN, actor=request.user, request=request)
+    signals.signed_in.send(sender=type(request.user), request=request, user=request.user)
     return response
 
 
@@ -118,7 +116,7 @@ def callback(request: HttpRequest) -> HttpResponse:
 def logout(request: HttpRequest) -> HttpResponse:
     """Sign out here and at Entra: redirect to the end_session_endpoint with a return address."""
     if request.user.is_authenticated:
-        portal_event_record(kind=PortalEvent.Kind.SIGN_OUT, actor=request.user, request=request)
+        signals.signed_out.send(sender=type(request.user), request=request, user=request.user)
     auth_logout(request)  # flushes the session and rotates its key
     end_session = provider_config.build_end_session_endpoint()
     query = urlencode(

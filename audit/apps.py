@@ -9,3 +9,9 @@ class AuditConfig(AppConfig):
     name = "audit"
     verbose_name = "Audit"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Record what accounts announces by signal (sign-in, refusal, sign-out)."""
+        from audit import receivers
+
+        receivers.connect()

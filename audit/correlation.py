@@ -1,25 +1,30 @@
-"""Joining Entra's audit events to the portal requests that caused them.
+"""Joining Entra's audit events to the portal changes that caused them: the one rule.
 
-An Entra event belongs to an ``ActionRequest`` when all of these hold:
+A portal change (:class:`audit.sources.PortalChange`: an action request, a role change)
+explains an Entra event when all of these hold (:func:`explains`):
 
-- **target**: the event's targets include the request's target (``target_id``);
-- **activity**: the activity is one the request's kind writes (:data:`EXPECTED_ACTIVITIES`);
-- **time**: the event happened between the request's ``started_at`` minus the slack and its
-  ``finished_at`` plus the slack (``AUDIT_CORRELATION_WINDOW_MINUTES``; a request still running
-  has no end yet);
+- **target**: the event's targets include every id the change names (the person; for a role
+  change the person and the role);
+- **activity**: the activity is one the change writes (for a change of per-user MFA state, the
+  event must also have modified ``StrongAuthenticationRequirement``);
+- **time**: the event happened between the change's ``started_at`` minus the slack and its
+  ``finished_at`` plus the slack, the slack being ``AUDIT_CORRELATION_WINDOW_MINUTES``
+  (:func:`correlation_window`; a change still running has no end yet);
 - **actor**: Entra names the portal's app (``initiatedBy.app.appId == ENTRA_CLIENT_ID``), or, in
-  delegated mode, the agent who made the request (``initiatedBy.user.id`` == their oid).
+  delegated mode, the agent who asked for the change (``initiatedBy.user.id`` == their oid).
 
-When several requests qualify, the one whose actual run (``started_at`` to ``finished_at``, no
-slack) is nearest to the event wins, a run containing it first; ties go to the later start.
+An event the flow already linked to the change (a role change's ``entra_event_ids``) is
+explained whatever its time. History (:func:`correlate_records`), the roles page's "added
+outside the portal" warning and the role services' links all ask this rule.
 
-Role membership events are explained by the portal's role changes instead
-(``accounts.RoleChangeRequest``: same principal and role, the portal's app, during the change;
-``accounts.role_services.role_changes_correlate`` records the link on the change itself).
+The flows hand their changes to audit through ``audit.sources`` (audit imports none of them).
+An event is linked (``action_request``) to the request source's change that explains it and ran
+nearest to it, a run containing it first; ties go to the later start. Changes of the other
+sources (role changes) only explain: ``roles`` records their link on the change itself.
 
 An event of an MFA, session or role kind (:func:`is_watched`) made by anyone but the person
-themselves, that no request or role change explains, is marked ``outside_portal``: someone
-changed the account directly in Entra, or used the portal's credentials outside the portal.
+themselves, that no change explains, is marked ``outside_portal``: someone changed the account
+directly in Entra, or used the portal's credentials outside the portal.
 
 Correlation is deterministic and idempotent: the sync runs it on every page it stores (new and
 re-read events alike), and ``manage.py audit_backfill --recorrelate`` runs it over a period.
@@ -33,27 +38,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from audit.models import DirectoryAuditRecord
-from mfa.models import ActionKind, ActionRequest
+from audit.sources import PortalChange, change_sources, request_source
 
 ADMIN_DELETED_METHOD = "Admin deleted security info"
 ADMIN_REGISTERED_METHOD = "Admin registered security info"
 SESSIONS_REVOKED = "Update StsRefreshTokenValidFrom Timestamp"
 USER_UPDATED = "Update user"
 MFA_REQUIREMENT_PROPERTY = "StrongAuthenticationRequirement"
-
-# What each kind of portal request makes Entra write (GRAPH.md, "audit events"; the emulator
-# writes the same). Re-registration may also revoke sessions; issuing a pass may first remove
-# the person's earlier one.
-EXPECTED_ACTIVITIES: dict[str, frozenset[str]] = {
-    ActionKind.REREGISTER: frozenset({ADMIN_DELETED_METHOD, SESSIONS_REVOKED}),
-    ActionKind.REVOKE_SESSIONS: frozenset({SESSIONS_REVOKED}),
-    ActionKind.ISSUE_TAP: frozenset({ADMIN_REGISTERED_METHOD, ADMIN_DELETED_METHOD}),
-    ActionKind.SET_MFA_STATE: frozenset({USER_UPDATED}),
-    ActionKind.DELETE_METHOD: frozenset({ADMIN_DELETED_METHOD}),
-}
 
 # Changes to someone's sign-in security that the helpdesk would normally make through the portal.
 _WATCHED_ACTIVITIES = frozenset(
@@ -103,31 +97,82 @@ def is_watched(record: DirectoryAuditRecord) -> bool:
     )
 
 
-def _kinds_for(activity: str) -> set[str]:
-    return {kind for kind, activities in EXPECTED_ACTIVITIES.items() if activity in activities}
+def correlation_window() -> timedelta:
+    """The slack around a change's run within which its Entra events may fall
+    (``AUDIT_CORRELATION_WINDOW_MINUTES``, read on every call so that a test may override it)."""
+    return timedelta(minutes=settings.AUDIT_CORRELATION_WINDOW_MINUTES)
 
 
-def expected_activities(request: ActionRequest) -> frozenset[str]:
-    """What ``request`` makes Entra write; a re-registration revokes sessions only when asked."""
-    activities = EXPECTED_ACTIVITIES.get(request.kind, frozenset())
-    if request.kind == ActionKind.REREGISTER and not (request.params or {}).get("revoke_sessions"):
-        activities = activities - {SESSIONS_REVOKED}
-    return activities
+def _targets(record: DirectoryAuditRecord) -> set[str]:
+    targets = {str(t).lower() for t in record.target_ids or () if t}
+    if record.target_id:
+        targets.add(record.target_id.lower())
+    return targets
 
 
-def _distance(request: ActionRequest, moment: datetime) -> float:
-    """Seconds between ``moment`` and the request's actual run (0 when it ran then)."""
-    assert request.started_at is not None
-    if moment < request.started_at:
-        return (request.started_at - moment).total_seconds()
-    if request.finished_at is not None and moment > request.finished_at:
-        return (moment - request.finished_at).total_seconds()
+def _made_by(record: DirectoryAuditRecord, *, agent_oid: str, client_id: str) -> bool:
+    """Whether Entra names the portal's app, or (delegated mode) the agent ``agent_oid``."""
+    if record.initiated_by_kind == DirectoryAuditRecord.InitiatorKind.APP:
+        return bool(client_id) and record.initiated_by_app_id.lower() == client_id.lower()
+    return bool(agent_oid) and record.initiated_by_id == agent_oid
+
+
+def explains(
+    change: PortalChange,
+    record: DirectoryAuditRecord,
+    *,
+    slack: timedelta | None = None,
+    client_id: str | None = None,
+) -> bool:
+    """Whether ``change`` explains ``record``: the rule of this module's docstring (target,
+    activity, time within ``slack`` of the run, actor). ``slack`` defaults to
+    :func:`correlation_window`, ``client_id`` to ``ENTRA_CLIENT_ID``; pass them when asking
+    about many records at once."""
+    if record.entra_id in change.linked_entra_ids:
+        return True
+    if record.activity not in change.activities:
+        return False
+    wanted = {t.lower() for t in change.target_ids if t}
+    if not wanted or not wanted <= _targets(record):
+        return False
+    if change.required_properties and not change.required_properties <= (
+        modified_property_names(record.raw)
+    ):
+        return False
+    slack = correlation_window() if slack is None else slack
+    if record.activity_at < change.started_at - slack:
+        return False
+    if change.finished_at is not None and record.activity_at > change.finished_at + slack:
+        return False
+    client_id = settings.ENTRA_CLIENT_ID if client_id is None else client_id
+    return _made_by(record, agent_oid=change.agent_oid, client_id=client_id)
+
+
+def records_explained_by(change: PortalChange) -> list[DirectoryAuditRecord]:
+    """The cached Entra records ``change`` explains, oldest first. The query narrows by
+    activity and window; :func:`explains` decides."""
+    slack = correlation_window()
+    client_id: str = settings.ENTRA_CLIENT_ID
+    records = DirectoryAuditRecord.objects.filter(
+        activity__in=sorted(change.activities), activity_at__gte=change.started_at - slack
+    )
+    if change.finished_at is not None:
+        records = records.filter(activity_at__lte=change.finished_at + slack)
+    return [
+        record
+        for record in records.order_by("activity_at", "id")
+        if explains(change, record, slack=slack, client_id=client_id)
+    ]
+
+
+def distance_from_run(change: PortalChange, moment: datetime) -> float:
+    """Seconds between ``moment`` and the change's actual run, no slack (0 when it ran then):
+    of several events (or changes) the rule accepts, the nearest is the one to take."""
+    if moment < change.started_at:
+        return (change.started_at - moment).total_seconds()
+    if change.finished_at is not None and moment > change.finished_at:
+        return (moment - change.finished_at).total_seconds()
     return 0.0
-
-
-def _requester_oid(request: ActionRequest) -> str:
-    profile = getattr(request.requester, "portal_profile", None)
-    return str(getattr(profile, "oid", "") or request.requester.get_username())
 
 
 @dataclass(frozen=True)
@@ -139,106 +184,25 @@ class CorrelationResult:
     outside: int
 
 
-def _candidates(records: Sequence[DirectoryAuditRecord], slack: timedelta) -> list[ActionRequest]:
-    """Every request that could explain one of ``records``: one query for the whole batch."""
-    target_ids: set[str] = set()
-    for record in records:
-        target_ids.update(str(t) for t in (record.target_ids or []) if t)
-        if record.target_id:
-            target_ids.add(record.target_id)
-    if not target_ids:
-        return []
-    earliest = min(r.activity_at for r in records) - slack
-    latest = max(r.activity_at for r in records) + slack
-    return list(
-        ActionRequest.objects.filter(target_id__in=target_ids, started_at__isnull=False)
-        .filter(started_at__lte=latest)
-        .filter(Q(finished_at__isnull=True) | Q(finished_at__gte=earliest))
-        .select_related("requester__portal_profile")
-        .order_by("-started_at", "-id")
-    )
-
-
-def _explains(
-    request: ActionRequest, record: DirectoryAuditRecord, slack: timedelta, client_id: str
-) -> bool:
-    if record.activity not in expected_activities(request):
-        return False
-    if request.target_id != record.target_id and request.target_id not in (record.target_ids or []):
-        return False
-    if request.kind == ActionKind.SET_MFA_STATE and MFA_REQUIREMENT_PROPERTY not in (
-        modified_property_names(record.raw)
-    ):
-        return False
-    assert request.started_at is not None
-    if record.activity_at < request.started_at - slack:
-        return False
-    if request.finished_at is not None and record.activity_at > request.finished_at + slack:
-        return False
-    if record.initiated_by_kind == DirectoryAuditRecord.InitiatorKind.APP:
-        return bool(client_id) and record.initiated_by_app_id == client_id
-    # Delegated mode: Entra names the agent, acting with their own token through the portal.
-    return bool(record.initiated_by_id) and record.initiated_by_id == _requester_oid(request)
-
-
 def request_for(
     record: DirectoryAuditRecord,
-    candidates: Iterable[ActionRequest],
+    candidates: Iterable[PortalChange],
     *,
     slack: timedelta,
     client_id: str,
-) -> ActionRequest | None:
+) -> PortalChange | None:
     """The request among ``candidates`` (newest start first) that explains ``record`` and ran
     nearest to it, if any."""
-    if not _kinds_for(record.activity):
-        return None
-    best: ActionRequest | None = None
+    best: PortalChange | None = None
     best_distance = 0.0
-    for request in candidates:
-        if not _explains(request, record, slack, client_id):
+    for change in candidates:
+        if not explains(change, record, slack=slack, client_id=client_id):
             continue
-        distance = _distance(request, record.activity_at)
+        distance = distance_from_run(change, record.activity_at)
         # Candidates come newest start first, so a tie keeps the later start.
         if best is None or distance < best_distance:
-            best, best_distance = request, distance
+            best, best_distance = change, distance
     return best
-
-
-def _role_change_explained(
-    records: Sequence[DirectoryAuditRecord], slack: timedelta, client_id: str
-) -> set[str]:
-    """``entra_id`` of the role membership records that a portal role change explains."""
-    from accounts.models import RoleChangeRequest
-
-    role_records = [r for r in records if is_role_membership(r.activity)]
-    if not role_records:
-        return set()
-    earliest = min(r.activity_at for r in role_records) - slack
-    latest = max(r.activity_at for r in role_records) + slack
-    changes = list(
-        RoleChangeRequest.objects.filter(started_at__isnull=False, started_at__lte=latest)
-        .filter(Q(finished_at__isnull=True) | Q(finished_at__gte=earliest))
-        .values_list(
-            "principal_id", "role_template_id", "started_at", "finished_at", "entra_event_ids"
-        )
-    )
-    explained: set[str] = set()
-    for record in role_records:
-        ids = {str(i).lower() for i in record.target_ids or ()}
-        by_portal = bool(client_id) and record.initiated_by_app_id.lower() == client_id.lower()
-        for principal, template, started, finished, linked in changes:
-            if record.entra_id in (linked or ()):
-                explained.add(record.entra_id)
-            elif (
-                by_portal
-                and principal.lower() in ids
-                and template.lower() in ids
-                and started is not None  # the query keeps only started changes
-                and started - slack <= record.activity_at
-                and (finished is None or record.activity_at <= finished + slack)
-            ):
-                explained.add(record.entra_id)
-    return explained
 
 
 def correlate_records(records: Sequence[DirectoryAuditRecord]) -> CorrelationResult:
@@ -249,15 +213,19 @@ def correlate_records(records: Sequence[DirectoryAuditRecord]) -> CorrelationRes
     """
     if not records:
         return CorrelationResult(0, 0)
-    slack = timedelta(minutes=settings.AUDIT_CORRELATION_WINDOW_MINUTES)
+    slack = correlation_window()
     client_id: str = settings.ENTRA_CLIENT_ID
-    candidates = _candidates(records, slack)
-    role_changes = _role_change_explained(records, slack, client_id)
+    candidates = request_source().changes(records, slack)
+    others = [change for finder in change_sources() for change in finder(records, slack)]
     changed: list[DirectoryAuditRecord] = []
     linked = outside = 0
     for record in records:
         request = request_for(record, candidates, slack=slack, client_id=client_id)
-        is_outside = request is None and record.entra_id not in role_changes and is_watched(record)
+        is_outside = (
+            request is None
+            and is_watched(record)
+            and not any(explains(c, record, slack=slack, client_id=client_id) for c in others)
+        )
         linked += request is not None
         outside += is_outside
         before = (record.action_request_id, record.outside_portal, record.agent_oid)
@@ -266,7 +234,7 @@ def correlate_records(records: Sequence[DirectoryAuditRecord]) -> CorrelationRes
         # The history's agent filter reads agent_oid alone (audit.selectors): it must follow
         # the link, so it is derived here, where the link is made.
         record.agent_oid = record.derived_agent_oid(
-            _requester_oid(request) if request is not None else None
+            request.agent_oid if request is not None else None
         )
         if (record.action_request_id, record.outside_portal, record.agent_oid) != before:
             changed.append(record)

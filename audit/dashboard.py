@@ -1,5 +1,6 @@
 """The lead dashboard's figures and anomaly flags, computed from the portal's requests and the
-cached Entra records.
+cached Entra records. The requests are those of the request source (``audit.sources``: mfa's
+``ActionRequest``, which audit reads by its field names and does not import).
 
 Charts (over ``DASHBOARD_WINDOW_DAYS``, days counted in ``DASHBOARD_TIMEZONE``): actions per day
 by kind, outcomes, actions per agent, actions on privileged targets per day, and the median time
@@ -37,12 +38,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import DirectoryAuditRecord
-from mfa.models import ActionKind, ActionRequest, Status, Tier
+from audit.sources import request_manager, request_source
 
 # Flag lists show at most this many items (the count says how many there are).
 FLAG_LIST_MAX = 50
-DONE_STATUSES = (Status.SUCCEEDED, Status.PARTIALLY_SUCCEEDED, Status.FAILED)
-NOT_A_RESET = (Status.REJECTED, Status.CANCELLED, Status.EXPIRED)
 _WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -88,7 +87,7 @@ class DashboardFigures:
     flags: list[FlagGroup]
 
     def charts_json(self) -> dict[str, Any]:
-        kind_labels = dict(ActionKind.choices)
+        kind_labels = request_source().kind_labels
         return {
             "days": [d.isoformat() for d in self.days],
             "perDayByKind": [
@@ -142,13 +141,15 @@ def _charts(now: datetime) -> dict[str, Any]:
     days = [today - timedelta(days=n) for n in range(window_days - 1, -1, -1)]
     index = {d: i for i, d in enumerate(days)}
     start = datetime.combine(days[0], datetime.min.time(), tzinfo=zone)
-    per_kind: dict[str, list[int]] = {kind: [0] * len(days) for kind in ActionKind.values}
+    source = request_source()
+    per_kind: dict[str, list[int]] = {kind: [0] * len(days) for kind in source.kind_labels}
     privileged = [0] * len(days)
     durations: list[list[float]] = [[] for _ in days]
     statuses: Counter[str] = Counter()
     agents: Counter[str] = Counter()
     rows = (
-        ActionRequest.objects.filter(created_at__gte=start, created_at__lte=now)
+        request_manager()
+        .filter(created_at__gte=start, created_at__lte=now)
         .values_list("created_at", "kind", "status", "requester_name", "target_tier", "finished_at")
         .iterator(chunk_size=2000)
     )
@@ -161,19 +162,19 @@ def _charts(now: datetime) -> dict[str, Any]:
         per_kind.setdefault(kind, [0] * len(days))[i] += 1
         statuses[status] += 1
         agents[requester_name] += 1
-        if tier == Tier.PRIVILEGED:
+        if tier == source.privileged_tier:
             privileged[i] += 1
-        if status in DONE_STATUSES and finished_at is not None:
+        if status in source.done_statuses and finished_at is not None:
             durations[i].append((finished_at - created_at).total_seconds() / 60)
     all_durations = [m for day in durations for m in day]
-    status_labels = dict(Status.choices)
+    status_labels = source.status_labels
     return {
         "days": days,
         "total_actions": total,
         "per_day_by_kind": {k: v for k, v in per_kind.items() if any(v)},
         "outcomes": [
             (status, status_labels.get(status, status), statuses[status])
-            for status in Status.values
+            for status in status_labels
             if statuses[status]
         ],
         "per_agent": agents.most_common(),
@@ -201,7 +202,8 @@ def _volume_flags(now: datetime) -> FlagGroup:
     baseline: Counter[str] = Counter()
     names: dict[str, str] = {}
     rows = (
-        ActionRequest.objects.filter(created_at__gte=baseline_start, created_at__lte=now)
+        request_manager()
+        .filter(created_at__gte=baseline_start, created_at__lte=now)
         .values_list("requester__username", "requester_name", "created_at")
         .iterator(chunk_size=2000)
     )
@@ -239,15 +241,17 @@ def _request_flags(now: datetime) -> tuple[FlagGroup, FlagGroup]:
         f"last {flag_days} days.",
     )
     zone = _business_zone()
+    source = request_source()
     requests = (
-        ActionRequest.objects.filter(created_at__gte=now - timedelta(days=flag_days))
+        request_manager()
+        .filter(created_at__gte=now - timedelta(days=flag_days))
         .order_by("-created_at", "-id")
         .values_list(
             "public_id", "created_at", "kind", "requester_name", "target_name", "target_tier"
         )
         .iterator(chunk_size=2000)
     )
-    kind_labels = dict(ActionKind.choices)
+    kind_labels = source.kind_labels
     for public_id, created_at, kind, requester_name, target_name, tier in requests:
         what = f"{kind_labels.get(kind, kind)} for {target_name}"
         url = _history_url(request=str(public_id))
@@ -261,7 +265,7 @@ def _request_flags(now: datetime) -> tuple[FlagGroup, FlagGroup]:
                     at=created_at,
                 )
             )
-        if tier == Tier.PRIVILEGED:
+        if tier == source.privileged_tier:
             privileged.add(
                 Flag(
                     title=target_name, detail=f"{what} by {requester_name}", url=url, at=created_at
@@ -274,7 +278,8 @@ def _repeat_reset_flags(now: datetime) -> FlagGroup:
     days: int = settings.DASHBOARD_REPEAT_RESET_DAYS
     most: int = settings.DASHBOARD_REPEAT_RESET_MAX
     kinds: list[str] = settings.DASHBOARD_RESET_KINDS
-    kind_labels = dict(ActionKind.choices)
+    source = request_source()
+    kind_labels = source.kind_labels
     group = FlagGroup(
         "repeat_reset",
         "Repeated resets",
@@ -285,8 +290,10 @@ def _repeat_reset_flags(now: datetime) -> FlagGroup:
     per_target: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
     names: dict[str, str] = {}
     rows = (
-        ActionRequest.objects.filter(created_at__gte=since, created_at__lte=now, kind__in=kinds)
-        .exclude(status__in=NOT_A_RESET)
+        request_manager()
+        .filter(created_at__gte=since, created_at__lte=now, kind__in=kinds)
+        # Rejected, cancelled and expired requests reset nobody.
+        .exclude(status__in=source.stopped_statuses)
         .values_list("target_id", "target_name", "created_at", "requester_name")
         .iterator(chunk_size=2000)
     )

@@ -77,6 +77,7 @@ class PortalEvent(models.Model):
         ROLE_CHANGE_EXPIRED = "role_change_expired", "Role change expired"
         ROLE_CHANGE_STARTED = "role_change_started", "Role change started"
         ROLE_CHANGE_RETRY_SCHEDULED = "role_change_retry_scheduled", "Role change waiting to retry"
+        ROLE_CHANGE_REDISPATCHED = "role_change_redispatched", "Role change dispatched again"
         ROLE_CHANGE_SUCCEEDED = "role_change_succeeded", "Role change succeeded"
         ROLE_CHANGE_FAILED = "role_change_failed", "Role change failed"
         ROLE_CHANGE_LINKED = "role_change_linked", "Role change linked to Entra's audit event"

@@ -19,12 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from accounts.roles import Role, has_role
-
-# Who may open /audit/ and the per-person timeline.
-HISTORY_ROLES: tuple[str, ...] = (Role.AGENT, Role.LEAD, Role.ADMIN)
-# Who reads everyone's history, and the dashboard.
-OVERSIGHT_ROLES: tuple[str, ...] = (Role.LEAD, Role.ADMIN)
+# Who may open /audit/ and the per-person timeline, and who reads everyone's history and the
+# dashboard: declared once, in accounts.roles, and named here for audit's views.
+from accounts.roles import HISTORY_ROLES as HISTORY_ROLES
+from accounts.roles import OVERSIGHT_ROLES as OVERSIGHT_ROLES
+from accounts.roles import has_role
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,7 @@ def _run(iterations: int, query: str) -> int:
 
     from graph import users as graph_users
     from portal.graph_client import get_graph_client
-    from tests.mfa.signin import portal_user
-    from tests.personas import PERSONAS
+    from tests.personas import PERSONAS, portal_user
 
     setup_test_environment()
     settings.ALLOWED_HOSTS = ["testserver"]

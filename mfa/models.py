@@ -8,7 +8,6 @@ picked up. Change a request only through the functions in ``mfa.services``.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from outbox.models import DurableRequest, DurableRequestQuerySet
 from outbox.states import FINAL_STATUSES, Status
 
 __all__ = ["FINAL_STATUSES", "ActionKind", "ActionRequest", "CallerVerification", "Status", "Tier"]
@@ -39,26 +39,19 @@ class Tier(models.TextChoices):
     PRIVILEGED = "privileged", "Privileged"
 
 
-class ActionRequestQuerySet(models.QuerySet["ActionRequest"]):
-    def open(self) -> ActionRequestQuerySet:
-        return self.exclude(status__in=FINAL_STATUSES)
-
+class ActionRequestQuerySet(DurableRequestQuerySet["ActionRequest"]):
     def for_target(self, target_id: str) -> ActionRequestQuerySet:
         return self.filter(target_id=target_id)
 
 
-class ActionRequest(models.Model):
-    """One requested action on one person, from request to outcome."""
+class ActionRequest(DurableRequest):
+    """One requested action on one person, from request to outcome. The life, the journal and
+    the lease are the engine's columns (``outbox.models.DurableRequest``)."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     kind = models.CharField(max_length=32, choices=ActionKind.choices)
-    status = models.CharField(
-        max_length=32, choices=Status.choices, default=Status.PENDING, db_index=True
-    )
     requester = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="action_requests"
     )
-    requester_name = models.CharField(max_length=256)
     # The person acted on, as Graph named them when the request was made.
     target_id = models.CharField(max_length=64, db_index=True)
     target_upn = models.CharField(max_length=320)
@@ -77,8 +70,6 @@ class ActionRequest(models.Model):
         on_delete=models.PROTECT,
         related_name="action_requests",
     )
-    # One submitted form makes one request, however often it is posted.
-    idempotency_key = models.CharField(max_length=64, unique=True)
     rate_override_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -93,36 +84,12 @@ class ActionRequest(models.Model):
         on_delete=models.PROTECT,
         related_name="decided_action_requests",
     )
-    decided_by_name = models.CharField(max_length=256, blank=True)
-    decision_comment = models.TextField(blank=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    enqueued_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    # Progress a person can read: [{"at": iso, "text": "Removing Authenticator app", "state":
-    # "running"|"done"|"failed"|"skipped", "detail": str}].
-    steps = models.JSONField(default=list, blank=True)
     # The outcome: {"removed": [...], "failed": [...], "remaining": [...], ...}.
     result = models.JSONField(default=dict, blank=True)
-    error_code = models.CharField(max_length=128, blank=True)
-    error_message = models.TextField(blank=True)
-    error_request_id = models.CharField(max_length=64, blank=True)
-    # Graph writes already done, by step key, so a re-run after a crash never repeats one.
-    completed_writes = models.JSONField(default=list, blank=True)
     # "<target_id>:<family>" while the request is open, NULL once it is final: the database's
     # unique index makes "one open request per target and kind family" hold even if the Redis
     # lock around the check is lost (several NULLs are allowed by PostgreSQL and SQLite alike).
     open_slot = models.CharField(max_length=128, null=True, blank=True, unique=True)
-    # Graph writes begun but not yet known to be done: {step key: iso time}. A worker that dies
-    # between sending a write and recording it leaves its key here; the re-run re-reads Graph to
-    # learn the outcome instead of sending the write again.
-    pending_writes = models.JSONField(default=dict, blank=True)
-    # The running worker's lease: refreshed at every step. A `running` row whose heartbeat is
-    # older than PORTAL_ACTION_LEASE_SECONDS belongs to a dead worker and may be claimed again.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Where the completion notice goes (target, and the manager when configured), taken from
     # Graph when the request was made; and when it was sent, so a re-run never mails twice.
     notify_to = models.JSONField(default=list, blank=True)
@@ -142,16 +109,8 @@ class ActionRequest(models.Model):
         return f"#{self.pk} {self.get_kind_display()} for {self.target_name} ({self.status})"
 
     @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
     def is_privileged(self) -> bool:
         return self.target_tier == Tier.PRIVILEGED
-
-    def approval_expires_at(self) -> Any:
-        minutes: int = settings.PORTAL_APPROVAL_TTL_MINUTES
-        return self.created_at + timedelta(minutes=minutes)
 
 
 class VerificationMethod(models.TextChoices):

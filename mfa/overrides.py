@@ -15,10 +15,10 @@ from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest
 
-from accounts.roles import display_name_of, has_role
+from accounts.roles import APPROVER_ROLES, display_name_of, has_role
 from audit.models import PortalEvent
 from audit.services import portal_event_record
-from mfa.policy import APPROVER_ROLES, NotAllowed
+from mfa.policy import NotAllowed
 
 OVERRIDE_MINUTES = 15
 

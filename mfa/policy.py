@@ -23,19 +23,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from roles.tiering import tiering_refusal
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
-from accounts.role_admin import tiering_refusal
-from accounts.roles import Role, has_role, portal_roles_of
+# The role sets are declared once, in accounts.roles; kept importable from here because
+# mfa/services.py reads ``policy.APPROVER_ROLES``.
+from accounts.roles import APPROVER_ROLES as APPROVER_ROLES
+from accounts.roles import REQUESTER_ROLES as REQUESTER_ROLES
+from accounts.roles import has_role, portal_roles_of
 from graph import GraphClient
 from graph import methods as graph_methods
 from graph import roles as graph_roles
 from graph import users as graph_users
 from graph.results import Group, TemporaryAccessPassPolicy, User
 from mfa.models import ActionKind, ActionRequest, Tier
-from outbox.errors import InvalidRequest, NotAllowed, PolicyError
+from outbox.errors import InvalidRequest as InvalidRequest
+from outbox.errors import NotAllowed as NotAllowed
+from outbox.errors import PolicyError as PolicyError
 
 # Kept importable from here for the views, forms and tests that read them.
 from outbox.inputs import REASON_MAX_LENGTH as REASON_MAX_LENGTH
@@ -48,9 +54,6 @@ logger = logging.getLogger(__name__)
 _CACHE_VERSION = 1
 _ROLE_NAME_CACHE_SECONDS = 24 * 3600
 _TAP_POLICY_CACHE_SECONDS = 60
-# Roles of the approvers (four-eyes on privileged targets) and of rate-limit overrides.
-APPROVER_ROLES: tuple[str, ...] = (Role.LEAD, Role.ADMIN)
-REQUESTER_ROLES: tuple[str, ...] = (Role.AGENT, Role.LEAD, Role.ADMIN)
 # Requests that touch the same thing of one person: at most one open request per family.
 KIND_FAMILIES: dict[str, str] = {
     ActionKind.REREGISTER: "methods",

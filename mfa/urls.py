@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from mfa import views
+from mfa.views import action_requests, actions, approvals, people, verification
 
 
 class GuidConverter:
@@ -25,19 +25,21 @@ register_converter(GuidConverter, "guid")
 app_name = "mfa"
 
 urlpatterns = [
-    path("users/", views.user_search, name="user_search"),
-    path("users/<guid:oid>/", views.user_detail, name="user_detail"),
-    path("users/<guid:oid>/entra-events/", views.user_entra_events, name="user_entra_events"),
-    path("users/<guid:oid>/verify/send/", views.verify_send, name="verify_send"),
-    path("users/<guid:oid>/verify/check/", views.verify_check, name="verify_check"),
-    path("users/<guid:oid>/verify/manual/", views.verify_manual, name="verify_manual"),
-    path("users/<guid:oid>/actions/<slug:kind>/", views.action_form, name="action_form"),
-    path("requests/", views.request_list, name="request_list"),
-    path("requests/<guid:public_id>/", views.request_detail, name="request_detail"),
-    path("requests/<guid:public_id>/cancel/", views.request_cancel, name="request_cancel"),
-    path("requests/<guid:public_id>/tap/", views.request_tap, name="request_tap"),
-    path("approvals/", views.approvals, name="approvals"),
-    path("approvals/<guid:public_id>/", views.approval_decide, name="approval_decide"),
-    path("approvals/rate-override/", views.rate_override, name="rate_override"),
-    path("mailbox/", views.mailbox, name="mailbox"),
+    path("users/", people.user_search, name="user_search"),
+    path("users/<guid:oid>/", people.user_detail, name="user_detail"),
+    path("users/<guid:oid>/entra-events/", people.user_entra_events, name="user_entra_events"),
+    path("users/<guid:oid>/verify/send/", verification.verify_send, name="verify_send"),
+    path("users/<guid:oid>/verify/check/", verification.verify_check, name="verify_check"),
+    path("users/<guid:oid>/verify/manual/", verification.verify_manual, name="verify_manual"),
+    path("users/<guid:oid>/actions/<slug:kind>/", actions.action_form, name="action_form"),
+    path("requests/", action_requests.request_list, name="request_list"),
+    path("requests/<guid:public_id>/", action_requests.request_detail, name="request_detail"),
+    path(
+        "requests/<guid:public_id>/cancel/", action_requests.request_cancel, name="request_cancel"
+    ),
+    path("requests/<guid:public_id>/tap/", action_requests.request_tap, name="request_tap"),
+    path("approvals/", approvals.approvals, name="approvals"),
+    path("approvals/<guid:public_id>/", approvals.approval_decide, name="approval_decide"),
+    path("approvals/rate-override/", approvals.rate_override, name="rate_override"),
+    path("mailbox/", verification.mailbox, name="mailbox"),
 ]

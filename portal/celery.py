@@ -42,6 +42,11 @@ app.conf.update(
         # An agent watches an action run; the outbox reaper is background work.
         "mfa.tasks.action_request_run": {"queue": "interactive"},
         "mfa.tasks.requests_*": {"queue": "sync"},
+        # A role change is watched like an action; the holders' schedule and the redispatch
+        # are background work (an Admin's refresh button names its queue itself).
+        "roles.tasks.role_change_run": {"queue": "interactive"},
+        "roles.tasks.role_holders_refresh_scheduled": {"queue": "sync"},
+        "roles.tasks.role_changes_redispatch": {"queue": "sync"},
         "*.bulk_*": {"queue": "bulk"},
     },
 )

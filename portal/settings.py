@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "accounts",
     "audit",
     "outbox",
+    "roles",
     "mfa",
 ]
 
@@ -306,7 +307,7 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
-# --- directory role administration (accounts.role_*) --------------------------------------------
+# --- directory role administration (roles) -------------------------------------------------------
 # The roles /roles/ shows, by Entra display name (template ids: graph.roles.ROLE_TEMPLATES).
 _ROLES_SHOWN = (
     "Privileged Authentication Administrator",
@@ -345,17 +346,15 @@ for _name in ("ROLES_PAA_CEILING", "ROLES_GLOBAL_ADMIN_MIN", "ROLES_REFRESH_SECO
 if ROLES_GLOBAL_ADMIN_MAX < ROLES_GLOBAL_ADMIN_MIN:
     raise ConfigError("ROLES_GLOBAL_ADMIN_MAX", "must not be below ROLES_GLOBAL_ADMIN_MIN")
 
-# accounts' tasks live in accounts/role_tasks.py (autodiscovery only finds ``tasks`` modules).
-CELERY_IMPORTS = ("accounts.role_tasks",)
 CELERY_BEAT_SCHEDULE.update(
     {
-        "accounts-role-holders-refresh": {
-            "task": "accounts.role_tasks.role_holders_refresh_scheduled",
+        "roles-holders-refresh": {
+            "task": "roles.tasks.role_holders_refresh_scheduled",
             "schedule": float(ROLES_REFRESH_SECONDS),
             "options": {"queue": "sync", "expires": float(ROLES_REFRESH_SECONDS)},
         },
-        "accounts-role-changes-redispatch": {
-            "task": "accounts.role_tasks.role_changes_redispatch",
+        "roles-changes-redispatch": {
+            "task": "roles.tasks.role_changes_redispatch",
             "schedule": 30.0,
             "options": {"queue": "sync", "expires": 30},
         },

@@ -11,7 +11,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("oauth2/", include("accounts.urls")),
     path("", include("mfa.urls")),
-    path("roles/", include("accounts.role_urls")),
+    path("roles/", include("roles.urls")),
     path("", include("audit.urls")),
     path("signed-out/", accounts_views.signed_out, name="signed_out"),
     path("healthz", health.healthz, name="healthz"),

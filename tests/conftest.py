@@ -1,14 +1,30 @@
-"""Fixtures shared by every test package: the personas (tests/personas.py).
+"""Fixtures shared by every test package: the personas (tests/personas.py) and ``tenant``.
 
 The infrastructure fixtures (``emulator``, ``emulator_faults``, ``fresh_tenant``,
-``celery_worker``, ``redis_client``) live in tests/plugin.py, loaded with ``-p tests.plugin``.
+``real_graph_budget``, ``celery_worker``, ``redis_client``) live in tests/plugin.py, loaded with
+``-p tests.plugin``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from tests.personas import PERSONAS, Persona, Personas
+from tests.plugin import quiet_emulator_throttle
+
+if TYPE_CHECKING:
+    from entra_emulator.server import EmulatorServer
+
+
+@pytest.fixture
+def tenant(fresh_tenant: EmulatorServer, db: None) -> EmulatorServer:
+    """The emulator with a freshly seeded tenant and its own throttle off, for a test that
+    changes directory data through the portal (faults, throttle and the seed are restored
+    afterwards by ``fresh_tenant``). Gives the test a database too."""
+    quiet_emulator_throttle(fresh_tenant)
+    return fresh_tenant
 
 
 @pytest.fixture

@@ -8,15 +8,22 @@ of the seed cannot go unnoticed (tests/test_settings.py runs it).
 
 Use the constants (``AGENT``, ``LEAD``, ...) or the fixtures of tests/conftest.py (``personas``,
 ``agent``, ``lead``, ``admin``, ``outsider``, ``standard_target``, ``privileged_target``).
+
+``portal_user(persona)`` is the persona's Django user as the real sign-in leaves it, and
+``signed_in(persona)`` a test client signed in as that user: the one place that turns a persona
+into a portal account.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from entra_emulator.seed import DOMAIN, persona_oid
 from entra_emulator.seed import PERSONAS as SEED_PERSONAS
+
+if TYPE_CHECKING:
+    from django.test import Client
 
 PAA = "Privileged Authentication Administrator"
 PRA = "Privileged Role Administrator"
@@ -136,3 +143,40 @@ def check_against(tenant: TenantLike) -> list[str]:
                 f"{persona.display_name!r} here"
             )
     return problems
+
+
+def portal_user(persona: Persona) -> Any:
+    """The Django user of ``persona`` as after one sign-in with its app role (created on first
+    use, its portal profile rewritten on every call).
+
+    The real sign-in (django-auth-adfs through the emulator, tests/accounts/
+    test_accounts_sign_in_flow.py) names the user by the Entra object id and writes the profile
+    from the token's claims with ``accounts.services.portal_profile_sync``; this does exactly that
+    with the persona's claims, so role checks and the policy's "not on yourself" rule see the same
+    ids as the emulator's directory.
+    """
+    # Imported here: the persona table above stays importable before Django is set up.
+    from django.contrib.auth import get_user_model
+
+    from accounts.services import portal_profile_sync
+
+    user, _created = get_user_model().objects.get_or_create(username=persona.oid)
+    portal_profile_sync(
+        user=user,
+        claims={
+            "oid": persona.oid,
+            "name": persona.display_name,
+            "preferred_username": persona.upn,
+            "roles": [persona.app_role] if persona.app_role else [],
+        },
+    )
+    return get_user_model().objects.get(pk=user.pk)
+
+
+def signed_in(persona: Persona) -> Client:
+    """A fresh test client signed in as ``persona`` (its ``portal_user``)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(portal_user(persona))
+    return client

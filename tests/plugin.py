@@ -10,7 +10,11 @@ At import time, which is before pytest-django loads the Django settings, this mo
   loopback port and sets ``REDIS_URL``; it stops at ``pytest_unconfigure`` or interpreter exit;
 - sets the demo environment of docs/DEVNOTES.md, pointing at that port (``PORTAL_DEMO=1``,
   ``ENTRA_*``, ``GRAPH_URL``, ``ENTRA_CA_BUNDLE=<var>/emulator/ca.pem``), a random
-  ``DJANGO_SECRET_KEY``, and removes ``EMAIL_URL`` so no test can send real mail.
+  ``DJANGO_SECRET_KEY``, and removes ``EMAIL_URL`` so no test can send real mail;
+- gives the run a wide Graph budget (``GRAPH_BUDGET_REPORTS``, and the same limit on the
+  emulator's throttle): a view test is about the page, not about pacing, and the real
+  5-per-10-s reports budget made one person-page test wait 20 s. Tests about the budget or
+  throttling ask for the real one with the ``real_graph_budget`` fixture.
 
 ``DATABASE_URL`` is left alone: unset means SQLite, set means that database (pytest-django
 creates and drops ``test_<name>`` in it).
@@ -22,6 +26,8 @@ Fixtures:
   session's start values after the test, so a test may change them freely;
 - ``fresh_tenant`` (function): the same server, its tenant re-seeded before the test (use it when
   a test changes directory data that later tests read);
+- ``real_graph_budget`` (function): the real 5-per-10-s reports budget on both sides (the portal's
+  GraphClient and the emulator's throttle), for the tests about the budget and throttling;
 - ``celery_worker`` (function, needs ``transactional_db``): a real Celery worker in a thread,
   consuming every portal queue from the real Redis broker; the queues are purged first;
 - ``redis_client`` (function): a ``redis.Redis`` on ``REDIS_URL``.
@@ -52,6 +58,12 @@ if TYPE_CHECKING:
     from entra_emulator.server import EmulatorServer
 
 
+# The run's Graph reports budget, on the client (GRAPH_BUDGET_REPORTS) and the emulator alike;
+# Graph's real one is REAL_REPORTS_BUDGET (the settings' default).
+WIDE_REPORTS_BUDGET = (1000, 1.0)
+REAL_REPORTS_BUDGET = (5, 10.0)
+
+
 def _prepare_environment() -> tuple[Path, Path | None, int, EmbeddedRedis | None]:
     """Set up the run's folder, ports, Redis and environment; see the module docstring."""
     created: Path | None = None
@@ -66,6 +78,7 @@ def _prepare_environment() -> tuple[Path, Path | None, int, EmbeddedRedis | None
     os.environ["EMULATOR_PORT"] = str(emulator_port)
     os.environ.update(demo_environment(emulator_port=emulator_port, var_dir=var_dir))
     os.environ["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(48)
+    os.environ["GRAPH_BUDGET_REPORTS"] = "{}/{:g}".format(*WIDE_REPORTS_BUDGET)
     # A developer's shell may carry production settings: tests never mail anyone and always
     # sign in with the demo app's secret.
     for name in ("EMAIL_URL", "ENTRA_CLIENT_CERT_PATH", "ENTRA_CLIENT_SECRET_FILE"):
@@ -143,7 +156,9 @@ def emulator() -> Iterator[EmulatorServer]:
     """
     from entra_emulator.server import EmulatorServer
 
-    server = EmulatorServer(state_dir=VAR_DIR / "emulator", port=EMULATOR_PORT)
+    server = EmulatorServer(
+        state_dir=VAR_DIR / "emulator", port=EMULATOR_PORT, reports_limit=WIDE_REPORTS_BUDGET
+    )
     server.start()
     try:
         yield server
@@ -178,6 +193,34 @@ def fresh_tenant(emulator_faults: EmulatorServer) -> Iterator[EmulatorServer]:
     emulator_faults.reset()
     yield emulator_faults
     emulator_faults.reset()
+
+
+def quiet_emulator_throttle(server: EmulatorServer) -> None:
+    """Turn the emulator's own throttling off for a test (the ``emulator_faults`` fixture turns
+    it back on): the client's shared budget still paces calls, but a budget emptied between
+    tests must not meet the emulator's window still full from the previous test."""
+    server.throttle.configure(enabled=False)
+
+
+@pytest.fixture
+def real_graph_budget(emulator_faults: EmulatorServer) -> Iterator[EmulatorServer]:
+    """Graph's real reports budget (5 per 10 s) for this test, on both sides: the portal's
+    GraphClient (``GRAPH_BUDGET_REPORTS``, rebuilt so the worker thread uses it too) and the
+    emulator's throttle (switched on). Both go back to the run's wide budget afterwards."""
+    from django.test import override_settings
+
+    from portal.graph_client import reset_graph_client
+
+    count, window = REAL_REPORTS_BUDGET
+    emulator_faults.throttle.configure(limits={"reports": REAL_REPORTS_BUDGET}, enabled=True)
+    with override_settings(GRAPH_BUDGET_REPORTS=f"{count}/{window:g}"):
+        reset_graph_client()
+        try:
+            yield emulator_faults
+        finally:
+            reset_graph_client()
+    # Built again from the run's settings on its next use.
+    reset_graph_client()
 
 
 # --- Celery -----------------------------------------------------------------------------------

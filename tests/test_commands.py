@@ -33,6 +33,7 @@ from portal.devrun import (
     free_port,
     process_group_members,
 )
+from tests.waiting import wait_for
 
 PY = sys.executable
 
@@ -44,15 +45,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state[state.rfind(")") + 2] != "Z"
-
-
-def _wait_for(predicate: object, timeout: float, what: str) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _family_program(pid_file: Path, *, ignore_sigterm: bool = False) -> list[str]:
@@ -256,7 +248,12 @@ def test_make_run_supervisor_starts_the_demo_and_stops_cleanly(devrun_env: dict[
     assert proc.returncode == 0, output
     assert "all children stopped" in output
     assert "embedded Redis stopped" in output
-    _wait_for(lambda: not any(_alive(pid) for pid in family), 5, "the family to end")
+    wait_for(
+        lambda: not any(_alive(pid) for pid in family),
+        timeout=5,
+        interval=0.05,
+        what="the family to end",
+    )
 
 
 def _cmdline(proc_dir: Path) -> str:

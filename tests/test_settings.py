@@ -10,10 +10,11 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from celery import shared_task
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -22,6 +23,7 @@ from django.db import transaction
 from portal.devrun import BASE_DIR
 from tests import plugin
 from tests.personas import PERSONAS, check_against
+from tests.waiting import wait_for
 
 SETUP = "import django; django.setup(); print('started')"
 
@@ -117,19 +119,26 @@ def test_the_plugin_set_up_a_private_demo_environment() -> None:
         assert settings.DATABASES["default"]["TEST"]["NAME"] == str(plugin.VAR_DIR / "test.sqlite3")
 
 
-def test_redis_starts_empty_for_each_test(redis_client: object) -> None:
-    import redis
+@pytest.fixture(scope="module")
+def _redis_written_before_the_test() -> str:
+    """A key written to the run's Redis before the test's own fixtures run: a wider-scoped
+    fixture is set up before the per-test ``FLUSHDB`` (tests/plugin.py), as a previous test's
+    leftovers would be."""
+    client = redis.Redis.from_url(plugin.REDIS_URL)
+    try:
+        client.set("left-behind", "1")
+        assert client.get("left-behind") == b"1"
+    finally:
+        client.close()
+    return "left-behind"
 
-    assert isinstance(redis_client, redis.Redis)
+
+def test_redis_starts_empty_for_each_test(
+    _redis_written_before_the_test: str, redis_client: redis.Redis
+) -> None:
+    """What was in Redis before the test started is gone, whatever ran before this test."""
+    assert redis_client.get(_redis_written_before_the_test) is None
     assert redis_client.dbsize() == 0
-    redis_client.set("left-behind", "1")  # the next test must not see it
-
-
-def test_redis_starts_empty_for_each_test_again(redis_client: object) -> None:
-    import redis
-
-    assert isinstance(redis_client, redis.Redis)
-    assert redis_client.get("left-behind") is None
 
 
 @shared_task(name="tests.create_group")
@@ -146,22 +155,58 @@ def test_celery_worker_runs_tasks_from_every_queue(celery_worker: object, queue:
     with transaction.atomic():
         name = f"from-{queue}"
         transaction.on_commit(lambda: create_group.apply_async(args=(name,), queue=queue))
-    deadline = time.monotonic() + 20
-    while not Group.objects.filter(name=f"from-{queue}").exists():
-        assert time.monotonic() < deadline, f"the worker ran nothing from {queue}"
-        time.sleep(0.05)
+    wait_for(
+        Group.objects.filter(name=name).exists,
+        timeout=20,
+        interval=0.05,
+        what=f"the worker to run a task from {queue}",
+    )
+
+
+def _registered_tasks() -> set[str]:
+    """The names of every task the portal's Celery app registers, as a worker loads them (the
+    apps' ``tasks`` modules and CELERY_IMPORTS); Celery's own and this file's test task aside."""
+    from portal.celery import app
+
+    app.loader.import_default_modules()
+    return {n for n in app.tasks if not n.startswith(("celery.", "tests."))}
+
+
+def _queue_for(name: str, options: dict[str, Any] | None = None) -> str:
+    from portal.celery import app
+
+    return str(app.amqp.router.route(dict(options or {}), name)["queue"].name)
 
 
 def test_task_routes_send_background_work_off_the_interactive_queue() -> None:
-    from portal.celery import app
+    """Routes are checked on the tasks that really exist, as the app registers them (so a
+    renamed task or a route pattern that stopped matching fails here)."""
+    from portal.celery import QUEUE_NAMES
 
-    router = app.amqp.router
-    assert router.route({}, "audit.tasks.sync_directory_audits")["queue"].name == "sync"
-    assert router.route({}, "mfa.tasks.bulk_reregister")["queue"].name == "bulk"
-    assert router.route({}, "mfa.tasks.run_action_request")["queue"].name == "interactive"
+    tasks = _registered_tasks()
+    # The apps' tasks are all there (role tasks may carry old and new names: read, not listed).
+    assert {"mfa.tasks.action_request_run", "audit.tasks.entra_audit_sync"} <= tasks
+    assert any(name.endswith(".role_change_run") for name in tasks), sorted(tasks)
+    for name in tasks:
+        assert _queue_for(name) in QUEUE_NAMES, name
+
+    # A run that an agent or an admin watches goes to the interactive queue.
+    runs = {name for name in tasks if name.endswith("_run")}
+    assert len(runs) >= 2, sorted(tasks)
+    assert {name: _queue_for(name) for name in runs} == dict.fromkeys(runs, "interactive")
+
+    # The audit trail and the mfa outbox reaper read in the background.
+    background = {n for n in tasks if n.startswith(("audit.tasks.", "mfa.tasks.requests_"))}
+    assert len(background) >= 4, sorted(tasks)
+    assert {name: _queue_for(name) for name in background} == dict.fromkeys(background, "sync")
+
+    # Every periodic task exists and reaches the sync queue, by its entry or by the routes.
+    for key, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        assert entry["task"] in tasks, f"beat entry {key} names no registered task"
+        assert _queue_for(entry["task"], entry.get("options")) == "sync", key
+
     # An explicit queue wins over the routes.
-    explicit = router.route({"queue": "interactive"}, "audit.tasks.sync_directory_audits")
-    assert explicit["queue"].name == "interactive"
+    assert _queue_for("audit.tasks.entra_audit_sync", {"queue": "interactive"}) == "interactive"
 
 
 def _variables_read_by(path: Path) -> set[str]:

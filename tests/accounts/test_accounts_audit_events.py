@@ -5,28 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test import RequestFactory
 
-from accounts.services import portal_profile_sync
 from audit.models import AppendOnlyError, PortalEvent
 from audit.services import portal_event_record
+from tests.personas import AGENT, portal_user
 
 
 @pytest.fixture
-def ada() -> object:
-    user = get_user_model().objects.create(username="a1a1a1a1-0000-4000-8000-000000000001")
-    portal_profile_sync(
-        user=user,
-        claims={
-            "oid": user.username,
-            "name": "Ada Agent",
-            "preferred_username": "ada.agent@contoso-demo.onmicrosoft.com",
-            "roles": ["Helpdesk.Agent"],
-        },
-    )
-    return get_user_model().objects.get(pk=user.pk)
+def ada(db: None) -> Any:
+    return portal_user(AGENT)
 
 
 @pytest.mark.django_db
@@ -38,7 +27,7 @@ def test_record_copies_actor_and_request(ada: Any, rf: RequestFactory) -> None:
     stored = PortalEvent.objects.get(pk=event.pk)
     assert stored.actor_id == ada.pk
     assert stored.actor_name == "Ada Agent"
-    assert stored.actor_oid == "a1a1a1a1-0000-4000-8000-000000000001"
+    assert stored.actor_oid == AGENT.oid
     assert stored.source_ip == "127.0.0.9"
     assert stored.user_agent.startswith("Firefox/140") and len(stored.user_agent) == 512
     assert stored.detail == {"why": "test"}

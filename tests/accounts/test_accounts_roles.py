@@ -14,25 +14,7 @@ from django.test import Client, RequestFactory
 from accounts.models import PortalProfile
 from accounts.roles import has_role, portal_roles_of, role_required, roles_from_claims
 from accounts.services import portal_profile_sync
-from tests.personas import ADMIN, AGENT, LEAD, OTHER_LEAD, OUTSIDER
-
-PEOPLE = {"ada": AGENT, "leo": LEAD, "ana": ADMIN, "otto": OUTSIDER}
-
-
-def make_person(key: str) -> Any:
-    """A user as the backend leaves them after one sign-in with the persona's token claims."""
-    persona = PEOPLE[key]
-    user = get_user_model().objects.create(username=persona.oid)
-    portal_profile_sync(
-        user=user,
-        claims={
-            "oid": persona.oid,
-            "name": persona.display_name,
-            "preferred_username": persona.upn,
-            "roles": [persona.app_role] if persona.app_role else [],
-        },
-    )
-    return get_user_model().objects.get(pk=user.pk)
+from tests.personas import ADMIN, AGENT, LEAD, OTHER_LEAD, OUTSIDER, portal_user
 
 
 def test_app_role_values_map_to_portal_roles() -> None:
@@ -68,7 +50,7 @@ def test_roles_are_replaced_at_every_sign_in() -> None:
 
 @pytest.mark.django_db
 def test_has_role() -> None:
-    ada, leo = make_person("ada"), make_person("leo")
+    ada, leo = portal_user(AGENT), portal_user(LEAD)
     assert has_role(ada, "Agent") and not has_role(ada, "Lead", "Admin")
     assert has_role(leo, "Agent", "Lead") and has_role(leo)
     assert not has_role(AnonymousUser())
@@ -78,7 +60,7 @@ def test_has_role() -> None:
 
 @pytest.mark.django_db
 def test_inactive_person_holds_no_role() -> None:
-    ada = make_person("ada")
+    ada = portal_user(AGENT)
     ada.is_active = False
     ada.save()
     assert not has_role(ada)
@@ -101,11 +83,11 @@ def test_role_required_admits_only_the_listed_roles(rf: RequestFactory) -> None:
         request.session = {}  # type: ignore[assignment]
         return approvals(request)
 
-    assert call(make_person("leo")).content == b"approvals"
-    assert call(make_person("ana")).content == b"approvals"
+    assert call(portal_user(LEAD)).content == b"approvals"
+    assert call(portal_user(ADMIN)).content == b"approvals"
     with pytest.raises(PermissionDenied):
-        call(make_person("ada"))
-    refused = call(make_person("otto"))
+        call(portal_user(AGENT))
+    refused = call(portal_user(OUTSIDER))
     assert refused.status_code == 403
     assert b"you hold no portal role" in refused.content
     anonymous = call(AnonymousUser())
@@ -115,7 +97,7 @@ def test_role_required_admits_only_the_listed_roles(rf: RequestFactory) -> None:
 
 @pytest.mark.django_db
 def test_home_greets_a_person_with_a_role_by_name(client: Client) -> None:
-    client.force_login(make_person("ada"))
+    client.force_login(portal_user(AGENT))
     response = client.get("/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -130,7 +112,7 @@ def test_home_greets_a_person_with_a_role_by_name(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_person_without_a_role_gets_the_no_role_page(client: Client) -> None:
-    client.force_login(make_person("otto"))
+    client.force_login(portal_user(OUTSIDER))
     response = client.get("/")
     assert response.status_code == 403
     html = response.content.decode()
@@ -146,7 +128,7 @@ def test_wrong_role_gets_the_403_page(rf: RequestFactory) -> None:
     from django.views.defaults import permission_denied
 
     request = rf.get("/approvals/")
-    request.user = make_person("ada")
+    request.user = portal_user(AGENT)
     response = permission_denied(request, PermissionDenied("This page needs the role Lead."))
     assert response.status_code == 403
     assert "This page needs the role Lead." in response.content.decode()

@@ -27,8 +27,7 @@ from mfa.models import (
     Tier,
     VerificationMethod,
 )
-from tests.mfa.signin import portal_user
-from tests.personas import Persona
+from tests.personas import Persona, portal_user
 
 PORTAL_APP_NAME = "MFA helpdesk portal"
 MANUAL_CHECK = "Video call: face matched the HR photo, government ID shown"

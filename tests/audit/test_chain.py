@@ -16,8 +16,7 @@ from django.test import RequestFactory
 from audit.chain import GENESIS_HASH, chain_verify, event_content, event_hash
 from audit.models import AppendOnlyError, PortalEvent
 from audit.services import portal_event_record
-from tests.mfa.support_ma import portal_user
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, portal_user
 
 SAM = PERSONAS.standard_target
 

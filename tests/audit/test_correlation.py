@@ -19,28 +19,15 @@ from audit.models import DirectoryAuditRecord
 from graph import BudgetRate, GraphClient
 from graph import roles as graph_roles
 from graph import sessions as graph_sessions
-from mfa import policy, services
+from mfa import services
 from mfa.models import ActionKind, ActionRequest, Status
 from portal.graph_client import get_graph_client, graph_config_from_settings
 from tests.emulator.graph_caller import GraphCaller, delegated_token
-from tests.mfa.support_ma import (
-    REASON,
-    TICKET,
-    manual_verification,
-    new_key,
-    portal_user,
-    quiet_emulator_throttle,
-)
-from tests.personas import PERSONAS
+from tests.mfa.action_requests import action_request_make, new_key
+from tests.personas import PERSONAS, portal_user
 
 SAM = PERSONAS.standard_target
 AARON = PERSONAS.privileged_agent
-
-
-@pytest.fixture
-def tenant(fresh_tenant: Any, db: None) -> Any:
-    quiet_emulator_throttle(fresh_tenant)
-    return fresh_tenant
 
 
 @pytest.fixture
@@ -55,20 +42,7 @@ def client() -> GraphClient:
 
 def _run_request(kind: str, **params: Any) -> ActionRequest:
     """Make a request as Ada through mfa.services and run it here (no worker needed)."""
-    agent = portal_user(PERSONAS.agent)
-    profile = policy.target_profile(get_graph_client(), SAM.oid, use_cache=False)
-    row = services.action_request_create(
-        agent=agent,
-        profile=profile,
-        kind=kind,
-        reason=REASON,
-        ticket=TICKET,
-        params=params,
-        verification=(
-            manual_verification(agent, profile) if ActionKind.needs_verification(kind) else None
-        ),
-        idempotency_key=new_key(),
-    )
+    row = action_request_make(kind, params=params)
     services.action_request_execute(request_id=row.pk)
     row.refresh_from_db()
     assert row.status == Status.SUCCEEDED, (row.error_code, row.error_message)
@@ -187,7 +161,7 @@ HELPDESK_ADMIN_TEMPLATE = "729827e3-9c14-49f7-bb1b-9608f156bbb8"
 def test_role_change_made_through_the_portal_is_not_outside(
     tenant: Any, client: GraphClient
 ) -> None:
-    from accounts.models import RoleChangeRequest
+    from roles.models import RoleChangeRequest
 
     graph = get_graph_client()
     definition = graph_roles.get_role_definition_by_template(graph, HELPDESK_ADMIN_TEMPLATE)

@@ -17,8 +17,7 @@ from pytest_django.fixtures import Settings
 from audit.dashboard import dashboard_figures, is_business_time
 from mfa.models import ActionKind, Status
 from tests.audit.history_fixtures import action_request, entra_record
-from tests.mfa.signin import signed_in
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, signed_in
 
 pytestmark = pytest.mark.django_db
 

@@ -15,12 +15,11 @@ from django.db import connection
 from django.http import StreamingHttpResponse
 from django.test.utils import CaptureQueriesContext
 
-from audit import selectors
 from audit.exports import COLUMNS
 from audit.models import DirectoryAuditRecord, PortalEvent
+from audit.selectors import flat as export_stream
 from tests.audit.history_fixtures import action_request, entra_record, request_event
-from tests.mfa.signin import signed_in
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -119,7 +118,7 @@ def test_agent_exports_only_their_scope(rows: dict[str, Any]) -> None:
 def test_export_reads_in_keyset_batches_without_offset(
     rows: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(selectors, "EXPORT_BATCH", 2)
+    monkeypatch.setattr(export_stream, "EXPORT_BATCH", 2)
     with CaptureQueriesContext(connection) as queries:
         records = _csv(signed_in(LEO).get("/audit/export.csv"))
     # Every row once, newest first, and the export event written before the stream began.

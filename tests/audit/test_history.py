@@ -29,8 +29,7 @@ from audit.selectors import (
 )
 from mfa.models import ActionKind, ActionRequest, Status
 from tests.audit.history_fixtures import action_request, entra_record, event, request_event
-from tests.mfa.signin import portal_user, signed_in
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, portal_user, signed_in
 
 pytestmark = pytest.mark.django_db
 

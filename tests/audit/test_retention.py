@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from io import StringIO
 
@@ -35,8 +36,16 @@ def _records(*ages_in_days: float) -> list[DirectoryAuditRecord]:
     )
 
 
-def test_default_retention_is_two_years() -> None:
-    assert settings.AUDIT_RETENTION_DAYS == 730
+def test_default_retention_keeps_two_years() -> None:
+    """With no AUDIT_RETENTION_DAYS in the environment (the run sets none), the daily prune keeps
+    an event just under two years old and removes one just over."""
+    assert "AUDIT_RETENTION_DAYS" not in os.environ
+    two_years = 730
+    inside, _outside = _records(two_years - 1 / 24, two_years + 1 / 24)
+    assert entra_audit_prune().deleted == 1
+    assert list(DirectoryAuditRecord.objects.values_list("entra_id", flat=True)) == [
+        inside.entra_id
+    ]
 
 
 def test_prune_removes_only_events_past_retention_and_logs_itself() -> None:

@@ -13,7 +13,6 @@ the mailbox; the 403 page (an agent opening approvals).
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -69,22 +68,16 @@ def _check_page(page: Any, name: str, problems: dict[str, Any]) -> None:
 
 def _privileged_request_waiting() -> None:
     """Aaron (an agent holding PAA) asks to sign Priya out: it waits for a lead's approval."""
-    from mfa import policy, services
     from mfa.models import ActionKind
-    from portal.graph_client import get_graph_client
-    from tests.mfa.signin import portal_user
+    from tests.mfa.action_requests import action_request_make, target_profile
+    from tests.personas import portal_user
 
-    services.action_request_create(
+    action_request_make(
+        ActionKind.REVOKE_SESSIONS,
         agent=portal_user(PERSONAS.privileged_agent),
-        profile=policy.target_profile(
-            get_graph_client(), PERSONAS.privileged_target.oid, use_cache=False
-        ),
-        kind=ActionKind.REVOKE_SESSIONS,
+        profile=target_profile(PERSONAS.privileged_target),
         reason="Laptop stolen on the train this morning, signing her out everywhere",
         ticket="INC0012346",
-        params={},
-        verification=None,
-        idempotency_key=uuid.uuid4().hex,
     )
 
 

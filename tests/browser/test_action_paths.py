@@ -48,19 +48,8 @@ AUTHENTICATOR_DELETE = rf"^{SAM_METHODS}/microsoftAuthenticatorMethods/[^/]+$"
 # --- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def roomy_reports_budget(fresh_tenant: Any, settings: Settings) -> Iterator[None]:
-    """Graph's ``reports`` class (authentication methods, audit logs) allows 5 calls in 10 s,
-    and one walk through a person page, a verification and an action spends a dozen: at that
-    rate each test would wait half a minute for its budget. Throttling has its own test here
-    (injected 429s) and in tests/graph, so these tests give the emulator and the portal's shared
-    budget the same roomier limit. The emulator's limits are restored by ``fresh_tenant``; the
-    process's Graph client is rebuilt before and after."""
-    fresh_tenant.throttle.configure(limits={"reports": (100, 10.0)})
-    settings.GRAPH_BUDGET_REPORTS = "100/10"
-    reset_graph_client()
-    yield
-    reset_graph_client()
+# The run's wide Graph budget (tests/plugin.py) spares these walks the real 5-per-10-s reports
+# budget; throttling has its own tests (injected 429s here, the budget in tests/graph).
 
 
 @pytest.fixture

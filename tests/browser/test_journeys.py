@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from typing import Any
 
 import pytest
@@ -26,31 +25,11 @@ SAM = PERSONAS.standard_target
 def _reset_done_by_the_agent() -> str:
     """Ada requires Sam to register MFA again (manual caller check), through the services; the
     worker carries it out. Returns the request's public id once it succeeded."""
-    from django.conf import settings
-
-    from mfa import policy, services
     from mfa.models import ActionKind, Status
-    from mfa.verification import verification_record_manual
-    from portal.graph_client import get_graph_client
-    from tests.mfa.signin import portal_user
-    from tests.mfa.support_ma import wait_final
+    from tests.mfa.action_requests import action_request_make, wait_final
 
-    ada = portal_user(PERSONAS.agent)
-    profile = policy.target_profile(get_graph_client(), SAM.oid, use_cache=False)
-    row = services.action_request_create(
-        agent=ada,
-        profile=profile,
-        kind=ActionKind.REREGISTER,
-        reason="Caller has a new phone and must register again.",
-        ticket="INC0012345",
-        params={},
-        verification=verification_record_manual(
-            agent=ada,
-            profile=profile,
-            check=settings.PORTAL_MANUAL_CHECKS[0],
-            evidence="Video call, face matched the HR photo, passport shown on camera.",
-        ),
-        idempotency_key=uuid.uuid4().hex,
+    row = action_request_make(
+        ActionKind.REREGISTER, reason="Caller has a new phone and must register again."
     )
     row = wait_final(row.pk, timeout=FINAL_TIMEOUT_MS / 1000)
     assert row.status == Status.SUCCEEDED, (row.error_code, row.error_message)

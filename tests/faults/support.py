@@ -1,13 +1,14 @@
-"""What every fault test checks at its end: no action lost or done twice, a visible state.
+"""What every fault test checks at its end: nothing lost or done twice, one visible state.
 
-The fault tests (tests/faults/) drive real requests through the real services, the real Celery
-worker (``celery_worker`` of tests/plugin.py) and the real HTTPS emulator, break one thing, and end
-with ``assert_visible_final``: the row is in a final state, the request page that the agent
+The fault tests (tests/faults/) drive real requests of both durable-request flows (helpdesk
+action requests and directory role changes, tests/outbox/flows.py) through the real services, the
+real Celery worker (``celery_worker`` of tests/plugin.py) and the real HTTPS emulator, break one
+thing, and end with ``assert_visible_final``: the row is in a final state, the page its requester
 watches shows that state (and Graph's code and request-id for a failure), and the portal's own
 audit log has exactly one outcome event for it. The Entra emulator's audit log is the witness of
 "not done twice": each Graph write the portal makes is one Entra audit event there.
 
-The SIGKILLed worker of the issue's list is tests/mfa/test_durability.py (not repeated here).
+The SIGKILLed worker, the lease lapse and redispatch are tests/outbox/ (not repeated here).
 """
 
 from __future__ import annotations
@@ -18,28 +19,15 @@ from typing import Any
 
 from django.test import override_settings
 
-from audit.models import PortalEvent
-from mfa import policy, services
-from mfa.models import ActionKind, ActionRequest, Status
+from mfa import policy
+from mfa.models import ActionRequest, Status
 from mfa.policy import TargetProfile
 from portal.graph_client import get_graph_client, reset_graph_client
-from tests.mfa.signin import signed_in
-from tests.mfa.support_ma import (
-    REASON,
-    TICKET,
-    emulator_audit,
-    manual_verification,
-    new_key,
-    portal_user,
-)
+from tests.mfa.action_requests import action_request_make, emulator_audit
+from tests.outbox.flows import ACTION_REQUEST, Flow, assert_resumed
 from tests.personas import PERSONAS
 
 SAM = PERSONAS.standard_target
-OUTCOME_EVENTS = (
-    PortalEvent.Kind.ACTION_SUCCEEDED,
-    PortalEvent.Kind.ACTION_PARTIALLY_SUCCEEDED,
-    PortalEvent.Kind.ACTION_FAILED,
-)
 
 
 @contextmanager
@@ -66,21 +54,7 @@ def submit(
     """Ada Agent's request of ``kind`` on ``profile``'s person (default Sam Standard, read from
     Graph now), made through the real service with a manual caller verification when the kind
     needs one; its task is enqueued on commit."""
-    agent = portal_user(PERSONAS.agent)
-    profile = profile or target_profile()
-    verification = (
-        manual_verification(agent, profile) if ActionKind.needs_verification(kind) else None
-    )
-    return services.action_request_create(
-        agent=agent,
-        profile=profile,
-        kind=kind,
-        reason=REASON,
-        ticket=TICKET,
-        params=params or {},
-        verification=verification,
-        idempotency_key=new_key(),
-    )
+    return action_request_make(kind, profile=profile or target_profile(), params=params)
 
 
 def entra_writes(server: Any, *, target_id: str = SAM.oid) -> dict[str, int]:
@@ -95,22 +69,32 @@ def entra_writes(server: Any, *, target_id: str = SAM.oid) -> dict[str, int]:
     }
 
 
-def assert_visible_final(row: ActionRequest, *, status: str, graph_answered: bool = True) -> str:
-    """The request ended in ``status``, its page says so (with Graph's code and message for a
-    failure, and Graph's request-id when ``graph_answered``: a token that could not be had has
-    none), and the portal's audit log holds exactly one outcome event for it. Returns the status
-    fragment's HTML for further checks."""
+def assert_visible_final(
+    row: Any,
+    *,
+    status: str,
+    graph_answered: bool = True,
+    flow: Flow = ACTION_REQUEST,
+    resumed: bool = False,
+) -> str:
+    """The request of ``flow`` ended in ``status``, its page says so (with Graph's code and
+    message for a failure, and Graph's request-id when ``graph_answered``: a token that could not
+    be had has none), no step is left "running", and the portal's audit log holds exactly one
+    outcome event for it. Returns the status fragment's HTML for further checks.
+
+    ``resumed``: a worker took the request over from a dead one; the dead worker's last step may
+    still say "running" (it stopped there), so only the steps from the takeover on are checked
+    (``tests.outbox.flows.assert_resumed``)."""
     row.refresh_from_db()
     assert row.status == status, (row.status, row.error_code, row.error_message, row.steps)
     assert row.is_final and row.open_slot is None
     # A write stays "in flight" only when its outcome is truly unknown (and the page says so).
     assert row.pending_writes == {} or row.error_code == "OutcomeUnknown", row.pending_writes
-    assert not [s for s in row.steps if s.get("state") == "running"], row.steps
-    html = (
-        signed_in(PERSONAS.agent)
-        .get(f"/requests/{row.public_id}/", HTTP_HX_REQUEST="true")
-        .content.decode()
-    )
+    if resumed:
+        assert_resumed(row)
+    else:
+        assert not [s for s in row.steps if s.get("state") == "running"], row.steps
+    html = flow.page(row)
     assert f'data-status="{status}"' in html, html[:2000]
     assert "hx-trigger" not in html  # final: the page stops polling
     if status == Status.FAILED:
@@ -118,6 +102,6 @@ def assert_visible_final(row: ActionRequest, *, status: str, graph_answered: boo
         assert row.error_message and row.error_message in html
         if graph_answered:
             assert row.error_request_id and row.error_request_id in html
-    outcomes = PortalEvent.objects.filter(request=row.pk, kind__in=OUTCOME_EVENTS).count()
+    outcomes = len(flow.events(row, *flow.outcome_kinds))
     assert outcomes == 1, f"{outcomes} outcome events for one request"
     return html

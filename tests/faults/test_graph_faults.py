@@ -1,5 +1,6 @@
 """Graph misbehaving while the real worker runs a request against the real emulator: a 429 storm
-longer than the retry budget, 503s, timeouts, the token endpoint down.
+longer than the retry budget and a shorter one (both flows, tests/outbox/flows.py), 503s,
+timeouts, the token endpoint down (action requests).
 
 Every test ends with no Graph write lost or made twice (the emulator's Entra audit log counts
 them) and the request in a final state its page shows (tests/faults/support.py).
@@ -17,7 +18,6 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from audit.models import PortalEvent
 from graph import methods as graph_methods
 from mfa.models import ActionKind, ActionRequest, Status
 from portal.graph_client import get_graph_client
@@ -29,7 +29,10 @@ from tests.faults.support import (
     submit,
     target_profile,
 )
-from tests.mfa.support_ma import quiet_emulator_throttle, wait_final, wait_for
+from tests.mfa.action_requests import wait_final
+from tests.outbox.flows import FLOWS, Flow
+from tests.plugin import quiet_emulator_throttle
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -56,42 +59,63 @@ def _deletable_ids() -> set[str]:
     }
 
 
-def _retry_events(row: ActionRequest) -> int:
-    return PortalEvent.objects.filter(
-        request=row.pk, kind=PortalEvent.Kind.ACTION_RETRY_SCHEDULED
-    ).count()
-
-
-def _waiting_steps(row: ActionRequest) -> list[dict[str, Any]]:
+def _waiting_steps(row: Any) -> list[dict[str, Any]]:
     return [s for s in row.steps if s["text"].startswith("Waiting for Graph")]
 
 
+@pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize(
     ("status", "code"), [(429, "TooManyRequests"), (503, "serviceNotAvailable")]
 )
 def test_storm_longer_than_the_retry_budget_fails_visibly(
-    tenant: Any, celery_worker: Any, status: int, code: str
+    flow: Flow, tenant: Any, celery_worker: Any, status: int, code: str
 ) -> None:
-    """Every delete of the re-registration answers 429 (or 503) for longer than the budget: the
-    request waits visibly, then fails with Graph's code and request-id; nothing was deleted."""
-    before_ids = _deletable_ids()
-    before = entra_writes(tenant)
+    """Every write of the request (each delete of a re-registration, the role assignment)
+    answers 429 (or 503) for longer than the budget: the request waits visibly, then fails with
+    Graph's code and request-id; nothing was written."""
+    before = flow.writes(tenant)
     tenant.faults.add_fail_next(
-        "DELETE", METHODS_PATH, status, code, "Injected storm.", count=10_000
+        flow.write_method, flow.write_path, status, code, "Injected storm.", count=10_000
     )
 
-    row = wait_final(submit(ActionKind.REREGISTER).pk, timeout=120)
+    row = flow.wait_final(flow.create().pk, timeout=120)
 
-    html = assert_visible_final(row, status=Status.FAILED)
+    html = assert_visible_final(row, status=Status.FAILED, flow=flow)
     assert row.error_code == code
     assert row.attempts == MAX_ATTEMPTS
     # Each claim but the last was put back to pending with a visible "waiting" step.
-    assert len(_waiting_steps(row)) == MAX_ATTEMPTS - 1 == _retry_events(row)
+    retries = len(flow.events(row, flow.retry_kind))
+    assert len(_waiting_steps(row)) == MAX_ATTEMPTS - 1 == retries
     assert "Waiting for Graph" in html
-    # Nothing was deleted, nothing is left half-done: every method is still registered.
-    assert entra_writes(tenant) == before
-    assert _deletable_ids() == before_ids
-    assert row.result["removed"] == []
+    # Nothing was written, nothing is left half-done.
+    assert flow.writes(tenant) == before
+
+
+@pytest.mark.parametrize("flow", FLOWS)
+def test_429_storm_shorter_than_the_budget_is_retried_after_retry_after(
+    flow: Flow, tenant: Any, celery_worker: Any
+) -> None:
+    """Three 429s (``Retry-After: 1``) on the request's write: the client's two tries meet two,
+    the request waits the second Graph asked for, and the next attempt meets the last one, retries
+    and succeeds; Entra records each write once."""
+    planned = flow.planned_writes()
+    before = flow.writes(tenant)
+    tenant.faults.add_fail_next(
+        flow.write_method, flow.write_path, 429, "TooManyRequests", "Injected storm.", count=3
+    )
+
+    row = flow.wait_final(flow.create().pk, timeout=120)
+
+    assert_visible_final(row, status=Status.SUCCEEDED, flow=flow)
+    assert tenant.faults.snapshot()["fail_next"] == []  # every injected 429 was met
+    assert row.attempts == 2
+    flow.check_done(row, tenant)
+    assert flow.writes(tenant) == before + planned
+    [retry] = flow.events(row, flow.retry_kind)
+    assert retry.detail["countdown_seconds"] == 1  # Graph's Retry-After, not a backoff
+    [_, again] = flow.events(row, flow.started_kind)
+    assert (again.created_at - retry.created_at).total_seconds() >= 0.9
+    assert len(_waiting_steps(row)) == 1
 
 
 def test_503s_are_retried_and_each_method_deleted_once(tenant: Any, celery_worker: Any) -> None:

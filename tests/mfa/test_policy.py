@@ -14,8 +14,7 @@ from mfa import policy
 from mfa.models import ActionKind, Tier
 from mfa.policy import InvalidRequest, NotAllowed, RoleHolding
 from portal.graph_client import get_graph_client
-from tests.mfa.support_ma import portal_user
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, portal_user
 
 ALL_KINDS = list(ActionKind.values)
 

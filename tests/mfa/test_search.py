@@ -9,8 +9,7 @@ import pytest
 from pytest_django.fixtures import Settings
 
 from portal.graph_client import reset_graph_client
-from tests.mfa.signin import signed_in
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, signed_in
 
 pytestmark = pytest.mark.django_db
 

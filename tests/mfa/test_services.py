@@ -18,43 +18,19 @@ from mfa import policy, services
 from mfa.models import ActionKind, ActionRequest, Status, Tier
 from mfa.policy import InvalidRequest, NotAllowed, RateLimited, TargetBusy, VerificationRequired
 from portal.graph_client import get_graph_client
-from tests.mfa.support_ma import (
-    REASON,
+from tests.mfa.action_requests import (
     TICKET,
+    action_request_make,
     emulator_audit,
     manual_verification,
     new_key,
-    portal_user,
-    quiet_emulator_throttle,
+    target_profile,
     wait_final,
 )
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, portal_user
 
 SAM = PERSONAS.standard_target
 PRIYA = PERSONAS.privileged_target
-
-
-def _profile(persona: Any) -> policy.TargetProfile:
-    return policy.target_profile(get_graph_client(), persona.oid, use_cache=False)
-
-
-def _create(
-    agent: Any, profile: policy.TargetProfile, kind: str, **overrides: Any
-) -> ActionRequest:
-    arguments: dict[str, Any] = {
-        "agent": agent,
-        "profile": profile,
-        "kind": kind,
-        "reason": REASON,
-        "ticket": TICKET,
-        "params": {},
-        "verification": None,
-        "idempotency_key": new_key(),
-    }
-    if ActionKind.needs_verification(kind):
-        arguments["verification"] = manual_verification(agent, profile)
-    arguments.update(overrides)
-    return services.action_request_create(**arguments)
 
 
 def _event_kinds(row: ActionRequest) -> list[str]:
@@ -63,25 +39,20 @@ def _event_kinds(row: ActionRequest) -> list[str]:
     )
 
 
-@pytest.fixture
-def tenant(fresh_tenant: Any, db: None) -> Any:
-    """A freshly seeded tenant with the emulator's own throttle off (restored afterwards)."""
-    quiet_emulator_throttle(fresh_tenant)
-    return fresh_tenant
-
-
 # --- outcomes through a real worker ------------------------------------------------------------
 
 
 def test_reregistration_removes_every_method_default_last(tenant: Any, celery_worker: Any) -> None:
     agent = portal_user(PERSONAS.agent)
-    profile = _profile(SAM)
+    profile = target_profile(SAM)
     assert profile.tier == Tier.STANDARD
     before = graph_methods.list_methods(get_graph_client(), SAM.oid)
     deletable = [m for m in before if m.kind.deletable]
     assert len(deletable) >= 2
 
-    row = _create(agent, profile, ActionKind.REREGISTER, params={"revoke_sessions": True})
+    row = action_request_make(
+        ActionKind.REREGISTER, agent=agent, profile=profile, params={"revoke_sessions": True}
+    )
     assert row.status == Status.PENDING
     row = wait_final(row.pk)
 
@@ -124,7 +95,9 @@ def test_one_failed_delete_is_a_partial_success(tenant: Any, celery_worker: Any)
         "Insufficient privileges to complete the operation.",
     )
     agent = portal_user(PERSONAS.agent)
-    row = wait_final(_create(agent, _profile(SAM), ActionKind.REREGISTER).pk)
+    row = wait_final(
+        action_request_make(ActionKind.REREGISTER, agent=agent, profile=target_profile(SAM)).pk
+    )
 
     assert row.status == Status.PARTIALLY_SUCCEEDED
     assert [e["type"] for e in row.result["removed"]] == [
@@ -152,7 +125,9 @@ def test_a_delete_refused_as_the_default_is_retried_last(tenant: Any, celery_wor
         "Cannot delete default method with other methods configured.",
     )
     agent = portal_user(PERSONAS.agent)
-    row = wait_final(_create(agent, _profile(SAM), ActionKind.REREGISTER).pk)
+    row = wait_final(
+        action_request_make(ActionKind.REREGISTER, agent=agent, profile=target_profile(SAM)).pk
+    )
     assert row.status == Status.SUCCEEDED, (row.error_code, row.steps)
     refused = [s["text"] for s in row.steps if "trying again after the others" in s["text"]]
     # The phone (injected refusal), then Authenticator: the default, refused while the phone
@@ -174,7 +149,9 @@ def test_throttled_then_succeeds_after_retry_after(tenant: Any, celery_worker: A
     )
     agent = portal_user(PERSONAS.agent)
     before = len(emulator_audit(tenant, target_id=SAM.oid, activity_contains="StsRefreshToken"))
-    row = wait_final(_create(agent, _profile(SAM), ActionKind.REVOKE_SESSIONS).pk)
+    row = wait_final(
+        action_request_make(ActionKind.REVOKE_SESSIONS, agent=agent, profile=target_profile(SAM)).pk
+    )
 
     assert row.status == Status.SUCCEEDED, (row.error_code, row.error_message)
     assert row.attempts == 2
@@ -196,7 +173,9 @@ def test_throttled_past_the_retry_budget_fails_with_graphs_error(
         "POST", r"/revokeSignInSessions$", 429, "TooManyRequests", "Too many requests.", count=10
     )
     agent = portal_user(PERSONAS.agent)
-    row = wait_final(_create(agent, _profile(SAM), ActionKind.REVOKE_SESSIONS).pk)
+    row = wait_final(
+        action_request_make(ActionKind.REVOKE_SESSIONS, agent=agent, profile=target_profile(SAM)).pk
+    )
     assert row.status == Status.FAILED
     assert row.error_code == "TooManyRequests" and row.attempts == 2
 
@@ -212,7 +191,9 @@ def test_permanent_graph_error_fails_with_code_message_and_request_id(
         "Insufficient privileges to complete the operation.",
     )
     agent = portal_user(PERSONAS.agent)
-    row = wait_final(_create(agent, _profile(SAM), ActionKind.REREGISTER).pk)
+    row = wait_final(
+        action_request_make(ActionKind.REREGISTER, agent=agent, profile=target_profile(SAM)).pk
+    )
     assert row.status == Status.FAILED
     assert row.error_code == "Authorization_RequestDenied"
     assert row.error_message == "Insufficient privileges to complete the operation."
@@ -223,16 +204,22 @@ def test_permanent_graph_error_fails_with_code_message_and_request_id(
 
 def test_set_mfa_state_and_delete_one_method(tenant: Any, celery_worker: Any) -> None:
     agent = portal_user(PERSONAS.agent)
-    profile = _profile(SAM)
+    profile = target_profile(SAM)
     row = wait_final(
-        _create(agent, profile, ActionKind.SET_MFA_STATE, params={"state": "enforced"}).pk
+        action_request_make(
+            ActionKind.SET_MFA_STATE, agent=agent, profile=profile, params={"state": "enforced"}
+        ).pk
     )
     assert row.status == Status.SUCCEEDED, row.error_message
     assert row.result == {"before": "disabled", "after": "enforced"}
 
     phone = next(m for m in graph_methods.list_methods(get_graph_client(), SAM.oid) if m.phone_type)
     params = {"method_id": phone.id, "method_type": phone.odata_type, "method_label": "Phone"}
-    row = wait_final(_create(agent, profile, ActionKind.DELETE_METHOD, params=params).pk)
+    row = wait_final(
+        action_request_make(
+            ActionKind.DELETE_METHOD, agent=agent, profile=profile, params=params
+        ).pk
+    )
     assert row.status == Status.SUCCEEDED, row.error_message
     remaining = graph_methods.list_methods(get_graph_client(), SAM.oid)
     assert phone.id not in {m.id for m in remaining}
@@ -245,11 +232,13 @@ def test_privileged_target_waits_for_a_second_person(tenant: Any, celery_worker:
     # Aaron holds Privileged Authentication Administrator: Entra's tiering lets him act on Priya.
     agent = portal_user(PERSONAS.privileged_agent)
     lead = portal_user(PERSONAS.lead)
-    profile = _profile(PRIYA)
+    profile = target_profile(PRIYA)
     assert profile.tier == Tier.PRIVILEGED
     with pytest.raises(NotAllowed, match="Privileged Authentication Administrator"):
-        _create(portal_user(PERSONAS.agent), profile, ActionKind.REVOKE_SESSIONS)
-    row = _create(agent, profile, ActionKind.REVOKE_SESSIONS)
+        action_request_make(
+            ActionKind.REVOKE_SESSIONS, agent=portal_user(PERSONAS.agent), profile=profile
+        )
+    row = action_request_make(ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile)
     assert row.status == Status.AWAITING_APPROVAL and row.enqueued_at is None
     assert row.target_roles[0]["role_name"] == "Authentication Administrator"
 
@@ -271,9 +260,9 @@ def test_rejection_and_self_approval(tenant: Any) -> None:
     # Without the mirrored tiering a lead may request on a privileged person, never approve it.
     lead = portal_user(PERSONAS.lead)
     other_lead = portal_user(PERSONAS.other_lead)
-    profile = _profile(PRIYA)
+    profile = target_profile(PRIYA)
     before = len(emulator_audit(tenant, target_id=PRIYA.oid, activity_contains="StsRefreshToken"))
-    row = _create(lead, profile, ActionKind.REVOKE_SESSIONS)
+    row = action_request_make(ActionKind.REVOKE_SESSIONS, agent=lead, profile=profile)
     with pytest.raises(NotAllowed, match="your own request"):
         services.action_request_approve(action_request=row, approver=lead, comment="mine")
     with pytest.raises(InvalidRequest, match="Say why"):
@@ -291,12 +280,14 @@ def test_rejection_and_self_approval(tenant: Any) -> None:
 def test_unapproved_request_expires(tenant: Any) -> None:
     agent = portal_user(PERSONAS.privileged_agent)
     lead = portal_user(PERSONAS.lead)
-    profile = _profile(PRIYA)
-    stale = _create(agent, profile, ActionKind.REVOKE_SESSIONS)
+    profile = target_profile(PRIYA)
+    stale = action_request_make(ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile)
     ActionRequest.objects.filter(pk=stale.pk).update(
         created_at=timezone.now() - timedelta(minutes=241)
     )
-    fresh = _create(agent, profile, ActionKind.SET_MFA_STATE, params={"state": "enforced"})
+    fresh = action_request_make(
+        ActionKind.SET_MFA_STATE, agent=agent, profile=profile, params={"state": "enforced"}
+    )
     assert services.requests_expire_stale() == 1
     stale.refresh_from_db()
     fresh.refresh_from_db()
@@ -320,50 +311,59 @@ def test_unapproved_request_expires(tenant: Any) -> None:
 def test_verification_missing_expired_or_someone_elses_is_refused(tenant: Any) -> None:
     agent = portal_user(PERSONAS.agent)
     other_agent = portal_user(PERSONAS.privileged_agent)
-    profile = _profile(SAM)
-    other_profile = policy.target_profile(
-        get_graph_client(), PERSONAS.outsider.oid, use_cache=False
-    )
+    profile = target_profile(SAM)
+    other_profile = target_profile(PERSONAS.outsider)
     with pytest.raises(VerificationRequired, match="Verify the caller"):
-        _create(agent, profile, ActionKind.REREGISTER, verification=None)
+        action_request_make(ActionKind.REREGISTER, agent=agent, profile=profile, verification=None)
     theirs = manual_verification(other_agent, profile)
     with pytest.raises(VerificationRequired, match="another agent"):
-        _create(agent, profile, ActionKind.REREGISTER, verification=theirs)
+        action_request_make(
+            ActionKind.REREGISTER, agent=agent, profile=profile, verification=theirs
+        )
     elsewhere = manual_verification(agent, other_profile)
     with pytest.raises(VerificationRequired, match="another person"):
-        _create(agent, profile, ActionKind.REREGISTER, verification=elsewhere)
+        action_request_make(
+            ActionKind.REREGISTER, agent=agent, profile=profile, verification=elsewhere
+        )
     old = manual_verification(agent, profile)
     old.verified_at = timezone.now() - timedelta(minutes=11)
     old.save(update_fields=["verified_at"])
     with pytest.raises(VerificationRequired, match="more than 10 minutes old"):
-        _create(agent, profile, ActionKind.REREGISTER, verification=old)
+        action_request_make(ActionKind.REREGISTER, agent=agent, profile=profile, verification=old)
     assert not ActionRequest.objects.exists()
     # Revoking sessions needs no verification.
-    assert _create(agent, profile, ActionKind.REVOKE_SESSIONS).status == Status.PENDING
+    assert (
+        action_request_make(ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile).status
+        == Status.PENDING
+    )
 
 
 def test_reason_ticket_and_tap_policy_are_checked(tenant: Any) -> None:
     agent = portal_user(PERSONAS.agent)
-    profile = _profile(SAM)
+    profile = target_profile(SAM)
     with pytest.raises(InvalidRequest, match="reason"):
-        _create(agent, profile, ActionKind.REVOKE_SESSIONS, reason="because")
+        action_request_make(
+            ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile, reason="because"
+        )
     with pytest.raises(InvalidRequest, match="ticket reference"):
-        _create(agent, profile, ActionKind.REVOKE_SESSIONS, ticket="see email")
+        action_request_make(
+            ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile, ticket="see email"
+        )
     # The seeded policy allows 10..480 minutes, multi-use passes included.
     with pytest.raises(InvalidRequest, match="10 to 480 minutes"):
-        _create(
-            agent,
-            profile,
+        action_request_make(
             ActionKind.ISSUE_TAP,
+            agent=agent,
+            profile=profile,
             params={"lifetime_minutes": 600, "usable_once": True},
         )
     tenant.tenant.tap_policy["isUsableOnce"] = True
     policy.tap_policy(get_graph_client(), use_cache=False)
     with pytest.raises(InvalidRequest, match="one-time passes only"):
-        _create(
-            agent,
-            profile,
+        action_request_make(
             ActionKind.ISSUE_TAP,
+            agent=agent,
+            profile=profile,
             params={"lifetime_minutes": 60, "usable_once": False},
         )
     assert not ActionRequest.objects.exists()
@@ -373,14 +373,20 @@ def test_same_idempotency_key_makes_one_request_and_one_graph_write(
     tenant: Any, celery_worker: Any
 ) -> None:
     agent = portal_user(PERSONAS.agent)
-    profile = _profile(SAM)
+    profile = target_profile(SAM)
     before = len(emulator_audit(tenant, target_id=SAM.oid, activity_contains="StsRefreshToken"))
     key = new_key()
-    first = _create(agent, profile, ActionKind.REVOKE_SESSIONS, idempotency_key=key)
-    second = _create(agent, profile, ActionKind.REVOKE_SESSIONS, idempotency_key=key)
+    first = action_request_make(
+        ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile, idempotency_key=key
+    )
+    second = action_request_make(
+        ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile, idempotency_key=key
+    )
     assert second.pk == first.pk
     assert wait_final(first.pk).status == Status.SUCCEEDED
-    third = _create(agent, profile, ActionKind.REVOKE_SESSIONS, idempotency_key=key)
+    third = action_request_make(
+        ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile, idempotency_key=key
+    )
     assert third.pk == first.pk and ActionRequest.objects.count() == 1
     after = len(emulator_audit(tenant, target_id=SAM.oid, activity_contains="StsRefreshToken"))
     assert after == before + 1
@@ -391,14 +397,16 @@ def test_two_agents_at_the_same_moment_make_one_request(
     tenant: Any, transactional_db: None
 ) -> None:
     agents = [portal_user(PERSONAS.agent), portal_user(PERSONAS.privileged_agent)]
-    profile = _profile(SAM)
+    profile = target_profile(SAM)
     barrier = threading.Barrier(len(agents))
     outcomes: list[Any] = []
 
     def submit(agent: Any) -> None:
         try:
             barrier.wait()
-            outcomes.append(_create(agent, profile, ActionKind.REVOKE_SESSIONS))
+            outcomes.append(
+                action_request_make(ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile)
+            )
         except Exception as exc:  # collected and checked below
             outcomes.append(exc)
         finally:
@@ -416,7 +424,9 @@ def test_two_agents_at_the_same_moment_make_one_request(
     assert ActionRequest.objects.count() == 1
     # Another family on the same person is not blocked.
     agent = agents[0]
-    assert _create(agent, profile, ActionKind.SET_MFA_STATE, params={"state": "enabled"}).pk
+    assert action_request_make(
+        ActionKind.SET_MFA_STATE, agent=agent, profile=profile, params={"state": "enabled"}
+    ).pk
 
 
 @override_settings(PORTAL_AGENT_RATE_LIMIT=2)
@@ -424,17 +434,23 @@ def test_rate_limit_and_a_leads_override(tenant: Any) -> None:
     agent = portal_user(PERSONAS.agent)
     lead = portal_user(PERSONAS.lead)
     other_agent = portal_user(PERSONAS.privileged_agent)
-    sam = _profile(SAM)
-    _create(agent, sam, ActionKind.REVOKE_SESSIONS)
-    _create(agent, sam, ActionKind.SET_MFA_STATE, params={"state": "enforced"})
+    sam = target_profile(SAM)
+    action_request_make(ActionKind.REVOKE_SESSIONS, agent=agent, profile=sam)
+    action_request_make(
+        ActionKind.SET_MFA_STATE, agent=agent, profile=sam, params={"state": "enforced"}
+    )
     with pytest.raises(RateLimited) as refused:
-        _create(agent, sam, ActionKind.REREGISTER)
+        action_request_make(ActionKind.REREGISTER, agent=agent, profile=sam)
     assert (refused.value.count, refused.value.limit) == (2, 2)
     with pytest.raises(NotAllowed):
-        _create(agent, sam, ActionKind.REREGISTER, rate_override_by=other_agent)
+        action_request_make(
+            ActionKind.REREGISTER, agent=agent, profile=sam, rate_override_by=other_agent
+        )
     with pytest.raises(NotAllowed):
-        _create(agent, sam, ActionKind.REREGISTER, rate_override_by=agent)
-    row = _create(agent, sam, ActionKind.REREGISTER, rate_override_by=lead)
+        action_request_make(ActionKind.REREGISTER, agent=agent, profile=sam, rate_override_by=agent)
+    row = action_request_make(
+        ActionKind.REREGISTER, agent=agent, profile=sam, rate_override_by=lead
+    )
     assert row.rate_override_by_id == lead.pk
     override = PortalEvent.objects.get(kind=PortalEvent.Kind.RATE_OVERRIDE, request=row.pk)
     assert override.actor_id == lead.pk and override.detail["agent"] == "Ada Agent"
@@ -443,7 +459,9 @@ def test_rate_limit_and_a_leads_override(tenant: Any) -> None:
 def test_cancel_before_it_runs(tenant: Any) -> None:
     agent = portal_user(PERSONAS.privileged_agent)
     outsider = portal_user(PERSONAS.outsider)
-    row = _create(agent, _profile(PRIYA), ActionKind.REVOKE_SESSIONS)
+    row = action_request_make(
+        ActionKind.REVOKE_SESSIONS, agent=agent, profile=target_profile(PRIYA)
+    )
     with pytest.raises(NotAllowed):
         services.action_request_cancel(action_request=row, by=outsider)
     row = services.action_request_cancel(action_request=row, by=agent)

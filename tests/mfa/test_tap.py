@@ -15,20 +15,12 @@ from django.db import connection
 
 from audit.models import PortalEvent
 from graph import methods as graph_methods
-from mfa import policy, services, tap_vault
+from mfa import services, tap_vault
 from mfa.models import ActionKind, ActionRequest, Status
 from mfa.policy import NotAllowed
 from portal.graph_client import get_graph_client
-from tests.mfa.support_ma import (
-    REASON,
-    TICKET,
-    manual_verification,
-    new_key,
-    portal_user,
-    quiet_emulator_throttle,
-    wait_final,
-)
-from tests.personas import PERSONAS
+from tests.mfa.action_requests import action_request_make, target_profile, wait_final
+from tests.personas import PERSONAS, portal_user
 
 SAM = PERSONAS.standard_target
 
@@ -109,25 +101,20 @@ def _database_bytes() -> bytes:
 
 
 def test_full_tap_flow_never_leaks_the_pass(
-    fresh_tenant: Any,
+    tenant: Any,
     celery_worker: Any,
     caplog: pytest.LogCaptureFixture,
     redis_client: Any,
 ) -> None:
-    quiet_emulator_throttle(fresh_tenant)
     _everything_logged_at_debug(caplog)
     agent = portal_user(PERSONAS.agent)
     colleague = portal_user(PERSONAS.privileged_agent)
-    profile = policy.target_profile(get_graph_client(), SAM.oid, use_cache=False)
-    row = services.action_request_create(
+    profile = target_profile()
+    row = action_request_make(
+        ActionKind.ISSUE_TAP,
         agent=agent,
         profile=profile,
-        kind=ActionKind.ISSUE_TAP,
-        reason=REASON,
-        ticket=TICKET,
         params={"lifetime_minutes": 60, "usable_once": True},
-        verification=manual_verification(agent, profile),
-        idempotency_key=new_key(),
     )
     row = wait_final(row.pk)
     assert row.status == Status.SUCCEEDED, (row.error_code, row.error_message)

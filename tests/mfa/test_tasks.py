@@ -11,42 +11,17 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from audit.models import PortalEvent
-from mfa import policy, services, tasks
+from mfa import runners, services, tasks
 from mfa.models import ActionKind, ActionRequest, Status
 from portal.celery import app
-from portal.graph_client import get_graph_client
-from tests.mfa.support_ma import (
-    REASON,
-    TICKET,
-    emulator_audit,
-    new_key,
-    portal_user,
-    quiet_emulator_throttle,
-    wait_final,
-)
-from tests.personas import PERSONAS
+from tests.mfa.action_requests import action_request_make, emulator_audit, wait_final
+from tests.personas import PERSONAS, portal_user
 
 SAM = PERSONAS.standard_target
 
 
-@pytest.fixture
-def tenant(fresh_tenant: Any) -> Any:
-    quiet_emulator_throttle(fresh_tenant)
-    return fresh_tenant
-
-
 def _revoke(agent: Any) -> ActionRequest:
-    profile = policy.target_profile(get_graph_client(), SAM.oid, use_cache=False)
-    return services.action_request_create(
-        agent=agent,
-        profile=profile,
-        kind=ActionKind.REVOKE_SESSIONS,
-        reason=REASON,
-        ticket=TICKET,
-        params={},
-        verification=None,
-        idempotency_key=new_key(),
-    )
+    return action_request_make(ActionKind.REVOKE_SESSIONS, agent=agent)
 
 
 def _revokes(tenant: Any) -> int:
@@ -143,7 +118,7 @@ def test_an_unexpected_error_ends_the_request_failed(
     def broken(run: Any) -> Any:
         raise KeyError("lifetime_minutes")
 
-    monkeypatch.setitem(services._RUNNERS, ActionKind.REVOKE_SESSIONS, broken)
+    monkeypatch.setitem(runners.RUNNERS, ActionKind.REVOKE_SESSIONS, broken)
     row = wait_final(_revoke(portal_user(PERSONAS.agent)).pk)
     assert row.status == Status.FAILED and row.error_code == "UnexpectedError"
     assert "KeyError" in row.error_message and row.open_slot is None

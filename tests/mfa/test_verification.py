@@ -29,8 +29,7 @@ from mfa.verification import (
     verification_record_manual,
     verification_send_code,
 )
-from tests.mfa.signin import portal_user
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, portal_user
 
 pytestmark = pytest.mark.django_db
 

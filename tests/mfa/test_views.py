@@ -17,8 +17,7 @@ from pytest_django.fixtures import Settings
 from audit.models import PortalEvent
 from mfa import tap_vault
 from mfa.models import ActionKind, ActionRequest, CallerVerification, Status
-from tests.mfa.signin import portal_user, signed_in
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, portal_user, signed_in
 
 pytestmark = pytest.mark.django_db
 

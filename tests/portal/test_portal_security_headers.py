@@ -6,11 +6,10 @@ import re
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.test import Client
 
-from accounts.services import portal_profile_sync
 from portal.security import SecurityHeadersMiddleware, content_security_policy
+from tests.personas import AGENT, portal_user
 
 
 def directives(header: str) -> dict[str, str]:
@@ -45,12 +44,7 @@ def test_headers_on_anonymous_responses(client: Client) -> None:
 
 @pytest.mark.django_db
 def test_headers_and_no_inline_code_on_the_home_page(client: Client) -> None:
-    user = get_user_model().objects.create(username="a1a1a1a1-0000-4000-8000-00000000000a")
-    portal_profile_sync(
-        user=user,
-        claims={"oid": user.username, "name": "Ada Agent", "roles": ["Helpdesk.Agent"]},
-    )
-    client.force_login(user)
+    client.force_login(portal_user(AGENT))
     response = client.get("/")
     assert response.status_code == 200
     assert_strict_headers(response)

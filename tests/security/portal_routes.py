@@ -14,17 +14,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from accounts import role_services
-from accounts.models import HoldKind, PrincipalType, RoleChange, RoleChangeRequest
-from mfa import policy, services
+from mfa import policy
 from mfa.models import ActionKind, ActionRequest
-from mfa.verification import verification_record_manual
 from portal.graph_client import get_graph_client
-from tests.mfa.signin import portal_user
-from tests.personas import PERSONAS
+from roles import services as role_services
+from roles.models import HoldKind, PrincipalType, RoleChange, RoleChangeRequest
+from tests.mfa.action_requests import action_request_make
+from tests.personas import PERSONAS, portal_user
 
 
 @dataclass(frozen=True)
@@ -89,30 +87,18 @@ class RouteObjects:
             portal_user(persona)
         sam = policy.target_profile(client, PERSONAS.standard_target.oid, use_cache=False)
         priya = policy.target_profile(client, PERSONAS.privileged_target.oid, use_cache=False)
-        own_tap = services.action_request_create(
+        own_tap = action_request_make(
+            ActionKind.ISSUE_TAP,
             agent=ada,
             profile=sam,
-            kind=ActionKind.ISSUE_TAP,
-            reason="Caller lost their phone and needs to sign in again today",
-            ticket="INC0012345",
             params={"lifetime_minutes": 60, "usable_once": True},
-            verification=verification_record_manual(
-                agent=ada,
-                profile=sam,
-                check=settings.PORTAL_MANUAL_CHECKS[0],
-                evidence="Video call, face matched the HR photo, passport shown on camera.",
-            ),
-            idempotency_key=uuid.uuid4().hex,
         )
-        privileged = services.action_request_create(
+        privileged = action_request_make(
+            ActionKind.REVOKE_SESSIONS,
             agent=aaron,
             profile=priya,
-            kind=ActionKind.REVOKE_SESSIONS,
             reason="Laptop stolen on the train this morning, signing her out everywhere",
             ticket="INC0012346",
-            params={},
-            verification=None,
-            idempotency_key=uuid.uuid4().hex,
         )
         role_change = role_services.role_change_create(
             requester=ana,
@@ -142,7 +128,7 @@ class RouteObjects:
         if param == "fmt":
             return "csv"
         if param == "public_id":
-            if route.namespace == "accounts":
+            if route.namespace == "roles":
                 return str(self.role_change.public_id)
             if route.name == "mfa:approval_decide":
                 return str(self.privileged.public_id)

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.mfa.signin import signed_in
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, signed_in
 from tests.security.portal_routes import Route, RouteObjects, portal_routes
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +47,7 @@ def roles(*, agent: int, lead: int, admin: int) -> dict[str, int]:
 
 
 def helpdesk(status: int) -> dict[str, int]:
-    """Agent, Lead and Admin (``mfa.permissions.ACT_ROLES``) all get ``status``."""
+    """Agent, Lead and Admin (``accounts.roles.REQUESTER_ROLES``) all get ``status``."""
     return roles(agent=status, lead=status, admin=status)
 
 
@@ -99,7 +98,7 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     "approvals/<guid:public_id>/": {"GET": NOT_ALLOWED, "POST": oversight(302)},
     "approvals/rate-override/": {"GET": NOT_ALLOWED, "POST": oversight(302)},
     "mailbox/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
-    # directory role administration (accounts.role_*)
+    # directory role administration (roles)
     "roles/": {"GET": admins(200), "POST": NOT_ALLOWED},
     "roles/refresh/": {"GET": NOT_ALLOWED, "POST": admins(302)},
     "roles/add/": {"GET": admins(200), "POST": admins(200)},
@@ -148,7 +147,7 @@ def test_routes_are_read_from_the_urlconf() -> None:
     """The walk reaches into every include (a broken walk would make the matrix vacuous)."""
     names = {route.name for route in ROUTES}
     assert {"home", "django_auth_adfs:callback", "mfa:approval_decide"} <= names
-    assert {"accounts:role_change_decide", "audit:export", "readyz"} <= names
+    assert {"roles:role_change_decide", "audit:export", "readyz"} <= names
     assert len(ROUTES) >= 30
 
 

@@ -15,11 +15,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from accounts.models import RoleChangeRequest, RoleHolderSnapshot
 from audit.models import PortalEvent
 from mfa.models import ActionRequest, CallerVerification, MailboxMessage
-from tests.mfa.signin import portal_user
-from tests.personas import PERSONAS
+from roles.models import RoleChangeRequest, RoleHolderSnapshot
+from tests.personas import PERSONAS, portal_user
 from tests.security.portal_routes import Route, RouteObjects, portal_routes
 from tests.security.test_authorization_matrix import EXPECTED
 

@@ -26,8 +26,7 @@ from entra_emulator.odata import parse_query
 from graph import odata
 from graph import users as graph_users
 from portal.graph_client import get_graph_client
-from tests.mfa.signin import signed_in
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, signed_in
 
 pytestmark = pytest.mark.django_db
 

@@ -34,16 +34,8 @@ from mfa.verification import verification_check_code, verification_send_code
 from portal.celery import app as celery_app
 from portal.graph_client import get_graph_client
 from tests.accounts.test_accounts_sign_in_flow import Browser
-from tests.mfa.support_ma import (
-    REASON,
-    TICKET,
-    manual_verification,
-    new_key,
-    portal_user,
-    quiet_emulator_throttle,
-    wait_final,
-)
-from tests.personas import PERSONAS
+from tests.mfa.action_requests import action_request_make, wait_final
+from tests.personas import PERSONAS, portal_user
 
 SAM = PERSONAS.standard_target
 TEXT_FIELDS = (models.CharField, models.TextField, models.JSONField)
@@ -108,17 +100,16 @@ def seen_tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_journeys_leave_no_secret_behind(
-    fresh_tenant: Any,
+    tenant: Any,
     celery_worker: Any,
     caplog: pytest.LogCaptureFixture,
     redis_client: Any,
     seen_tokens: list[str],
 ) -> None:
-    quiet_emulator_throttle(fresh_tenant)
     _everything_logged_at_debug(caplog)
 
     # A real sign-in: the person's tokens pass through the portal.
-    browser = Browser(fresh_tenant)
+    browser = Browser(tenant)
     try:
         assert browser.sign_in(PERSONAS.agent.upn).status_code == 302
         assert browser.portal.get("/").status_code == 200
@@ -135,29 +126,19 @@ def test_journeys_leave_no_secret_behind(
     assert found, message.body
     code = found.group(1) + found.group(2)
     verified = verification_check_code(verification=sent, agent=agent, code=code)
-    reregister = services.action_request_create(
-        agent=agent,
-        profile=profile,
-        kind=ActionKind.REREGISTER,
-        reason=REASON,
-        ticket=TICKET,
-        params={},
-        verification=verified,
-        idempotency_key=new_key(),
+    reregister = action_request_make(
+        ActionKind.REREGISTER, agent=agent, profile=profile, verification=verified
     )
     assert wait_final(reregister.pk).status == Status.SUCCEEDED
 
     # A Temporary Access Pass, issued by the worker and revealed once.
     profile = policy.target_profile(client, SAM.oid, use_cache=False)
-    tap = services.action_request_create(
+    tap = action_request_make(
+        ActionKind.ISSUE_TAP,
         agent=agent,
         profile=profile,
-        kind=ActionKind.ISSUE_TAP,
-        reason=REASON,
         ticket="INC0012399",
         params={"lifetime_minutes": 60, "usable_once": True},
-        verification=manual_verification(agent, profile),
-        idempotency_key=new_key(),
     )
     tap = wait_final(tap.pk)
     assert tap.status == Status.SUCCEEDED, (tap.error_code, tap.error_message)

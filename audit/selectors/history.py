@@ -1,0 +1,198 @@
+"""One page of history, and every row of it: the two tables read in keyset batches and
+merged in time.
+
+``history_query(filters, viewer)`` returns one page of rows from both tables, newest (or oldest)
+first, with keyset pagination: a page ends with a ``Cursor`` (time, source rank, id) and the next
+page asks for rows strictly beyond it, so no query ever uses OFFSET and every page costs the same
+whatever its depth. Each table is read in its own order by ``(time, id)`` through a composite
+index that starts with the filtered column (audit/models.py), then the ordered streams are
+merged in Python (``heapq.merge``). The person timeline is the same page, filtered on the person.
+
+``history_rows(filters, viewer)`` streams every matching row in the same order, in keyset
+batches, holding at most one batch per branch in memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+
+from audit.permissions import HistoryScope, history_scope_for
+from audit.selectors import flat
+from audit.selectors.filters import SOURCE_RANK, Cursor, HistoryFilters, Source
+from audit.selectors.queries import beyond, entra_queryset, portal_queryset, request_pk_for
+from audit.selectors.rows import (
+    ENTRA_FIELDS,
+    PORTAL_FIELDS,
+    HistoryRow,
+    attach_links,
+    entra_row,
+    portal_row,
+    with_requests,
+)
+
+PAGE_SIZE = 50
+PAGE_SIZE_MAX = 200
+
+
+def _keyset_stream(
+    qs: QuerySet[Any, Any],
+    *,
+    source: Source,
+    descending: bool,
+    after: Cursor | None,
+    batch: int,
+    limit: int | None = None,
+) -> Iterator[list[HistoryRow]]:
+    """Batches of rows of one table in (time, id) order, strictly beyond ``after``; each batch is
+    one keyset query read with ``.iterator(chunk_size)``. At most ``limit`` rows in all."""
+    time_field, fields, make = (
+        ("created_at", PORTAL_FIELDS, portal_row)
+        if source == "portal"
+        else ("activity_at", ENTRA_FIELDS, entra_row)
+    )
+    rank = SOURCE_RANK[source]
+    order = (f"-{time_field}", "-id") if descending else (time_field, "id")
+    position = after
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = batch if remaining is None else min(batch, remaining)
+        page = qs if position is None else qs.filter(beyond(time_field, rank, position, descending))
+        # A plain read, not .iterator(): the LIMIT already bounds the batch, and outside a
+        # transaction Django's server-side cursors are WITH HOLD, which PostgreSQL materialises
+        # before the first row is fetched (an extra copy and two more round trips per batch).
+        rows = [make(v) for v in page.order_by(*order).values(*fields)[:size]]
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        position = rows[-1].cursor
+        if remaining is not None:
+            remaining -= len(rows)
+
+
+def _flatten(batches: Iterable[list[HistoryRow]]) -> Iterator[HistoryRow]:
+    for rows in batches:
+        yield from rows
+
+
+def _merged(
+    filters: HistoryFilters,
+    scope: HistoryScope,
+    *,
+    after: Cursor | None,
+    batch: int,
+    limit: int | None,
+    enrich: bool,
+) -> Iterator[HistoryRow]:
+    """Every branch of both tables as one ordered stream, each row once."""
+    request_pk = request_pk_for(filters.request) if filters.request else None
+    streams: list[Iterator[HistoryRow]] = []
+    sources: list[tuple[Source, list[QuerySet[Any, Any]] | None]] = [
+        ("portal", portal_queryset(filters, scope, request_pk=request_pk)),
+        ("entra", entra_queryset(filters, scope, request_pk=request_pk)),
+    ]
+    for source, branches in sources:
+        for qs in branches or ():
+            batches = _keyset_stream(
+                qs,
+                source=source,
+                descending=filters.descending,
+                after=after,
+                batch=batch,
+                limit=limit,
+            )
+            streams.append(_flatten(with_requests(batches) if enrich else batches))
+    merged = heapq.merge(
+        *streams,
+        key=lambda row: (row.at, SOURCE_RANK[row.source], row.id),
+        reverse=filters.descending,
+    )
+    return _distinct(merged)
+
+
+def _distinct(rows: Iterator[HistoryRow]) -> Iterator[HistoryRow]:
+    """Drop a row matched by several branches: in the merged order its copies are adjacent."""
+    previous: tuple[str, int] | None = None
+    for row in rows:
+        identity = (row.source, row.id)
+        if identity != previous:
+            yield row
+        previous = identity
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of history. ``next_cursor``: pass as ``after`` for the following page (None on
+    the last page); ``prev_cursor``: pass as ``before`` for the page before (None on the first)."""
+
+    rows: list[HistoryRow]
+    next_cursor: Cursor | None
+    prev_cursor: Cursor | None
+    filters: HistoryFilters
+    scope: HistoryScope
+
+
+def history_query(
+    filters: HistoryFilters,
+    viewer: Any,
+    *,
+    after: Cursor | None = None,
+    before: Cursor | None = None,
+    page_size: int = PAGE_SIZE,
+) -> HistoryPage:
+    """One page of the merged history that ``viewer`` may read, in ``filters.order``.
+
+    ``after``: rows strictly beyond this position (the next page); ``before``: the page that
+    ends just before this position (the previous page). Each table is asked for at most
+    ``page_size + 1`` rows through its (filter, time, id) index; the extra row tells whether
+    another page exists. Rows come with their request, verification, approval and linked Entra
+    records attached.
+    """
+    if after is not None and before is not None:
+        raise ValueError("give after or before, not both")
+    page_size = max(1, min(page_size, PAGE_SIZE_MAX))
+    scope = history_scope_for(viewer, opened_target_id=filters.target)
+    backwards = before is not None
+    read_filters = filters.reversed() if backwards else filters
+    stream = _merged(
+        read_filters,
+        scope,
+        after=before if backwards else after,
+        batch=page_size + 1,
+        limit=page_size + 1,
+        enrich=False,
+    )
+    rows: list[HistoryRow] = []
+    for row in stream:
+        rows.append(row)
+        if len(rows) > page_size:
+            break
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    if backwards:
+        rows.reverse()
+        prev_cursor = rows[0].cursor if more and rows else None
+        next_cursor = rows[-1].cursor if rows else None
+    else:
+        next_cursor = rows[-1].cursor if more else None
+        prev_cursor = rows[0].cursor if after is not None and rows else None
+    attach_links(rows)
+    return HistoryPage(
+        rows=rows, next_cursor=next_cursor, prev_cursor=prev_cursor, filters=filters, scope=scope
+    )
+
+
+def history_rows(
+    filters: HistoryFilters, viewer: Any, *, batch: int | None = None
+) -> Iterator[HistoryRow]:
+    """Every row ``viewer`` may read under ``filters``, in order, with requests attached, read in
+    keyset batches of ``batch`` (default ``flat.EXPORT_BATCH``) rows per table: memory stays bounded
+    by two batches however many rows match."""
+    scope = history_scope_for(viewer, opened_target_id=filters.target)
+    size = batch or flat.EXPORT_BATCH
+    return _merged(filters, scope, after=None, batch=size, limit=None, enrich=True)

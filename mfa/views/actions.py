@@ -1,0 +1,105 @@
+"""The form of one action on one person: a valid POST makes the request and goes to its page."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from accounts.roles import REQUESTER_ROLES, role_required
+from graph.errors import GraphError
+from mfa import policy, selectors, services
+from mfa.forms import ACTION_FORMS
+from mfa.models import ActionKind
+from mfa.overrides import rate_override_for
+from mfa.verification import verification_current, verification_valid_until
+from mfa.views.pages import graph_problem_response, profile_or_problem
+from portal.graph_client import get_graph_client
+
+KIND_HELP: dict[str, str] = {
+    ActionKind.REREGISTER: (
+        "Removes every sign-in method that can be removed (the default last), then checks what "
+        "is left. At the next sign-in the person registers again."
+    ),
+    ActionKind.REVOKE_SESSIONS: (
+        "Signs the person out of every session. It can take a few minutes to reach every app."
+    ),
+    ActionKind.ISSUE_TAP: (
+        "Creates a Temporary Access Pass the caller can sign in with to register new methods. "
+        "You will see it once, on the request page."
+    ),
+    ActionKind.SET_MFA_STATE: "Changes the legacy per-user MFA state (Graph beta).",
+    ActionKind.DELETE_METHOD: "Removes one registered method.",
+}
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*REQUESTER_ROLES)
+def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
+    """The form of one action. A valid POST makes (or, for a repeated token, finds) the request
+    and redirects to its page; a refusal by the policy is shown above the form (409)."""
+    form_class = ACTION_FORMS.get(kind)
+    if form_class is None:
+        raise Http404("No such action")
+    # The tier decides whether a second person must approve: read it afresh before deciding.
+    found = profile_or_problem(request, oid, use_cache=request.method == "GET")
+    if isinstance(found, HttpResponse):
+        return found
+    profile = found
+    try:
+        policy.check_may_request(request.user, profile, kind)
+    except policy.PolicyError as exc:
+        raise PermissionDenied(exc.message) from exc
+    try:
+        extras = selectors.action_form_extras(get_graph_client(), kind=kind, profile=profile)
+    except GraphError as exc:
+        return graph_problem_response(request, exc, what="Preparing this form")
+    verification = verification_current(agent=request.user, target_id=profile.user.id)
+    policy_error = ""
+    if request.method == "POST":
+        form = form_class(request.POST, **extras)
+        if form.is_valid():
+            # One that has just expired still goes to the service, whose refusal then says
+            # "too old, verify again" instead of "missing".
+            backing = verification or verification_current(
+                agent=request.user, target_id=profile.user.id, include_expired=True
+            )
+            try:
+                action_request = services.action_request_create(
+                    agent=request.user,
+                    profile=profile,
+                    kind=kind,
+                    reason=form.cleaned_data["reason"],
+                    ticket=form.cleaned_data["ticket"],
+                    params=form.params(),
+                    verification=backing,
+                    idempotency_key=form.cleaned_data["idempotency_key"],
+                    http_request=request,
+                    rate_override_by=rate_override_for(request.user),
+                )
+            except policy.PolicyError as exc:
+                policy_error = exc.message
+            else:
+                return redirect("mfa:request_detail", action_request.public_id)
+    else:
+        form = form_class(**extras)
+    return render(
+        request,
+        "mfa/action_form.html",
+        {
+            "profile": profile,
+            "form": form,
+            "kind": kind,
+            "kind_label": ActionKind(kind).label,
+            "kind_help": KIND_HELP.get(kind, ""),
+            "needs_verification": ActionKind.needs_verification(kind),
+            "verification": verification,
+            "verification_until": verification_valid_until(verification) if verification else None,
+            "max_age": settings.PORTAL_VERIFICATION_MAX_AGE_MINUTES,
+            "approval_needed": policy.needs_approval(profile),
+            "policy_error": policy_error,
+        },
+        status=409 if policy_error else (400 if request.method == "POST" else 200),
+    )

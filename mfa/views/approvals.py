@@ -1,0 +1,93 @@
+"""The Lead's and Admin's pages: the requests waiting for a decision, approve or reject, and the
+short override of one agent's rate limit."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.roles import APPROVER_ROLES, role_required
+from mfa import policy, selectors, services
+from mfa.forms import DecisionForm, RateOverrideForm
+from mfa.overrides import OVERRIDE_MINUTES, rate_override_grant
+from mfa.permissions import get_request_to_decide_for_user
+
+
+@require_GET
+@role_required(*APPROVER_ROLES)
+def approvals(request: HttpRequest) -> HttpResponse:
+    """Requests waiting for a decision, with full context, and the rate-override form."""
+    items = selectors.awaiting_approval(request.user)
+    for item in items:
+        item["form"] = DecisionForm(prefix=f"d{item['ar'].pk}")
+    return render(
+        request,
+        "mfa/approvals.html",
+        {
+            "waiting": items,
+            "override_form": RateOverrideForm(
+                agents=selectors.rate_override_candidates(request.user)
+            ),
+            "rate_limit": settings.PORTAL_AGENT_RATE_LIMIT,
+            "rate_window": settings.PORTAL_AGENT_RATE_WINDOW_MINUTES,
+            "override_minutes": OVERRIDE_MINUTES,
+        },
+    )
+
+
+@require_POST
+@role_required(*APPROVER_ROLES)
+def approval_decide(request: HttpRequest, public_id: str) -> HttpResponse:
+    """Approve or reject (``decision``) with a comment."""
+    action_request = get_request_to_decide_for_user(request.user, public_id)
+    form = DecisionForm(request.POST, prefix=f"d{action_request.pk}")
+    decision = request.POST.get("decision")
+    if decision not in ("approve", "reject") or not form.is_valid():
+        messages.error(request, "Write a comment, then choose Approve or Reject.")
+        return redirect("mfa:approvals")
+    decide = (
+        services.action_request_approve if decision == "approve" else services.action_request_reject
+    )
+    try:
+        decide(
+            action_request=action_request,
+            approver=request.user,
+            comment=form.cleaned_data["comment"],
+            http_request=request,
+        )
+    except policy.PolicyError as exc:
+        messages.error(request, exc.message)
+    else:
+        verb = "Approved" if decision == "approve" else "Rejected"
+        messages.success(
+            request,
+            f"{verb}: {action_request.get_kind_display()} for {action_request.target_name}.",
+        )
+    return redirect("mfa:approvals")
+
+
+@require_POST
+@role_required(*APPROVER_ROLES)
+def rate_override(request: HttpRequest) -> HttpResponse:
+    """A lead lets one agent past the rate limit for a short while."""
+    form = RateOverrideForm(request.POST, agents=selectors.rate_override_candidates(request.user))
+    if not form.is_valid():
+        messages.error(request, "Choose the agent and say why.")
+        return redirect("mfa:approvals")
+    agent = get_user_model().objects.get(pk=int(form.cleaned_data["agent"]))
+    try:
+        rate_override_grant(
+            lead=request.user,
+            agent=agent,
+            comment=form.cleaned_data["comment"],
+            http_request=request,
+        )
+    except policy.PolicyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Override granted for the next {OVERRIDE_MINUTES} minutes.")
+    return redirect("mfa:approvals")

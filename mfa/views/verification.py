@@ -1,0 +1,132 @@
+"""Caller verification on the person page (send a code, check the code read back, record a
+manual check), and the demo mailbox where the codes land instead of being sent."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.roles import REQUESTER_ROLES, role_required
+from mfa.forms import CheckCodeForm, ManualCheckForm, SendCodeForm
+from mfa.mailbox import mailbox_active
+from mfa.models import MailboxMessage
+from mfa.permissions import get_pending_verification_for_user
+from mfa.verification import (
+    VerificationFailed,
+    code_destinations,
+    verification_check_code,
+    verification_record_manual,
+    verification_send_code,
+)
+from mfa.views.pages import profile_or_problem
+
+MAILBOX_SHOWN = 50
+
+
+def _back_to_verify(oid: str) -> HttpResponse:
+    return redirect(reverse("mfa:user_detail", args=[oid]) + "#verify")
+
+
+def _on_to_actions(oid: str) -> HttpResponse:
+    return redirect(reverse("mfa:user_detail", args=[oid]) + "#actions")
+
+
+@require_POST
+@role_required(*REQUESTER_ROLES)
+def verify_send(request: HttpRequest, oid: str) -> HttpResponse:
+    """Email a one-time code to the person's manager or alternate address."""
+    found = profile_or_problem(request, oid)
+    if isinstance(found, HttpResponse):
+        return found
+    form = SendCodeForm(request.POST, destinations=code_destinations(found))
+    if not form.is_valid():
+        messages.error(request, "Choose where to send the code.")
+        return _back_to_verify(oid)
+    try:
+        verification = verification_send_code(
+            agent=request.user,
+            profile=found,
+            destination=form.cleaned_data["destination"],
+            http_request=request,
+        )
+    except VerificationFailed as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            f"Code sent to {verification.sent_to_masked}. Ask the caller to read it back.",
+        )
+    return _back_to_verify(oid)
+
+
+@require_POST
+@role_required(*REQUESTER_ROLES)
+def verify_check(request: HttpRequest, oid: str) -> HttpResponse:
+    """Check the code the caller read back."""
+    form = CheckCodeForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, str(error))
+        return _back_to_verify(oid)
+    verification = get_pending_verification_for_user(
+        request.user, oid, form.cleaned_data["verification"]
+    )
+    try:
+        verification_check_code(
+            verification=verification,
+            agent=request.user,
+            code=form.cleaned_data["code"],
+            http_request=request,
+        )
+    except VerificationFailed as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Caller verified. You can act now.")
+        return _on_to_actions(oid)
+    return _back_to_verify(oid)
+
+
+@require_POST
+@role_required(*REQUESTER_ROLES)
+def verify_manual(request: HttpRequest, oid: str) -> HttpResponse:
+    """Record a manual check with the agent's evidence."""
+    found = profile_or_problem(request, oid)
+    if isinstance(found, HttpResponse):
+        return found
+    form = ManualCheckForm(request.POST)
+    if not form.is_valid():
+        for name, errors in form.errors.items():
+            label = form.fields[name].label if name in form.fields else ""
+            for error in errors:
+                messages.error(request, f"{label}: {error}" if label else str(error))
+        return _back_to_verify(oid)
+    try:
+        verification_record_manual(
+            agent=request.user,
+            profile=found,
+            check=form.cleaned_data["check"],
+            evidence=form.cleaned_data["evidence"],
+            http_request=request,
+        )
+    except VerificationFailed as exc:
+        messages.error(request, exc.message)
+        return _back_to_verify(oid)
+    messages.success(request, "Manual check recorded. You can act now.")
+    return _on_to_actions(oid)
+
+
+@require_GET
+@role_required()
+def mailbox(request: HttpRequest) -> HttpResponse:
+    """``/mailbox/``: the emails the demo kept instead of sending (404 outside the demo)."""
+    if not mailbox_active():
+        raise Http404("The mailbox exists only in the demo")
+    return render(
+        request,
+        "mfa/mailbox.html",
+        {"messages_list": MailboxMessage.objects.all()[:MAILBOX_SHOWN]},
+    )

@@ -12,7 +12,6 @@ from typing import Any
 from django.db import transaction
 
 from accounts.roles import has_role
-from audit.models import PortalEvent
 from mfa import policy
 from mfa.models import ActionRequest, Status
 from mfa.runners import run_action
@@ -23,19 +22,8 @@ from roles.tiering import approval_refusal
 
 class ActionRequestFlow(Flow[ActionRequest]):
     model = ActionRequest
-    events = EventKinds(
-        started=PortalEvent.Kind.ACTION_STARTED,
-        retry_scheduled=PortalEvent.Kind.ACTION_RETRY_SCHEDULED,
-        redispatched=PortalEvent.Kind.ACTION_REDISPATCHED,
-        expired=PortalEvent.Kind.ACTION_EXPIRED,
-        approved=PortalEvent.Kind.ACTION_APPROVED,
-        rejected=PortalEvent.Kind.ACTION_REJECTED,
-        cancelled=PortalEvent.Kind.ACTION_CANCELLED,
-        final={
-            Status.SUCCEEDED: PortalEvent.Kind.ACTION_SUCCEEDED,
-            Status.PARTIALLY_SUCCEEDED: PortalEvent.Kind.ACTION_PARTIALLY_SUCCEEDED,
-            Status.FAILED: PortalEvent.Kind.ACTION_FAILED,
-        },
+    events = EventKinds.named(
+        "action", final=(Status.SUCCEEDED, Status.PARTIALLY_SUCCEEDED, Status.FAILED)
     )
     noun = "request"
     reader = "agent"

@@ -32,7 +32,7 @@ Durability rules (the same for every flow):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
@@ -45,6 +45,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.roles import display_name_of
+from audit.models import PortalEvent
 from audit.services import portal_event_record
 from graph import GraphClient
 from graph.errors import GraphError, GraphThrottled, GraphTokenUnavailable, GraphTransient
@@ -76,6 +77,25 @@ class EventKinds:
     cancelled: str
     # The final event of each ending status the runner can produce.
     final: Mapping[str, str]
+
+    @classmethod
+    def named(cls, prefix: str, *, final: Iterable[str]) -> EventKinds:
+        """The kinds ``<prefix>_started``, ``<prefix>_retry_scheduled``, ... and
+        ``<prefix>_<status>`` for each final status; each must be a ``PortalEvent.Kind``."""
+
+        def kind(suffix: str) -> str:
+            return PortalEvent.Kind(f"{prefix}_{suffix}").value
+
+        return cls(
+            started=kind("started"),
+            retry_scheduled=kind("retry_scheduled"),
+            redispatched=kind("redispatched"),
+            expired=kind("expired"),
+            approved=kind("approved"),
+            rejected=kind("rejected"),
+            cancelled=kind("cancelled"),
+            final={status: kind(status) for status in final},
+        )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from typing import Any
 
 from django.db import transaction
 
-from audit.models import PortalEvent
 from outbox.engine import EventKinds, Flow, Outcome, Run
 from outbox.states import Status
 from roles.events import event_detail, event_fields
@@ -22,19 +21,7 @@ from roles.runners import after_change, run_role_change
 
 class RoleChangeFlow(Flow[RoleChangeRequest]):
     model = RoleChangeRequest
-    events = EventKinds(
-        started=PortalEvent.Kind.ROLE_CHANGE_STARTED,
-        retry_scheduled=PortalEvent.Kind.ROLE_CHANGE_RETRY_SCHEDULED,
-        redispatched=PortalEvent.Kind.ROLE_CHANGE_REDISPATCHED,
-        expired=PortalEvent.Kind.ROLE_CHANGE_EXPIRED,
-        approved=PortalEvent.Kind.ROLE_CHANGE_APPROVED,
-        rejected=PortalEvent.Kind.ROLE_CHANGE_REJECTED,
-        cancelled=PortalEvent.Kind.ROLE_CHANGE_CANCELLED,
-        final={
-            Status.SUCCEEDED: PortalEvent.Kind.ROLE_CHANGE_SUCCEEDED,
-            Status.FAILED: PortalEvent.Kind.ROLE_CHANGE_FAILED,
-        },
-    )
+    events = EventKinds.named("role_change", final=(Status.SUCCEEDED, Status.FAILED))
     noun = "change"
     reader = "requester"
     policy_error_code = "GuardRefused"

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from outbox.states import Status
 from tests.faults.support import assert_visible_final
-from tests.outbox.flows import FLOWS, TAKEN_OVER, Flow
+from tests.outbox.flows import FLOWS, Flow
 from tests.plugin import quiet_emulator_throttle
 from tests.waiting import wait_for
 
@@ -96,7 +96,14 @@ def stalled_worker(
     worker.thread = threading.Thread(target=run, name="stalled-worker", daemon=True)
     worker.thread.start()
     try:
-        assert landed.wait(timeout=60), "the worker never made its first Graph write"
+        # Fail at once when the worker ended (or broke) before it made its first write.
+        wait_for(
+            lambda: landed.is_set() or not worker.thread.is_alive(),
+            timeout=60,
+            interval=0.05,
+            what="the worker's first Graph write",
+        )
+        assert landed.is_set(), f"the worker ended before its first Graph write: {worker.errors}"
         yield worker
     finally:
         worker.release()
@@ -154,11 +161,10 @@ def test_lapsed_lease_is_taken_over_and_the_stalled_workers_save_refused(
     after = flow.get(row.pk)
     assert (after.status, after.attempts, after.steps) == (done.status, 2, done.steps)
     assert after.updated_at == done.updated_at
-    assert_visible_final(after, status=Status.SUCCEEDED, flow=flow)
     flow.check_done(after, fresh_tenant)
     assert flow.writes(fresh_tenant) == before + planned  # the write in flight was not repeated
     assert len(flow.events(after, flow.started_kind)) == 2
-    assert any(s["text"].startswith(TAKEN_OVER) for s in after.steps), after.steps
+    assert_visible_final(after, status=Status.SUCCEEDED, flow=flow, resumed=True)
 
 
 @pytest.mark.parametrize("flow", FLOWS)
@@ -218,6 +224,6 @@ def test_redispatch_sends_a_lapsed_running_row_once(
             flow.execute(row.pk)  # the worker that receives beat's message
         assert stuck.release() == []
 
-    assert_visible_final(flow.get(row.pk), status=Status.SUCCEEDED, flow=flow)
     assert flow.writes(fresh_tenant) == before + planned
     assert flow.redispatch() == 0
+    assert_visible_final(flow.get(row.pk), status=Status.SUCCEEDED, flow=flow, resumed=True)

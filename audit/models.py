@@ -69,7 +69,7 @@ class PortalEvent(models.Model):
         ENTRA_AUDIT_BACKFILLED = "entra_audit_backfilled", "Entra audit events loaded (backfill)"
         # History exports (audit.exports): who exported what, with the filters.
         AUDIT_EXPORT = "audit_export", "Audit history exported"
-        # Directory role administration (accounts.role_services).
+        # Directory role administration (roles.services).
         ROLE_CHANGE_REQUESTED = "role_change_requested", "Role change requested"
         ROLE_CHANGE_APPROVED = "role_change_approved", "Role change approved"
         ROLE_CHANGE_REJECTED = "role_change_rejected", "Role change rejected"

@@ -43,7 +43,7 @@ def list_members(client: GraphClient, group_id: str) -> list[DirectoryObject]:
     ]
 
 
-# Added for directory role administration (accounts.role_services): the groups a role may be given
+# Added for directory role administration (roles.services): the groups a role may be given
 # to. Reference: https://learn.microsoft.com/graph/api/group-list
 _ROLE_ASSIGNABLE_GROUPS = operation(
     "groups.role_assignable",

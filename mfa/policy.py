@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from roles.tiering import tiering_refusal
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
@@ -48,6 +47,7 @@ from outbox.inputs import REASON_MAX_LENGTH as REASON_MAX_LENGTH
 from outbox.inputs import REASON_MIN_LENGTH as REASON_MIN_LENGTH
 from outbox.inputs import clean_reason as clean_reason
 from outbox.inputs import clean_ticket as clean_ticket
+from roles.tiering import tiering_refusal
 
 logger = logging.getLogger(__name__)
 

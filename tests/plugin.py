@@ -237,13 +237,21 @@ def celery_worker(transactional_db: None) -> Iterator[WorkController]:
     from portal.celery import QUEUE_NAMES, app
 
     app.control.purge()
-    with start_worker(
-        app,
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        queues=list(QUEUE_NAMES),
-        shutdown_timeout=30.0,
-        loglevel="WARNING",
-    ) as worker:
-        yield worker
+    # The worker blocks on Redis (BRPOP) for ``polling_interval`` seconds at a time and stops
+    # only when that call returns: 1 s by default, paid at the end of every test with a worker.
+    # Polling every 0.1 s changes nothing else about how it consumes.
+    transport_options = app.conf.broker_transport_options
+    app.conf.broker_transport_options = {**transport_options, "polling_interval": 0.1}
+    try:
+        with start_worker(
+            app,
+            pool="solo",
+            concurrency=1,
+            perform_ping_check=False,
+            queues=list(QUEUE_NAMES),
+            shutdown_timeout=30.0,
+            loglevel="WARNING",
+        ) as worker:
+            yield worker
+    finally:
+        app.conf.broker_transport_options = transport_options

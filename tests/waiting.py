@@ -13,7 +13,11 @@ T = TypeVar("T")
 
 
 def wait_for(
-    predicate: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.1, what: str = ""
+    predicate: Callable[[], T | None],
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.1,
+    what: str = "",
 ) -> T:
     """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and
     return that value. Raises AssertionError (failing the test) naming ``what`` (or the

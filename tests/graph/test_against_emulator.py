@@ -34,7 +34,7 @@ from portal.graph_client import check_token, graph_config_from_settings, reset_g
 from tests.personas import PERSONAS
 
 if TYPE_CHECKING:
-    from pytest_django.fixtures import SettingsWrapper
+    from pytest_django.fixtures import Settings
 
     from entra_emulator.server import EmulatorServer
 
@@ -61,7 +61,7 @@ def roomy(emulator_faults: EmulatorServer) -> Iterator[GraphClient]:
     )
 
 
-def test_check_token_from_settings(emulator: EmulatorServer, settings: SettingsWrapper) -> None:
+def test_check_token_from_settings(emulator: EmulatorServer, settings: Settings) -> None:
     """/readyz's check gets a real token with the configured credentials, and refuses wrong
     ones with the emulator's own error: a check that did not ask the token endpoint, or that
     swallowed its answer, fails the second half."""

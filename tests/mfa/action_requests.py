@@ -98,9 +98,7 @@ def wait_final(request_id: int, *, timeout: float = 90.0) -> ActionRequest:
         row = ActionRequest.objects.get(pk=request_id)
         return row if row.is_final else None
 
-    row = wait_for(final, timeout=timeout, what=f"request {request_id} to finish")
-    assert row is not None
-    return row
+    return wait_for(final, timeout=timeout, what=f"request {request_id} to finish")
 
 
 def emulator_audit(server: Any, *, target_id: str, activity_contains: str) -> list[dict[str, Any]]:

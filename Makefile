@@ -13,12 +13,13 @@ STAMP := $(VENV)/.requirements.lock.installed
 # which `pytest -p tests.plugin` needs before pytest itself adds anything to sys.path.
 PTH := $(VENV)/lib/python3.11/site-packages/mfa-helpdesk-portal.pth
 
-.PHONY: help run test lint lint-mypy bench clean distclean venv
+.PHONY: help run test lint lint-mypy bench clean distclean venv screenshots
 
 help:
 	@echo "make run    start the demo: emulator, portal on http://127.0.0.1:$${PORTAL_PORT:-8000}, worker, beat"
 	@echo "make test   run the whole test suite (SQLite and an embedded Redis unless DATABASE_URL/REDIS_URL)"
 	@echo "make lint   ruff check, ruff format --check, mypy, djlint"
+	@echo "make screenshots  run the browser journeys and rewrite docs/screenshots/*.png"
 	@echo "make bench  run every benchmark (bench/*.py) and the load test, write bench/RESULTS.md"
 	@echo "make clean  remove var/ and caches (distclean also removes .venv)"
 
@@ -54,6 +55,10 @@ run: venv
 # pytest's own exit status is kept (5 when it collected nothing is a failure too).
 test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The browser journeys again, writing the README's pictures into docs/screenshots.
+screenshots: venv
+	PORTAL_WRITE_SCREENSHOTS=1 $(VENV)/bin/pytest -m browser -q
 
 # mypy and djLint load nothing from the environment, but the django-stubs plugin imports the
 # settings, which need these values; they are the demo's and reach no service.

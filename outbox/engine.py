@@ -31,12 +31,14 @@ Durability rules (the same for every flow):
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
+import redis
 from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
@@ -49,7 +51,7 @@ from audit.models import PortalEvent
 from audit.services import portal_event_record
 from graph import GraphClient
 from graph.errors import GraphError, GraphThrottled, GraphTokenUnavailable, GraphTransient
-from outbox.errors import Deferred, InvalidRequest, PolicyError
+from outbox.errors import Deferred, InvalidRequest, PolicyError, QueueUnavailable
 from outbox.inputs import DECISION_COMMENT_MAX_LENGTH
 from outbox.models import DurableRequest
 from outbox.states import CANCELLABLE_STATUSES, Status
@@ -169,6 +171,27 @@ class Flow(Generic[R]):
     def on_finished(self, row: R, status: str) -> None:
         """Called inside the transaction that made the row final (use ``on_commit`` for work
         outside the database: notices, cache refreshes)."""
+
+
+# --- create and enqueue --------------------------------------------------------------------------
+
+CreateFn = TypeVar("CreateFn", bound=Callable[..., Any])
+
+
+def needs_queue(create: CreateFn) -> CreateFn:
+    """For a flow's create service: a Redis failure while recording (its cache, locks or the
+    shared Graph budget) becomes QueueUnavailable, a refusal the person reads, with nothing
+    recorded (the transaction has not committed), instead of a server error."""
+
+    @functools.wraps(create)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return create(*args, **kwargs)
+        except redis.RedisError:
+            logger.warning("%s: Redis unavailable, nothing recorded", create.__qualname__)
+            raise QueueUnavailable() from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 # --- enqueue -------------------------------------------------------------------------------------

@@ -23,6 +23,16 @@ class NotAllowed(PolicyError):
     """This person may not do this (role, self-action, self-approval, guest target)."""
 
 
+class QueueUnavailable(PolicyError):
+    """The portal cannot reach Redis (its queue, cache and locks), so nothing was recorded."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The portal cannot reach its queue (Redis) right now, so nothing was recorded. "
+            "Try again in a minute."
+        )
+
+
 class Deferred(Exception):
     """Raised by ``outbox.engine.execute`` when Graph (or the database) asked us to wait: the
     task must retry after ``countdown`` seconds. The row is ``pending`` again, with a visible

@@ -50,7 +50,7 @@ def _run_add(run: Run[RoleChangeRequest]) -> Outcome:
     present = find_holding(holdings, principal_id=row.principal_id, how=how)
     run.step_end(index, state="done", suffix="done")
     if present is not None:
-        if run.was_in_flight(key) is not None:
+        if key in row.completed_writes or run.was_in_flight(key) is not None:
             # Our own write landed before the worker stopped: do not send it again.
             run.write_done(key)
             row.graph_object_id = present.assignment_id or present.schedule_id
@@ -62,6 +62,9 @@ def _run_add(run: Run[RoleChangeRequest]) -> Outcome:
             error_code="AlreadyHeld",
             error_message=f"{row.principal_name} already holds {row.role_name} that way.",
         )
+    if key in row.completed_writes:
+        # An earlier attempt's write Graph accepted, not visible yet: it is never sent twice.
+        return _verify(run, expect_present=True)
     if eligible:
         assert row.ends_at is not None
         index = run.step(
@@ -128,12 +131,15 @@ def _run_remove(run: Run[RoleChangeRequest]) -> Outcome:
     holding = find_holding(holdings, principal_id=row.principal_id, how=row.hold_kind)
     run.step_end(index, state="done", suffix="done")
     if holding is None:
-        if run.was_in_flight(key) is not None:
+        if key in row.completed_writes or run.was_in_flight(key) is not None:
             run.write_done(key)
             run.step("The removal had already reached Entra", state="done")
             return Outcome(Status.SUCCEEDED)
         run.step(f"{row.principal_name} no longer holds it: nothing to remove", state="done")
         return Outcome(Status.SUCCEEDED)
+    if key in row.completed_writes:
+        # An earlier attempt's removal Graph accepted, not visible yet: never sent twice.
+        return _verify(run, expect_present=False)
     # The guards again, on what Graph says now: other changes may have run since the request.
     others = [
         h

@@ -128,6 +128,7 @@ def _clean_end(hold_kind: str, ends_at: datetime | None, now: datetime) -> datet
     return ends_at
 
 
+@engine.needs_queue
 def role_change_create(
     *,
     requester: Any,
@@ -151,7 +152,8 @@ def role_change_create(
     own roles), GuardRefused (the removal would leave no active Global Administrator or no active
     PAA holder, counting removals already under way), InvalidRequest (input, unknown person,
     a group that is not role-assignable, already held / not held, another open change of the same
-    role and principal) and GraphError from the reads.
+    role and principal), QueueUnavailable (Redis cannot be reached: nothing was recorded) and
+    GraphError from the reads.
 
     How each kind reaches Entra: active and permanent through ``roleAssignments``; active until a
     date through PIM's ``roleAssignmentScheduleRequests`` (``adminAssign`` with an

@@ -18,7 +18,7 @@ from graph import groups as graph_groups
 from graph import users as graph_users
 from graph.errors import GraphError
 from graph.results import Group, User
-from outbox.errors import PolicyError
+from outbox.errors import PolicyError, QueueUnavailable
 from outbox.states import CANCELLABLE_STATUSES
 from portal.graph_client import get_graph_client
 from roles import catalog, page, services
@@ -197,7 +197,9 @@ def role_principals(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required(*ROLES_PAGE_ROLES)
 def role_add(request: HttpRequest) -> HttpResponse:
-    """Add a holder: person (searched) or role-assignable group, role, kind, end, why."""
+    """Add a holder: person (searched) or role-assignable group, role, kind, end, why. A refusal
+    is shown above the form; 503 when Redis is down (nothing was recorded)."""
+    status = 200
     if request.method == "POST":
         form = AddHolderForm(request.POST)
         if form.is_valid():
@@ -216,6 +218,9 @@ def role_add(request: HttpRequest) -> HttpResponse:
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     http_request=request,
                 )
+            except QueueUnavailable as exc:
+                form.add_error(None, exc.message)
+                status = 503
             except PolicyError as exc:
                 form.add_error(None, exc.message)
             except GraphError as exc:
@@ -242,6 +247,7 @@ def role_add(request: HttpRequest) -> HttpResponse:
             "chosen": request.POST.get("principal", ""),
             "approval_roles": settings.ROLES_REQUIRING_APPROVAL,
         },
+        status=status,
     )
 
 
@@ -270,6 +276,7 @@ def role_remove(request: HttpRequest) -> HttpResponse:
     if holding is None:
         raise Http404("No such holding")
     form = RemoveHolderForm(request.POST or None)
+    status = 200
     if request.method == "POST" and form.is_valid():
         try:
             row = services.role_change_create(
@@ -284,6 +291,9 @@ def role_remove(request: HttpRequest) -> HttpResponse:
                 idempotency_key=form.cleaned_data["idempotency_key"],
                 http_request=request,
             )
+        except QueueUnavailable as exc:
+            form.add_error(None, exc.message)
+            status = 503
         except PolicyError as exc:
             form.add_error(None, exc.message)
         except GraphError as exc:
@@ -294,6 +304,7 @@ def role_remove(request: HttpRequest) -> HttpResponse:
         request,
         "roles/remove.html",
         {"form": form, "holding": holding, "role_name": role_name, "how": how},
+        status=status,
     )
 
 

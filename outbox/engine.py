@@ -379,6 +379,13 @@ def execute(flow: Flow[R], request_id: int) -> None:
     run = Run(flow=flow, row=row, client=get_graph_client(), token=row.attempts)
     try:
         if taken_over:
+            # The step the dead worker was on never ended: say so instead of showing it running.
+            row.steps = [
+                {**s, "state": "failed", "text": f"{s['text']} interrupted"}
+                if s.get("state") == "running"
+                else s
+                for s in row.steps
+            ]
             run.step(
                 "The previous worker stopped; resuming without repeating finished Graph writes.",
                 state="done",

@@ -82,18 +82,16 @@ def assert_visible_final(
     be had has none), no step is left "running", and the portal's audit log holds exactly one
     outcome event for it. Returns the status fragment's HTML for further checks.
 
-    ``resumed``: a worker took the request over from a dead one; the dead worker's last step may
-    still say "running" (it stopped there), so only the steps from the takeover on are checked
+    ``resumed``: a worker took the request over from a dead one, and the page says so
     (``tests.outbox.flows.assert_resumed``)."""
     row.refresh_from_db()
     assert row.status == status, (row.status, row.error_code, row.error_message, row.steps)
     assert row.is_final and row.open_slot is None
     # A write stays "in flight" only when its outcome is truly unknown (and the page says so).
     assert row.pending_writes == {} or row.error_code == "OutcomeUnknown", row.pending_writes
+    assert not [s for s in row.steps if s.get("state") == "running"], row.steps
     if resumed:
         assert_resumed(row)
-    else:
-        assert not [s for s in row.steps if s.get("state") == "running"], row.steps
     html = flow.page(row)
     assert f'data-status="{status}"' in html, html[:2000]
     assert "hx-trigger" not in html  # final: the page stops polling

@@ -47,11 +47,13 @@ def _form_key(html: str) -> str:
 
 def assert_resumed(row: Any) -> None:
     """``row`` was taken over from a dead worker and the page says so: it shows the takeover step,
-    and no step from there on is left "running"."""
+    the step the dead worker stopped on says it was interrupted, and no step is left "running"."""
     texts = [str(s.get("text", "")) for s in row.steps]
     taken = [i for i, text in enumerate(texts) if text.startswith(TAKEN_OVER)]
     assert taken, f"no step says {TAKEN_OVER!r}: {texts}"
-    assert not [s for s in row.steps[taken[-1] :] if s.get("state") == "running"], row.steps
+    assert not [s for s in row.steps if s.get("state") == "running"], row.steps
+    before = row.steps[: taken[0]]
+    assert before and before[-1]["state"] in ("failed", "done"), before
 
 
 class Flow:

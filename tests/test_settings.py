@@ -106,7 +106,8 @@ def test_a_bad_value_stops_the_start_naming_the_variable(
 
 
 def test_the_plugin_set_up_a_private_demo_environment() -> None:
-    """Django's settings point at this run's emulator port, folder and Redis."""
+    """Django's settings point at this run's emulator port, folder and Redis, with a wide Graph
+    budget."""
     assert settings.DEMO is True
     assert Path(settings.VAR_DIR) == plugin.VAR_DIR
     assert plugin.VAR_DIR.is_dir()
@@ -115,6 +116,8 @@ def test_the_plugin_set_up_a_private_demo_environment() -> None:
     assert settings.ENTRA_CA_BUNDLE == str(plugin.VAR_DIR / "emulator" / "ca.pem")
     assert settings.REDIS_URL == plugin.REDIS_URL
     assert settings.CELERY_BROKER_URL == plugin.REDIS_URL
+    # The run's wide Graph budget; tests about the budget ask for the real one.
+    assert settings.GRAPH_BUDGET_REPORTS == "{}/{:g}".format(*plugin.WIDE_REPORTS_BUDGET)
     if not os.environ.get("DATABASE_URL"):
         assert settings.DATABASES["default"]["TEST"]["NAME"] == str(plugin.VAR_DIR / "test.sqlite3")
 

@@ -15,8 +15,9 @@ from accounts.roles import has_role
 from mfa import policy
 from mfa.models import ActionRequest, Status
 from mfa.runners import run_action
-from outbox.engine import EventKinds, Flow, Outcome, Run
+from outbox.engine import Run
 from outbox.errors import NotAllowed
+from outbox.flow import EventKinds, Flow, Outcome
 from roles.tiering import approval_refusal
 
 

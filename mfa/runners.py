@@ -1,7 +1,7 @@
 """The Graph steps of each kind of helpdesk action: the runners the engine calls.
 
 Each runner gets the engine's :class:`~outbox.engine.Run` (the claimed row, the Graph client and
-the fenced journal) and returns an :class:`~outbox.engine.Outcome`. The rules every runner keeps:
+the fenced journal) and returns an :class:`~outbox.flow.Outcome`. The rules every runner keeps:
 
 * read Graph fresh before writing, and read back after;
 * put each write's key in the journal first (``run.write_begin``) and mark it done after
@@ -40,7 +40,8 @@ from graph.errors import (
 from graph.results import AuthenticationMethod, MethodKind, PerUserMfa
 from mfa import tap_vault
 from mfa.models import ActionKind, ActionRequest, Status
-from outbox.engine import Outcome, Run
+from outbox.engine import Run
+from outbox.flow import Outcome
 
 logger = logging.getLogger(__name__)
 

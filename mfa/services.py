@@ -46,8 +46,9 @@ from mfa.policy import (
     VerificationRequired,
 )
 from mfa.runners import KIND_LABELS, method_label
-from outbox import engine
+from outbox import decisions, engine
 from outbox.errors import Deferred
+from outbox.flow import enqueue
 from outbox.inputs import clean_idempotency_key
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def _ticket_event_fields(row: ActionRequest) -> dict[str, Any]:
 def _enqueue(request_id: int) -> None:
     """Send the task (called on commit). A broker failure is logged, not raised: the row is the
     outbox and beat dispatches it again."""
-    engine.enqueue(ACTION_REQUESTS, request_id)
+    enqueue(ACTION_REQUESTS, request_id)
 
 
 def _enqueue_on_commit(request_id: int) -> None:
@@ -362,7 +363,7 @@ def action_request_approve(
     the target; InvalidRequest when the request is not awaiting approval or has expired (it is
     then marked ``expired``). With PORTAL_MIRROR_ENTRA_TIERING, NotAllowed as well when the
     target is privileged and the requester no longer holds PAA in the tenant."""
-    return engine.decide(
+    return decisions.decide(
         ACTION_REQUESTS,
         row=action_request,
         approver=approver,
@@ -380,7 +381,7 @@ def action_request_reject(
     http_request: HttpRequest | None = None,
 ) -> ActionRequest:
     """Reject a request ``awaiting_approval`` (a comment is required). Same rules as approve."""
-    return engine.decide(
+    return decisions.decide(
         ACTION_REQUESTS,
         row=action_request,
         approver=approver,
@@ -396,7 +397,7 @@ def action_request_cancel(
     """Cancel a request that has not started (``awaiting_approval`` or ``pending``). The
     requester may cancel their own; a Lead or Admin anyone's. Raises NotAllowed or
     InvalidRequest (already running or finished)."""
-    return engine.cancel(ACTION_REQUESTS, row=action_request, by=by, http_request=http_request)
+    return decisions.cancel(ACTION_REQUESTS, row=action_request, by=by, http_request=http_request)
 
 
 # --- TAP reveal ----------------------------------------------------------------------------------
@@ -463,7 +464,7 @@ def requests_redispatch() -> int:
 def requests_expire_stale() -> int:
     """Expire requests that waited for approval longer than ``PORTAL_APPROVAL_TTL_MINUTES``.
     Returns how many (each with an ``action_expired`` event)."""
-    return engine.expire_stale(ACTION_REQUESTS)
+    return decisions.expire_stale(ACTION_REQUESTS)
 
 
 def request_is_open(row: ActionRequest) -> bool:

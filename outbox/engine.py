@@ -1,5 +1,6 @@
-"""The one durable-request engine: claim, steps, write journal, defer or fail, finish,
-redispatch, expiry, and the decisions (approve, reject, cancel).
+"""The one durable-request engine: claim, steps, write journal, defer or fail, finish and
+redispatch (``outbox.decisions`` holds approve, reject, cancel and expiry; ``outbox.flow`` what
+a flow supplies).
 
 A flow (``mfa.flow``, ``roles.flow``, ...) is a :class:`Flow` subclass that supplies only its
 model, its event kinds, its runner (the Graph steps), its permission checks, its execution-time
@@ -21,7 +22,8 @@ Durability rules (the same for every flow):
   the policy afresh; a :class:`~outbox.errors.PolicyError` there ends the request ``failed``.
 * Throttled and transient Graph errors, and a lost database connection, put the row back to
   ``pending`` with a visible waiting step and raise :class:`~outbox.errors.Deferred`; backoff is
-  Graph's ``Retry-After``, else ``min(60, 5 * 2 ** (attempts - 1))`` seconds. After
+  Graph's ``Retry-After``, else ``min(60, PORTAL_RETRY_BACKOFF_SECONDS * 2 ** (attempts - 1))``
+  seconds. After
   ``PORTAL_ACTION_MAX_ATTEMPTS`` claims the request fails with the last error. Permanent errors
   and unexpected exceptions end it ``failed`` at once: it is never left ``running``.
 * Beat's :func:`redispatch` enqueues again ``pending`` rows no worker took and ``running`` rows
@@ -31,187 +33,32 @@ Durability rules (the same for every flow):
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-import redis
 from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.roles import display_name_of
-from audit.models import PortalEvent
 from audit.services import portal_event_record
 from graph import GraphClient
 from graph.errors import GraphError, GraphThrottled, GraphTokenUnavailable, GraphTransient
-from outbox.errors import Deferred, InvalidRequest, PolicyError, QueueUnavailable
-from outbox.inputs import DECISION_COMMENT_MAX_LENGTH
+from outbox.errors import Deferred, PolicyError
+from outbox.flow import Event, Flow, Outcome, enqueue_on_commit
 from outbox.models import DurableRequest
-from outbox.states import CANCELLABLE_STATUSES, Status
+from outbox.states import Status
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=DurableRequest)
-Event = tuple[str, dict[str, Any]]
 
 
 class LeaseLost(Exception):
     """This worker no longer owns the row (its lease ran out and another worker claimed it)."""
-
-
-@dataclass(frozen=True)
-class EventKinds:
-    """The ``PortalEvent.Kind`` values a flow records at each transition."""
-
-    started: str
-    retry_scheduled: str
-    redispatched: str
-    expired: str
-    approved: str
-    rejected: str
-    cancelled: str
-    # The final event of each ending status the runner can produce.
-    final: Mapping[str, str]
-
-    @classmethod
-    def named(cls, prefix: str, *, final: Iterable[str]) -> EventKinds:
-        """The kinds ``<prefix>_started``, ``<prefix>_retry_scheduled``, ... and
-        ``<prefix>_<status>`` for each final status; each must be a ``PortalEvent.Kind``."""
-
-        def kind(suffix: str) -> str:
-            return PortalEvent.Kind(f"{prefix}_{suffix}").value
-
-        return cls(
-            started=kind("started"),
-            retry_scheduled=kind("retry_scheduled"),
-            redispatched=kind("redispatched"),
-            expired=kind("expired"),
-            approved=kind("approved"),
-            rejected=kind("rejected"),
-            cancelled=kind("cancelled"),
-            final={status: kind(status) for status in final},
-        )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended: a final status and, for a failure, Graph's error or a code and message."""
-
-    status: str
-    error: GraphError | None = None
-    error_code: str = ""
-    error_message: str = ""
-
-
-class Flow(Generic[R]):
-    """What one kind of durable request supplies to the engine. Subclass and instantiate once."""
-
-    model: type[R]
-    events: EventKinds
-    # The word people read for one request of this flow: "request", "change".
-    noun: ClassVar[str] = "request"
-    # Who reads a rejection's comment: "agent", "requester".
-    reader: ClassVar[str] = "requester"
-    # The error code of a request refused by the execution-time policy or a guard.
-    policy_error_code: ClassVar[str] = "PolicyRefused"
-    # The flow's own columns a runner changes, saved with its progress (besides the journal).
-    progress_fields: ClassVar[tuple[str, ...]] = ()
-
-    # --- what every flow must supply -------------------------------------------------------------
-
-    def run(self, run: Run[R]) -> Outcome:
-        """The Graph steps of one attempt (read fresh, write through the journal, read back)."""
-        raise NotImplementedError
-
-    def send(self, request_id: int) -> None:
-        """Send the flow's Celery task for ``request_id`` (may raise on a broker failure)."""
-        raise NotImplementedError
-
-    def check_may_decide(self, approver: Any, row: R) -> None:
-        """Raise NotAllowed unless ``approver`` may approve or reject ``row``."""
-        raise NotImplementedError
-
-    def check_may_cancel(self, by: Any, row: R) -> None:
-        """Raise NotAllowed unless ``by`` may cancel ``row``."""
-        raise NotImplementedError
-
-    # --- what a flow may refine ------------------------------------------------------------------
-
-    def check_may_approve(self, approver: Any, row: R) -> None:
-        """Checks an approval needs beyond :meth:`check_may_decide` (default: none)."""
-
-    def check_before_write(self, run: Run[R]) -> None:
-        """The execution-time policy check: called just before the first Graph write of every
-        attempt. Read the policy afresh (no caches) and raise PolicyError to refuse. Default:
-        nothing more to check."""
-
-    def event_fields(self, row: R) -> dict[str, Any]:
-        """The ``portal_event_record`` columns naming the request (target, ticket, ...)."""
-        return {}
-
-    def event_detail(self, row: R, **more: Any) -> dict[str, Any]:
-        """The ``detail`` of the flow's events: ``more``, plus what the flow always records."""
-        return dict(more)
-
-    def final_detail(self, row: R) -> dict[str, Any]:
-        """What the final event records besides Graph's error (default: the flow's detail)."""
-        return self.event_detail(row)
-
-    def fallback_error(self, row: R) -> tuple[str, str, str] | None:
-        """(code, message, request-id) to show when an unsuccessful outcome names no error."""
-        return None
-
-    def on_finished(self, row: R, status: str) -> None:
-        """Called inside the transaction that made the row final (use ``on_commit`` for work
-        outside the database: notices, cache refreshes)."""
-
-
-# --- create and enqueue --------------------------------------------------------------------------
-
-CreateFn = TypeVar("CreateFn", bound=Callable[..., Any])
-
-
-def needs_queue(create: CreateFn) -> CreateFn:
-    """For a flow's create service: a Redis failure while recording (its cache, locks or the
-    shared Graph budget) becomes QueueUnavailable, a refusal the person reads, with nothing
-    recorded (the transaction has not committed), instead of a server error."""
-
-    @functools.wraps(create)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return create(*args, **kwargs)
-        except redis.RedisError:
-            logger.warning("%s: Redis unavailable, nothing recorded", create.__qualname__)
-            raise QueueUnavailable() from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-# --- enqueue -------------------------------------------------------------------------------------
-
-
-def enqueue(flow: Flow[Any], request_id: int) -> None:
-    """Send the task now. A broker failure is logged, not raised: the row is the outbox and beat
-    dispatches it again."""
-    try:
-        flow.send(request_id)
-    except Exception:  # any broker failure: beat re-dispatches
-        logger.warning("could not enqueue %s %s; beat will retry", flow.model.__name__, request_id)
-
-
-def enqueue_on_commit(flow: Flow[Any], request_id: int) -> None:
-    """Send the task once the current transaction commits (nothing is sent if it rolls back)."""
-    transaction.on_commit(lambda: enqueue(flow, request_id))
-
-
-# --- execution -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -442,10 +289,12 @@ def _database_lost(run: Run[Any], exc: DatabaseError) -> None:
 
 def backoff_seconds(attempts: int, retry_after: float | None) -> float:
     """How long to wait before attempt ``attempts + 1``: Graph's ``Retry-After`` when it gave
-    one, else ``min(60, 5 * 2 ** (attempts - 1))``; never under a second."""
+    one, else ``min(60, PORTAL_RETRY_BACKOFF_SECONDS * 2 ** (attempts - 1))``; never under a
+    second."""
     if retry_after:
         return max(1.0, float(retry_after))
-    return max(1.0, float(min(60, 5 * 2 ** max(0, attempts - 1))))
+    base = float(settings.PORTAL_RETRY_BACKOFF_SECONDS)
+    return max(1.0, min(60.0, base * 2 ** max(0, attempts - 1)))
 
 
 def defer_or_fail(run: Run[Any], exc: GraphError, *, waiting_for: str = "Graph") -> None:
@@ -582,136 +431,3 @@ def redispatch(flow: Flow[Any]) -> int:
             enqueue_on_commit(flow, pk)
         count += 1
     return count
-
-
-def expire_if_due(flow: Flow[R], row: R, now: datetime) -> bool:
-    """Expire an awaiting request whose approval window has passed (own transaction)."""
-    if row.status != Status.AWAITING_APPROVAL or now <= row.approval_expires_at():
-        return False
-    with transaction.atomic():
-        done = flow.model._default_manager.filter(
-            pk=row.pk, status=Status.AWAITING_APPROVAL
-        ).update(status=Status.EXPIRED, finished_at=now, open_slot=None, updated_at=now)
-        if done:
-            portal_event_record(
-                kind=flow.events.expired,
-                old_value={"status": Status.AWAITING_APPROVAL},
-                new_value={"status": Status.EXPIRED},
-                detail=flow.event_detail(
-                    row, approval_ttl_minutes=settings.PORTAL_APPROVAL_TTL_MINUTES
-                ),
-                **flow.event_fields(row),
-            )
-    row.refresh_from_db()
-    return bool(done)
-
-
-def expire_stale(flow: Flow[Any]) -> int:
-    """Expire the requests that waited for approval longer than ``PORTAL_APPROVAL_TTL_MINUTES``.
-    Returns how many (each with the flow's ``expired`` event)."""
-    now = timezone.now()
-    cutoff = now - timedelta(minutes=settings.PORTAL_APPROVAL_TTL_MINUTES)
-    awaiting = flow.model._default_manager.filter(
-        status=Status.AWAITING_APPROVAL, created_at__lt=cutoff
-    )
-    return sum(1 for row in awaiting if expire_if_due(flow, row, now))
-
-
-# --- decisions -----------------------------------------------------------------------------------
-
-
-def decide(
-    flow: Flow[R],
-    *,
-    row: R,
-    approver: Any,
-    comment: str,
-    approve: bool,
-    http_request: HttpRequest | None,
-) -> R:
-    """Approve (``pending``, task enqueued on commit) or reject (final) a request
-    ``awaiting_approval``. Raises NotAllowed from the flow's checks; InvalidRequest for a
-    comment too long, a rejection without one, a request no longer awaiting approval, or one
-    whose approval window has passed (it is then marked ``expired``)."""
-    flow.check_may_decide(approver, row)
-    if approve:
-        flow.check_may_approve(approver, row)
-    noun = flow.noun
-    text = (comment or "").strip()
-    if len(text) > DECISION_COMMENT_MAX_LENGTH:
-        raise InvalidRequest(
-            f"The comment is longer than {DECISION_COMMENT_MAX_LENGTH} characters."
-        )
-    if not approve and not text:
-        raise InvalidRequest(f"Say why you reject the {noun}: the {flow.reader} will read it.")
-    now = timezone.now()
-    row = flow.model._default_manager.get(pk=row.pk)
-    if expire_if_due(flow, row, now):
-        raise InvalidRequest(
-            f"This {noun} waited longer than {settings.PORTAL_APPROVAL_TTL_MINUTES} minutes for "
-            "approval and has expired."
-        )
-    new_status = Status.PENDING if approve else Status.REJECTED
-    changes: dict[str, Any] = {
-        "status": new_status,
-        "decided_by": approver,
-        "decided_by_name": display_name_of(approver),
-        "decision_comment": text,
-        "decided_at": now,
-        "updated_at": now,
-    }
-    if approve:
-        changes["enqueued_at"] = now
-    else:
-        changes.update(finished_at=now, open_slot=None)
-    with transaction.atomic():
-        done = flow.model._default_manager.filter(
-            pk=row.pk, status=Status.AWAITING_APPROVAL
-        ).update(**changes)
-        if not done:
-            row.refresh_from_db()
-            raise InvalidRequest(
-                f"This {noun} is already {row.get_status_display().lower()}: nothing to decide."
-            )
-        portal_event_record(
-            kind=flow.events.approved if approve else flow.events.rejected,
-            actor=approver,
-            request=http_request,
-            old_value={"status": Status.AWAITING_APPROVAL},
-            new_value={"status": new_status},
-            detail=flow.event_detail(row, comment=text, requester=row.requester_name),
-            **flow.event_fields(row),
-        )
-        if approve:
-            enqueue_on_commit(flow, row.pk)
-    row.refresh_from_db()
-    return row
-
-
-def cancel(flow: Flow[R], *, row: R, by: Any, http_request: HttpRequest | None) -> R:
-    """Cancel a request that has not started (``awaiting_approval`` or ``pending``). Raises
-    NotAllowed from the flow's check, or InvalidRequest when it is already running or final."""
-    flow.check_may_cancel(by, row)
-    now = timezone.now()
-    with transaction.atomic():
-        old = flow.model._default_manager.get(pk=row.pk).status
-        done = flow.model._default_manager.filter(
-            pk=row.pk, status__in=CANCELLABLE_STATUSES
-        ).update(status=Status.CANCELLED, finished_at=now, open_slot=None, updated_at=now)
-        if not done:
-            row.refresh_from_db()
-            raise InvalidRequest(
-                f"This {flow.noun} is {row.get_status_display().lower()}: it can no longer be "
-                "cancelled."
-            )
-        portal_event_record(
-            kind=flow.events.cancelled,
-            actor=by,
-            request=http_request,
-            old_value={"status": old},
-            new_value={"status": Status.CANCELLED},
-            detail=flow.event_detail(row),
-            **flow.event_fields(row),
-        )
-    row.refresh_from_db()
-    return row

@@ -285,6 +285,10 @@ PORTAL_REDISPATCH_AFTER_SECONDS = env.int("PORTAL_REDISPATCH_AFTER_SECONDS", def
 PORTAL_ACTION_LEASE_SECONDS = env.int("PORTAL_ACTION_LEASE_SECONDS", default=300)
 # Throttled or transient Graph failures are retried this many times before a request fails.
 PORTAL_ACTION_MAX_ATTEMPTS = env.int("PORTAL_ACTION_MAX_ATTEMPTS", default=5)
+# Without Graph's Retry-After, the n-th retry waits min(60, this * 2 ** (n - 1)) seconds.
+PORTAL_RETRY_BACKOFF_SECONDS = env.float("PORTAL_RETRY_BACKOFF_SECONDS", default=5.0)
+if PORTAL_RETRY_BACKOFF_SECONDS <= 0:
+    raise ConfigError("PORTAL_RETRY_BACKOFF_SECONDS", "must be more than 0")
 # A target's roles and tier are cached this long (the person page and the action form share it).
 PORTAL_TARGET_CACHE_SECONDS = env.int("PORTAL_TARGET_CACHE_SECONDS", default=180)
 for _name in ("PORTAL_ACTION_LEASE_SECONDS", "PORTAL_ACTION_MAX_ATTEMPTS"):

@@ -11,7 +11,8 @@ from typing import Any
 
 from django.db import transaction
 
-from outbox.engine import EventKinds, Flow, Outcome, Run
+from outbox.engine import Run
+from outbox.flow import EventKinds, Flow, Outcome
 from outbox.states import Status
 from roles.events import event_detail, event_fields
 from roles.models import RoleChangeRequest

@@ -16,7 +16,8 @@ from django.utils import timezone
 from graph import groups as graph_groups
 from graph import roles as graph_roles
 from graph.errors import GraphBadRequest, GraphError, GraphNotFound, GraphThrottled, GraphTransient
-from outbox.engine import Outcome, Run
+from outbox.engine import Run
+from outbox.flow import Outcome
 from outbox.states import Status
 from roles.catalog import role_definition_id
 from roles.guards import open_removals, removal_guard_message

@@ -30,8 +30,9 @@ from graph import GraphClient
 from graph import groups as graph_groups
 from graph import users as graph_users
 from graph.errors import GraphNotFound
-from outbox import engine
+from outbox import decisions, engine
 from outbox.errors import Deferred, InvalidRequest, NotAllowed
+from outbox.flow import enqueue_on_commit, needs_queue
 from outbox.inputs import clean_reason, clean_ticket
 from outbox.states import Status
 from roles.catalog import ROLES_SHOWN, role_is_read_only, role_needs_approval, role_template
@@ -128,7 +129,7 @@ def _clean_end(hold_kind: str, ends_at: datetime | None, now: datetime) -> datet
     return ends_at
 
 
-@engine.needs_queue
+@needs_queue
 def role_change_create(
     *,
     requester: Any,
@@ -257,7 +258,7 @@ def role_change_create(
                 **event_fields(row),
             )
             if not needs_approval:
-                engine.enqueue_on_commit(ROLE_CHANGES, row.pk)
+                enqueue_on_commit(ROLE_CHANGES, row.pk)
     except IntegrityError:
         again = RoleChangeRequest.objects.filter(idempotency_key=key).first()
         if again is not None and again.requester_id == requester.pk:
@@ -283,7 +284,7 @@ def role_change_approve(
     """Approve a change ``awaiting_approval``: it becomes ``pending`` and its task is enqueued on
     commit. Raises NotAllowed (not an Admin; the requester; the person the role is for) or
     InvalidRequest (not awaiting approval, expired)."""
-    return engine.decide(
+    return decisions.decide(
         ROLE_CHANGES,
         row=role_change,
         approver=approver,
@@ -301,7 +302,7 @@ def role_change_reject(
     http_request: HttpRequest | None = None,
 ) -> RoleChangeRequest:
     """Reject a change ``awaiting_approval`` (a comment is required). Same rules as approve."""
-    return engine.decide(
+    return decisions.decide(
         ROLE_CHANGES,
         row=role_change,
         approver=approver,
@@ -316,7 +317,7 @@ def role_change_cancel(
 ) -> RoleChangeRequest:
     """Cancel a change that has not started (``awaiting_approval`` or ``pending``). Any Admin
     may. Raises NotAllowed or InvalidRequest (already running or finished)."""
-    return engine.cancel(ROLE_CHANGES, row=role_change, by=by, http_request=http_request)
+    return decisions.cancel(ROLE_CHANGES, row=role_change, by=by, http_request=http_request)
 
 
 # --- execution and beat --------------------------------------------------------------------------
@@ -342,5 +343,5 @@ def role_changes_redispatch() -> int:
     then enqueue again the changes no worker picked up (``pending`` for longer than
     ``PORTAL_REDISPATCH_AFTER_SECONDS``, or ``running`` with a lapsed lease), each with a
     ``role_change_redispatched`` event. Returns how many were dispatched."""
-    engine.expire_stale(ROLE_CHANGES)
+    decisions.expire_stale(ROLE_CHANGES)
     return engine.redispatch(ROLE_CHANGES)

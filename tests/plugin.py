@@ -14,7 +14,9 @@ At import time, which is before pytest-django loads the Django settings, this mo
 - gives the run a wide Graph budget (``GRAPH_BUDGET_REPORTS``, and the same limit on the
   emulator's throttle): a view test is about the page, not about pacing, and the real
   5-per-10-s reports budget made one person-page test wait 20 s. Tests about the budget or
-  throttling ask for the real one with the ``real_graph_budget`` fixture.
+  throttling ask for the real one with the ``real_graph_budget`` fixture;
+- shortens the engine's retry backoff (``PORTAL_RETRY_BACKOFF_SECONDS=1``): fault tests check
+  that a request waits visibly and comes back, not for how long.
 
 ``DATABASE_URL`` is left alone: unset means SQLite, set means that database (pytest-django
 creates and drops ``test_<name>`` in it).
@@ -79,6 +81,9 @@ def _prepare_environment() -> tuple[Path, Path | None, int, EmbeddedRedis | None
     os.environ.update(demo_environment(emulator_port=emulator_port, var_dir=var_dir))
     os.environ["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(48)
     os.environ["GRAPH_BUDGET_REPORTS"] = "{}/{:g}".format(*WIDE_REPORTS_BUDGET)
+    # Retries without a Retry-After wait 1, 2, 4 ... s instead of 5, 10, 20 ... s: the fault suites
+    # test that a request waits and comes back, not how long (tests/outbox checks the formula).
+    os.environ["PORTAL_RETRY_BACKOFF_SECONDS"] = "1"
     # A developer's shell may carry production settings: tests never mail anyone and always
     # sign in with the demo app's secret.
     for name in ("EMAIL_URL", "ENTRA_CLIENT_CERT_PATH", "ENTRA_CLIENT_SECRET_FILE"):

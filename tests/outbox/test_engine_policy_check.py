@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
 from mfa import services
 from mfa.flow import ACTION_REQUESTS
@@ -109,7 +110,13 @@ def test_a_role_change_refused_at_execution_ends_failed_with_the_guard_code(
     assert row.graph_object_id == ""
 
 
+@override_settings(PORTAL_RETRY_BACKOFF_SECONDS=5)
 def test_backoff_doubles_from_five_seconds_to_a_minute_unless_graph_says_otherwise() -> None:
     assert [engine.backoff_seconds(n, None) for n in (1, 2, 3, 4, 5, 6)] == [5, 10, 20, 40, 60, 60]
     assert engine.backoff_seconds(3, 7) == 7
     assert engine.backoff_seconds(1, 0.2) == 1
+
+
+@override_settings(PORTAL_RETRY_BACKOFF_SECONDS=0.5)
+def test_the_backoff_base_comes_from_the_setting() -> None:
+    assert [engine.backoff_seconds(n, None) for n in (1, 2, 3, 4)] == [1, 1, 2, 4]

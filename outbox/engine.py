@@ -294,7 +294,7 @@ def backoff_seconds(attempts: int, retry_after: float | None) -> float:
     if retry_after:
         return max(1.0, float(retry_after))
     base = float(settings.PORTAL_RETRY_BACKOFF_SECONDS)
-    return max(1.0, min(60.0, base * 2 ** max(0, attempts - 1)))
+    return max(1.0, min(60.0, base * float(2 ** max(0, attempts - 1))))
 
 
 def defer_or_fail(run: Run[Any], exc: GraphError, *, waiting_for: str = "Graph") -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 from tests.personas import PERSONAS, signed_in
 from tests.security.portal_routes import Route, RouteObjects, portal_routes
@@ -158,8 +159,8 @@ def test_authorization_matrix(route: Route, persona: str, emulator: Any) -> None
     assert expected is not None, (
         f"{route.route} ({route.name}) has no row in EXPECTED: declare what each persona gets"
     )
-    objects = RouteObjects.create()
-    url = objects.url_for(route)
+    # The rows a path parameter points at cost Graph reads: made only for routes that need them.
+    url = RouteObjects.create().url_for(route) if route.params else reverse(route.name)
     got: dict[str, int] = {}
     for method in METHODS:
         client = _client(persona)

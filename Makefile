@@ -61,9 +61,11 @@ screenshots: venv
 	PORTAL_WRITE_SCREENSHOTS=1 $(VENV)/bin/pytest -m browser -q
 
 # mypy and djLint load nothing from the environment, but the django-stubs plugin imports the
-# settings, which need these values; they are the demo's and reach no service.
+# settings, which need these values; they are the demo's and reach no service (the demo starts
+# only with the emulator's tenant on loopback).
 LINT_ENV := PORTAL_DEMO=1 PORTAL_VAR_DIR=$(CURDIR)/var/lint REDIS_URL=redis://127.0.0.1:6379/0 \
-	ENTRA_TENANT_ID=lint ENTRA_CLIENT_ID=lint ENTRA_CLIENT_SECRET=lint DATABASE_URL= \
+	ENTRA_TENANT_ID=8f2d1c3a-5b6e-4f70-9a81-2c3d4e5f6a7b ENTRA_LOGIN_HOST=127.0.0.1:8443 \
+	GRAPH_URL=https://127.0.0.1:8443 ENTRA_CLIENT_ID=lint ENTRA_CLIENT_SECRET=lint DATABASE_URL= \
 	DJANGO_SECRET_KEY= ENTRA_CLIENT_CERT_PATH= ENTRA_CLIENT_SECRET_FILE= DJANGO_SECRET_KEY_FILE=
 
 lint: venv

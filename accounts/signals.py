@@ -18,5 +18,7 @@ from django.dispatch import Signal
 signed_in = Signal()
 # A sign-in finished but the portal refused the person; also sent with ``reason`` (a str).
 sign_in_refused = Signal()
-# A signed-in person asked to sign out; sent before the session is flushed.
+# A signed-in person asked to sign out; sent before the session is flushed. Also sent by
+# ``accounts.middleware`` with ``reason`` (a str) when the portal ends a session itself (a portal
+# role removed or the account disabled in Entra).
 signed_out = Signal()

@@ -3,7 +3,8 @@
 - ``login``: builds the library's authorization URL, then binds it to this session with a random
   ``state``, a ``nonce`` and a PKCE challenge (``accounts.signin``); ``next`` is kept only if it
   is a same-site relative path; ``login_hint`` is passed on to Entra.
-- ``callback``: refuses a ``state`` this session did not start (login CSRF), hands the verified
+- ``callback``: refuses a ``state`` this session did not start (login CSRF; Entra's error text
+  is shown only for a state this session started), hands the verified
   sign-in to the backend (PKCE verifier, nonce), then runs the library's callback view, which
   authenticates and calls ``django.contrib.auth.login`` (that rotates the session key). A person
   without a portal role is signed in but sees only the "no portal role" page.
@@ -62,16 +63,24 @@ def login(request: HttpRequest) -> HttpResponse:
 def callback(request: HttpRequest) -> HttpResponse:
     """Finish a sign-in that this session started; anything else is refused with 400."""
     if request.GET.get("error"):
-        # Entra reports a refusal (consent, cancelled, policy) instead of a code.
-        signin_take(request, request.GET.get("state"))
-        return render(
-            request,
-            "accounts/sign_in_failed.html",
-            {
-                "error_message": "Entra ID did not sign you in: "
+        # Entra reports a refusal (consent, cancelled, policy) instead of a code. Its text is
+        # shown only when the state names a sign-in this session started: anyone can send a
+        # link to /oauth2/callback?error_description=..., and the portal's origin must not
+        # speak an attacker's words.
+        started = signin_take(request, request.GET.get("state"))
+        if started is None:
+            logger.warning("sign-in error callback refused: state unknown to this session")
+            message = (
+                "This sign-in could not be verified: it was not started from this browser, or "
+                "it took too long. Please sign in again."
+            )
+        else:
+            message = (
+                "Entra ID did not sign you in: "
                 + request.GET.get("error_description", request.GET["error"])[:300]
-            },
-            status=400,
+            )
+        return render(
+            request, "accounts/sign_in_failed.html", {"error_message": message}, status=400
         )
     pending = signin_take(request, request.GET.get("state"))
     if pending is None:

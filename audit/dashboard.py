@@ -18,7 +18,10 @@ what it is about):
   requests do not count) more than ``DASHBOARD_REPEAT_RESET_MAX`` times within
   ``DASHBOARD_REPEAT_RESET_DAYS``;
 - privileged: an action on a privileged target;
-- outside the portal: an Entra change no portal request explains (``outside_portal``).
+- outside the portal: an Entra change no portal request explains (``outside_portal``);
+- manual checks: an agent recorded at least ``DASHBOARD_MANUAL_CHECKS_MIN`` manual caller checks
+  in the last 24 hours (read from the portal's own ``verification_manual`` events, so audit needs
+  nothing of mfa for it; mfa caps them at ``PORTAL_MANUAL_CHECKS_PER_DAY``).
 
 Off hours, privileged and outside-the-portal look back ``DASHBOARD_FLAG_DAYS``.
 """
@@ -37,7 +40,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from audit.models import DirectoryAuditRecord
+from audit.models import DirectoryAuditRecord, PortalEvent
 from audit.sources import request_manager, request_source
 
 # Flag lists show at most this many items (the count says how many there are).
@@ -348,6 +351,48 @@ def _outside_portal_flags(now: datetime) -> FlagGroup:
     return group
 
 
+def _manual_check_flags(now: datetime) -> FlagGroup:
+    minimum: int = settings.DASHBOARD_MANUAL_CHECKS_MIN
+    cap: int = settings.PORTAL_MANUAL_CHECKS_PER_DAY
+    group = FlagGroup(
+        "manual_checks",
+        "Many manual checks",
+        f"At least {minimum} manual caller check{'s' if minimum != 1 else ''} by one agent in "
+        f"the last 24 hours (the most allowed is {cap}). A manual check is the agent's own word.",
+    )
+    since = now - timedelta(hours=24)
+    counts: Counter[str] = Counter()
+    names: dict[str, str] = {}
+    latest: dict[str, datetime] = {}
+    rows = (
+        PortalEvent.objects.filter(
+            kind=PortalEvent.Kind.VERIFICATION_MANUAL, created_at__gte=since, created_at__lte=now
+        )
+        .values_list("actor_oid", "actor_name", "created_at")
+        .iterator(chunk_size=2000)
+    )
+    for oid, name, created_at in rows:
+        counts[oid] += 1
+        names[oid] = name or oid
+        latest[oid] = max(latest.get(oid, created_at), created_at)
+    for oid, count in counts.most_common():
+        if count < minimum:
+            break
+        group.add(
+            Flag(
+                title=names[oid],
+                detail=f"{count} manual checks in 24 hours",
+                url=_history_url(
+                    agent=oid,
+                    kind=PortalEvent.Kind.VERIFICATION_MANUAL.value,
+                    since=_local_day(since),
+                ),
+                at=latest[oid],
+            )
+        )
+    return group
+
+
 def dashboard_figures(*, now: datetime | None = None) -> DashboardFigures:
     """The charts and flags as of ``now`` (default: the current time)."""
     now = now or timezone.now()
@@ -361,6 +406,7 @@ def dashboard_figures(*, now: datetime | None = None) -> DashboardFigures:
             _repeat_reset_flags(now),
             privileged,
             _outside_portal_flags(now),
+            _manual_check_flags(now),
         ],
         **charts,
     )

@@ -4,7 +4,9 @@
 filters and the format) and returns a ``StreamingHttpResponse`` whose body is produced row by row
 from ``audit.selectors.history_flat_rows``: the rows are read in keyset batches of plain tuples
 (no object per row) and written ``ROWS_PER_CHUNK`` at a time, so memory stays flat whatever the
-size of the export. The viewer's scope applies as on the page.
+size of the export. The viewer's scope applies as on the page, and in an Agent's scope the
+evidence, reasons and comments other agents wrote are left out of the ``detail`` column
+(``audit.selectors.flat.PRIVATE_DETAIL_KEYS``).
 
 Cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or
 carriage return) are prefixed with ``'`` in the CSV: names and reasons come from Entra and from

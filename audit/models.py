@@ -2,11 +2,13 @@
 
 ``PortalEvent``: a row is written once and never changed or removed through the ORM: ``save()``
 refuses an existing row, ``delete()`` refuses, and the QuerySet's ``update()`` and ``delete()``
-refuse. On PostgreSQL a trigger (migration 0005) rejects UPDATE and DELETE in the database as
-well; on SQLite the model guard is the only protection, so a person with write access to the
-SQLite file can change rows, and only ``manage.py audit_verify`` (the hash chain) will tell.
+refuse. On PostgreSQL a trigger (migration 0006) rejects UPDATE and DELETE in the database as
+well, and the web and worker processes connect as a role that holds no UPDATE, DELETE, TRUNCATE
+or TRIGGER right on the table (migration 0012, README "Production"); on SQLite the model guard
+is the only protection, so a person with write access to the SQLite file can change rows, and
+only ``manage.py audit_verify`` (the keyed hash chain and its anchors) will tell.
 Each event carries ``seq`` (1, 2, 3, ... without gaps), the previous event's hash and its own
-hash (``audit.chain``). Write events only with ``audit.services.portal_event_record``.
+keyed hash (``audit.chain``). Write events only with ``audit.services.portal_event_record``.
 
 ``DirectoryAuditRecord``: one Entra ``directoryAudit`` event, kept long after Entra drops it
 (``audit.sync``), linked to the portal request it belongs to (``audit.correlation``) and pruned
@@ -60,10 +62,18 @@ class PortalEvent(models.Model):
         ACTION_PARTIALLY_SUCCEEDED = "action_partially_succeeded", "Action partially succeeded"
         ACTION_FAILED = "action_failed", "Action failed"
         ACTION_REDISPATCHED = "action_redispatched", "Action dispatched again"
+        ACTION_RETURNED_TO_APPROVAL = (
+            "action_returned_to_approval",
+            "Action returned to approval (policy changed before it ran)",
+        )
         ACTION_NOTIFIED = "action_notified", "Target notified of an action"
         TAP_REVEALED = "tap_revealed", "Temporary Access Pass revealed"
         TAP_REVEAL_REFUSED = "tap_reveal_refused", "Temporary Access Pass reveal refused"
         RATE_OVERRIDE = "rate_override", "Rate limit overridden"
+        ACTION_REPEAT_CONFIRMED = (
+            "action_repeat_confirmed",
+            "Repeat of a recent action confirmed by the agent",
+        )
         # The Entra audit cache (audit.retention, audit_backfill).
         ENTRA_AUDIT_PRUNED = "entra_audit_pruned", "Cached Entra audit events pruned"
         ENTRA_AUDIT_BACKFILLED = "entra_audit_backfilled", "Entra audit events loaded (backfill)"
@@ -78,6 +88,10 @@ class PortalEvent(models.Model):
         ROLE_CHANGE_STARTED = "role_change_started", "Role change started"
         ROLE_CHANGE_RETRY_SCHEDULED = "role_change_retry_scheduled", "Role change waiting to retry"
         ROLE_CHANGE_REDISPATCHED = "role_change_redispatched", "Role change dispatched again"
+        ROLE_CHANGE_RETURNED_TO_APPROVAL = (
+            "role_change_returned_to_approval",
+            "Role change returned to approval (policy changed before it ran)",
+        )
         ROLE_CHANGE_SUCCEEDED = "role_change_succeeded", "Role change succeeded"
         ROLE_CHANGE_FAILED = "role_change_failed", "Role change failed"
         ROLE_CHANGE_LINKED = "role_change_linked", "Role change linked to Entra's audit event"
@@ -89,6 +103,11 @@ class PortalEvent(models.Model):
     seq = models.PositiveBigIntegerField(unique=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+    # How ``hash`` was made (audit.chain): 2, HMAC-SHA256 with AUDIT_CHAIN_KEY, for every new
+    # event; 1, plain SHA-256, for the events written before the chain was keyed (migration
+    # 0011). The database default is 2 as well, so a loader that writes rows directly (COPY in
+    # bench/audit_bench_db.py) and hashes with audit.chain.event_hash stays valid.
+    chain_version = models.PositiveSmallIntegerField(default=2, db_default=2)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

@@ -30,8 +30,14 @@ def _sign_in_refused(*, request: HttpRequest, user: Any, reason: str, **_: Any) 
     )
 
 
-def _signed_out(*, request: HttpRequest, user: Any, **_: Any) -> None:
-    portal_event_record(kind=PortalEvent.Kind.SIGN_OUT, actor=user, request=request)
+def _signed_out(*, request: HttpRequest, user: Any, reason: str = "", **_: Any) -> None:
+    # ``reason``: the portal ended the session (accounts.middleware), not the person.
+    portal_event_record(
+        kind=PortalEvent.Kind.SIGN_OUT,
+        actor=user,
+        request=request,
+        detail={"reason": reason} if reason else {},
+    )
 
 
 def connect() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from celery import current_task
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import transaction
 from django.http import HttpRequest
@@ -100,11 +103,8 @@ def portal_event_record(
         event.actor = actor
         event.actor_name, event.actor_oid = _actor_identity(actor)
     if request is not None:
-        # REMOTE_ADDR only: X-Forwarded-For is whatever the client wrote. Behind a proxy, the
-        # WSGI server must be told to take the client address from the proxy.
-        event.source_ip = request.META.get("REMOTE_ADDR") or None
+        event.source_ip = client_address(request)
         event.user_agent = str(request.META.get("HTTP_USER_AGENT", ""))[:USER_AGENT_MAX_LENGTH]
-        event.source_ip = normalise_ip_or_none(event.source_ip)
     with transaction.atomic():
         chain_lock()
         seq, prev_hash = chain_head()
@@ -115,6 +115,56 @@ def portal_event_record(
         event.hash = event_hash(prev_hash, event_content(event))
         event.save()
     return event
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = getattr(
+        settings, "PORTAL_TRUSTED_PROXY_NETWORKS", ()
+    )
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address.version == n.version and address in n for n in networks)
+
+
+def _parse_hop(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """One X-Forwarded-For entry: an address, maybe ``[v6]`` or ``v4:port``; None if not one."""
+    text = value.strip()
+    if text.startswith("["):
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The address of the client an HTTP request came from, as the audit log records it.
+
+    ``REMOTE_ADDR`` is the peer of this server. When that peer is a trusted proxy
+    (``PORTAL_TRUSTED_PROXIES``), ``X-Forwarded-For`` is read from right to left: each trusted
+    hop appended the address it saw, so the first address that is not a trusted proxy is the
+    client. Entries left of it were written by the client and are never believed. A malformed
+    entry stops the walk at the last good address; if every hop is trusted, the leftmost one is
+    taken. Without a trusted peer, the header is ignored. None when no address is known.
+    """
+    address = _parse_hop(str(request.META.get("REMOTE_ADDR", "")))
+    if address is None:
+        return None
+    if _trusted(address):
+        # Several X-Forwarded-For headers arrive joined with commas, in order.
+        hops = str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")
+        for hop in reversed(hops):
+            if not hop.strip():
+                continue
+            parsed = _parse_hop(hop)
+            if parsed is None:
+                break
+            address = parsed
+            if not _trusted(address):
+                break
+    return normalise_ip_or_none(str(address))
 
 
 def normalise_ip_or_none(value: str | None) -> str | None:

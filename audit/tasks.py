@@ -1,8 +1,8 @@
 """Celery tasks of the audit trail: thin wrappers, on the ``sync`` queue (portal/celery.py routes
 ``audit.tasks.*`` there; beat also sends them at the lowest priority).
 
-Both are safe to deliver twice: a second sync finds the lease taken (or nothing new), a second
-prune finds nothing past retention.
+All are safe to deliver twice: a second sync finds the lease taken (or nothing new), a second
+prune finds nothing past retention, a second anchor records the same head again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import shared_task
 
-from audit import retention, sync
+from audit import anchors, retention, sync
 
 logger = logging.getLogger(__name__)
 
@@ -37,3 +37,16 @@ def entra_audit_prune() -> int:
     """Beat, daily: remove cached Entra events past AUDIT_RETENTION_DAYS (logged as a
     PortalEvent). Returns how many were removed."""
     return retention.entra_audit_prune().deleted
+
+
+@shared_task(name="audit.tasks.audit_chain_anchor", ignore_result=True)
+def audit_chain_anchor() -> dict[str, Any]:
+    """Beat, every AUDIT_ANCHOR_INTERVAL_SECONDS: record the event chain's head outside the
+    database (audit.anchors: AUDIT_ANCHOR_FILE and the ``audit.anchor`` log).
+
+    A chain that no longer extends the latest anchor (events removed or rewritten) is logged as
+    an ERROR and not anchored; the task then raises, so the failure shows in the worker's log and
+    monitoring as well.
+    """
+    written = anchors.anchor_write()
+    return {"seq": written.anchor.seq, "hash": written.anchor.hash}

@@ -60,11 +60,18 @@ _GET_MANAGER = operation(
     "/v1.0/users/{user_id}/manager",
     reference="https://learn.microsoft.com/graph/api/user-list-manager",
 )
+# Memberships are read with the properties tiering decides on, named explicitly: without
+# $select Graph returns each type's default set, which promises nothing. directoryObject is an
+# open type, so Graph accepts the derived types' properties here (group: isAssignableToRole;
+# directoryRole: roleTemplateId) without an OData cast (a cast needs the eventually consistent
+# advanced-query index: https://learn.microsoft.com/graph/api/user-list-transitivememberof).
+MEMBERSHIP_SELECT = ("id", "displayName", "isAssignableToRole", "roleTemplateId")
 _TRANSITIVE_MEMBER_OF = operation(
     "users.transitive_member_of",
     "GET",
     "/v1.0/users/{user_id}/transitiveMemberOf",
     reference="https://learn.microsoft.com/graph/api/user-list-transitivememberof",
+    select=MEMBERSHIP_SELECT,
     paged=True,
 )
 
@@ -143,7 +150,11 @@ def get_manager(client: GraphClient, user_id: str) -> User | None:
 
 def list_transitive_member_of(client: GraphClient, user_id: str) -> list[DirectoryObject]:
     """Groups (``Group``, with ``is_assignable_to_role``), directory roles and administrative
-    units the user belongs to, directly or through nested groups."""
+    units the user belongs to, directly or through nested groups (:data:`MEMBERSHIP_SELECT`).
+
+    ``is_assignable_to_role`` is None when Graph did not say (an app without the permission to
+    read a type gets its objects with ``id`` and ``@odata.type`` only): callers that decide on it
+    must treat None as "may be role-assignable"."""
     # Reference: https://learn.microsoft.com/graph/api/user-list-transitivememberof
     return [
         DirectoryObject.from_graph(item)

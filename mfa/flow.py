@@ -1,24 +1,28 @@
 """Helpdesk action requests as a flow of the durable-request engine (``outbox.engine``).
 
 The engine owns the life of a request; this module supplies what is the helpdesk's own: the
-model, the event kinds, the runners (``mfa.runners``), who may decide or cancel, and the notice
-sent when a request that changed something ends.
+model, the event kinds, the runners (``mfa.runners``), who may decide or cancel, the
+execution-time policy check (:meth:`ActionRequestFlow.check_before_write`), and the notice sent
+when a request that changed something ends.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
-from accounts.roles import has_role
+from accounts.roles import REQUESTER_ROLES, has_role
 from mfa import policy
 from mfa.models import ActionRequest, Status
 from mfa.runners import run_action
 from outbox.engine import Run
-from outbox.errors import NotAllowed
+from outbox.errors import NeedsApproval, NotAllowed, PolicyError
 from outbox.flow import EventKinds, Flow, Outcome
-from roles.tiering import approval_refusal
+from roles.catalog import PAA
+from roles.holders import read_portal_roles
+from roles.tiering import holds_paa_now, staff_now
 
 
 class ActionRequestFlow(Flow[ActionRequest]):
@@ -43,11 +47,73 @@ class ActionRequestFlow(Flow[ActionRequest]):
         policy.check_may_decide(approver, row)
 
     def check_may_approve(self, approver: Any, row: ActionRequest) -> None:
-        # A privileged request whose requester lost PAA (with tiering mirrored) cannot be
-        # approved; it may still be rejected or cancelled.
-        refusal = approval_refusal(row.requester, privileged=row.is_privileged)
+        # Who may approve whom (a peer never for a peer), and a privileged request whose
+        # requester lost PAA (with tiering mirrored) cannot be approved; it may still be
+        # rejected or cancelled.
+        policy.check_may_approve(approver, row)
+
+    def check_before_write(self, run: Run[ActionRequest]) -> None:
+        """Just before the first Graph write of every attempt, on Entra as it is now (no cache):
+
+        * the requester still holds a portal role (the portal app's role assignments, not the
+          session) and their account is enabled, else PolicyError (failed, refused by policy);
+        * the target's tier: when it rose since the tier was decided (a standard person became
+          privileged), the request goes back to awaiting approval (NeedsApproval), whatever
+          approval it had: an approval for a standard person does not cover a privileged one;
+        * with PORTAL_MIRROR_ENTRA_TIERING, on a privileged person the requester still holds
+          PAA, else PolicyError;
+        * when the request needs an approval now: it has one, and the approver still may give
+          it (holds a portal role that may approve this target for this requester, account
+          enabled), else back to awaiting approval.
+        The tier read now is written with a return to approval, so the next approver decides on
+        it.
+        """
+        row, client = run.row, run.client
+        held = read_portal_roles(client)
+        requester = staff_now(client, row.requester, portal_roles=held)
+        who = row.requester_name
+        if not requester.holds(*REQUESTER_ROLES):
+            raise PolicyError(
+                f"{who} no longer holds a helpdesk role in the portal (read from Entra now), so "
+                "the request was not run."
+            )
+        if not requester.enabled:
+            raise PolicyError(f"{who}'s account is disabled in Entra, so the request was not run.")
+        profile = policy.target_profile(client, row.target_id, use_cache=False)
+        reasons = policy.approval_reasons(profile, row.kind, row.params, row.verification)
+        updates = policy.target_columns(profile)
+        if profile.privileged and not row.is_privileged:
+            raise NeedsApproval(
+                f"{profile.user.display_name} became privileged after the request was made: "
+                + " ".join(reasons),
+                updates=updates,
+            )
+        if (
+            settings.PORTAL_MIRROR_ENTRA_TIERING
+            and profile.privileged
+            and not holds_paa_now(client, row.requester)
+        ):
+            raise PolicyError(
+                f"{who} no longer holds {PAA} in the tenant, so under Entra's tiering they may "
+                "not act on this privileged person: the request was not run."
+            )
+        if not reasons:
+            return
+        if row.decided_by is None:
+            raise NeedsApproval(" ".join(reasons), updates=updates)
+        approver = staff_now(client, row.decided_by, portal_roles=held)
+        refusal = policy.approver_refusal(
+            approver_roles=approver.roles,
+            requester_roles=requester.roles,
+            target_roles=policy.profile_portal_roles(profile),
+        )
+        if refusal is None and not approver.enabled:
+            refusal = f"{row.decided_by_name}'s account is disabled in Entra."
         if refusal:
-            raise NotAllowed(refusal)
+            raise NeedsApproval(
+                f"The approval by {row.decided_by_name} no longer fits: {refusal}",
+                updates=updates,
+            )
 
     def check_may_cancel(self, by: Any, row: ActionRequest) -> None:
         if by.pk != row.requester_id and not has_role(by, *policy.APPROVER_ROLES):

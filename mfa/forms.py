@@ -110,12 +110,50 @@ class ActionForm(forms.Form):
     )
     ticket = forms.CharField(label="Ticket", max_length=64)
     idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    # Shown only when the agent did the same to this person moments ago (the template's
+    # repeat block): doing it again needs both.
+    confirm_repeat = forms.BooleanField(label="Yes, do it again", required=False)
+    repeat_reason = forms.CharField(
+        label="Why again",
+        required=False,
+        max_length=REASON_MAX_LENGTH,
+        help_text="Why the first one is not enough: it is recorded with the new request.",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+    REPEAT_FIELDS = ("confirm_repeat", "repeat_reason")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["ticket"].help_text = f"For example {settings.PORTAL_TICKET_HINT}."
         if not self.is_bound:
             self.initial.setdefault("idempotency_key", new_idempotency_key())
+
+    @property
+    def action_fields(self) -> list[forms.BoundField]:
+        """The visible fields of the action itself (the repeat confirmation is shown apart)."""
+        return [f for f in self.visible_fields() if f.name not in self.REPEAT_FIELDS]
+
+    @property
+    def repeat_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.REPEAT_FIELDS]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        why = str(cleaned.get("repeat_reason") or "").strip()
+        cleaned["repeat_reason"] = why
+        if cleaned.get("confirm_repeat") and len(why) < REASON_MIN_LENGTH:
+            self.add_error(
+                "repeat_reason",
+                f"Say why you are doing this again, in at least {REASON_MIN_LENGTH} characters.",
+            )
+        return cleaned
+
+    def confirmed_repeat_reason(self) -> str:
+        """The reason that confirms a repeat ("" unless the box is ticked)."""
+        if not self.cleaned_data.get("confirm_repeat"):
+            return ""
+        return str(self.cleaned_data.get("repeat_reason") or "")
 
     def clean_ticket(self) -> str:
         ticket = str(self.cleaned_data["ticket"]).strip().upper()

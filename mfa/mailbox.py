@@ -7,7 +7,7 @@ a mail server. In production ``EMAIL_URL`` selects Django's SMTP backend and thi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -19,8 +19,26 @@ BACKEND_PATH = "mfa.mailbox.MailboxBackend"
 
 
 def mailbox_active() -> bool:
-    """True when outgoing mail lands in the local mailbox (the demo), so ``/mailbox/`` exists."""
-    return bool(settings.EMAIL_BACKEND == BACKEND_PATH)
+    """True when outgoing mail lands in the local mailbox, so ``/mailbox/`` exists: in the demo
+    only (``PORTAL_DEMO``), whatever ``EMAIL_BACKEND`` says."""
+    return bool(settings.DEMO and settings.EMAIL_BACKEND == BACKEND_PATH)
+
+
+def messages_for(addresses: Iterable[str], *, everyone: bool, limit: int) -> list[MailboxMessage]:
+    """The newest ``limit`` messages sent to one of ``addresses`` (to, cc or bcc; compared without
+    case), or to anyone when ``everyone`` (an Admin reads the whole mailbox).
+
+    Filtered here rather than in SQL: ``to`` is a JSON list, which SQLite cannot search, and the
+    demo's mailbox is small.
+    """
+    wanted = {a.strip().lower() for a in addresses if a and a.strip()}
+    found: list[MailboxMessage] = []
+    for message in MailboxMessage.objects.order_by("-created_at", "-pk").iterator():
+        if everyone or wanted & {str(a).strip().lower() for a in (message.to or [])}:
+            found.append(message)
+            if len(found) >= limit:
+                break
+    return found
 
 
 class MailboxBackend(BaseEmailBackend):

@@ -18,7 +18,15 @@ from django.utils import timezone
 from outbox.models import DurableRequest, DurableRequestQuerySet
 from outbox.states import FINAL_STATUSES, Status
 
-__all__ = ["FINAL_STATUSES", "ActionKind", "ActionRequest", "CallerVerification", "Status", "Tier"]
+__all__ = [
+    "FINAL_STATUSES",
+    "ActionKind",
+    "ActionRequest",
+    "CallerVerification",
+    "RateOverride",
+    "Status",
+    "Tier",
+]
 
 
 class ActionKind(models.TextChoices):
@@ -177,3 +185,36 @@ class MailboxMessage(models.Model):
 
     def __str__(self) -> str:
         return self.subject
+
+
+class RateOverride(models.Model):
+    """A Lead's or Admin's grant of ``granted`` extra requests past the rate limit to ``agent``.
+
+    Each request the agent makes while at the limit takes one (``used`` counts up, under the
+    agent's lock in ``mfa.services.action_request_create``); a grant is spent when ``used``
+    reaches ``granted`` and lapses at ``expires_at`` (the end of the rate window it was given
+    in). Recorded with a ``rate_override`` event at the grant and at each use.
+    """
+
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rate_overrides"
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    granted = models.PositiveSmallIntegerField()
+    used = models.PositiveSmallIntegerField(default=0)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("created_at", "id")
+        indexes = (models.Index(fields=("agent", "expires_at")),)
+
+    def __str__(self) -> str:
+        return f"{self.used} of {self.granted} extra requests for user {self.agent_id}"
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.granted - self.used)

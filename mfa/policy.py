@@ -3,13 +3,20 @@
 The rules (DESIGN.md, "Policy"):
 
 * A target is **privileged** when it holds any directory role (active or PIM-eligible, directly or
-  through a role-assignable group) or belongs to a group in ``PORTAL_PROTECTED_GROUP_IDS``.
-* Any portal role (Agent, Lead, Admin) may request actions; an action on a privileged target waits
-  for the approval of a Lead or Admin who is not the requester.
+  through a role-assignable group), belongs to a group in ``PORTAL_PROTECTED_GROUP_IDS``, or holds
+  any of the portal's own app roles (Agent, Lead, Admin, directly or through a group, read from
+  the portal app's role assignments in Entra): the helpdesk's own staff are the easiest way
+  around four-eyes.
+* Any portal role (Agent, Lead, Admin) may request actions; an action on a privileged target, or
+  one of ``PORTAL_MANUAL_CHECK_NEEDS_APPROVAL`` backed only by a manual caller check, waits for an
+  approval (who may give it: :func:`check_may_decide`).
 * Nobody acts on their own account through the portal, and guests are out of scope (their methods
   and sessions live in their home tenant).
 * Each agent may submit ``PORTAL_AGENT_RATE_LIMIT`` requests per
-  ``PORTAL_AGENT_RATE_WINDOW_MINUTES``; more needs a Lead's or Admin's override.
+  ``PORTAL_AGENT_RATE_WINDOW_MINUTES``; each one more takes one of the
+  ``PORTAL_RATE_OVERRIDE_REQUESTS`` extra requests of a Lead's or Admin's override (for a Lead or
+  an Admin: another Admin's). The same action on the same person by the same agent within
+  ``PORTAL_REPEAT_WINDOW_MINUTES`` of a success needs the agent's confirmation with a reason.
 * A Temporary Access Pass must fit the tenant's TAP policy, read from Graph.
 
 Every refusal is a :class:`PolicyError` whose message is written for the agent.
@@ -18,7 +25,7 @@ Every refusal is a :class:`PolicyError` whose message is written for the agent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -31,13 +38,23 @@ from django.utils import timezone
 # mfa/services.py reads ``policy.APPROVER_ROLES``.
 from accounts.roles import APPROVER_ROLES as APPROVER_ROLES
 from accounts.roles import REQUESTER_ROLES as REQUESTER_ROLES
-from accounts.roles import has_role, portal_roles_of
+from accounts.roles import Role, has_role, portal_roles_of
 from graph import GraphClient
 from graph import methods as graph_methods
 from graph import roles as graph_roles
 from graph import users as graph_users
+from graph.errors import GraphError, GraphThrottled, GraphTransient
 from graph.results import Group, TemporaryAccessPassPolicy, User
-from mfa.models import ActionKind, ActionRequest, Tier
+from mfa.models import (
+    ActionKind,
+    ActionRequest,
+    CallerVerification,
+    RateOverride,
+    Status,
+    Tier,
+    VerificationMethod,
+)
+from mfa.overrides import rate_override_take
 from outbox.errors import InvalidRequest as InvalidRequest
 from outbox.errors import NotAllowed as NotAllowed
 from outbox.errors import PolicyError as PolicyError
@@ -47,11 +64,13 @@ from outbox.inputs import REASON_MAX_LENGTH as REASON_MAX_LENGTH
 from outbox.inputs import REASON_MIN_LENGTH as REASON_MIN_LENGTH
 from outbox.inputs import clean_reason as clean_reason
 from outbox.inputs import clean_ticket as clean_ticket
-from roles.tiering import tiering_refusal
+from roles.holders import read_portal_roles
+from roles.tiering import approval_refusal, tiering_refusal
 
 logger = logging.getLogger(__name__)
 
-_CACHE_VERSION = 1
+# 2: profiles carry the person's portal roles.
+_CACHE_VERSION = 2
 _ROLE_NAME_CACHE_SECONDS = 24 * 3600
 _TAP_POLICY_CACHE_SECONDS = 60
 # Requests that touch the same thing of one person: at most one open request per family.
@@ -117,6 +136,11 @@ class TargetProfile:
     roles: tuple[RoleHolding, ...]
     protected_groups: tuple[str, ...]
     tier: Tier
+    # The portal roles (Agent, Lead, Admin) the person holds, from the portal app's role
+    # assignments in Entra; ``portal_roles_unknown`` says why they could not be read (the person
+    # then counts as privileged: the tier fails closed).
+    portal_roles: tuple[str, ...] = ()
+    portal_roles_unknown: str = ""
 
     @property
     def id(self) -> str:
@@ -126,10 +150,44 @@ class TargetProfile:
     def privileged(self) -> bool:
         return self.tier == Tier.PRIVILEGED
 
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the person is privileged, one short phrase each (empty for a standard person)."""
+        found = [f"holds {r.role_name}" for r in self.roles]
+        found += [f"is in the protected group {g}" for g in self.protected_groups]
+        found += [f"holds the portal role {r}" for r in self.portal_roles]
+        if self.portal_roles_unknown:
+            found.append(f"may hold a portal role ({self.portal_roles_unknown})")
+        return tuple(dict.fromkeys(found))
 
-def target_tier(roles: Sequence[RoleHolding], protected_groups: Sequence[str]) -> Tier:
-    """``privileged`` if the person holds any directory role or is in a protected group."""
-    return Tier.PRIVILEGED if (roles or protected_groups) else Tier.STANDARD
+
+def target_tier(
+    roles: Sequence[RoleHolding],
+    protected_groups: Sequence[str],
+    portal_roles: Sequence[str] = (),
+    *,
+    portal_roles_unknown: bool = False,
+) -> Tier:
+    """``privileged`` if the person holds any directory role, is in a protected group, holds a
+    portal role, or might hold one (the portal's app role assignments could not be read)."""
+    privileged = roles or protected_groups or portal_roles or portal_roles_unknown
+    return Tier.PRIVILEGED if privileged else Tier.STANDARD
+
+
+def portal_roles_held(client: GraphClient, user_id: str) -> tuple[tuple[str, ...], str]:
+    """(the portal roles ``user_id`` holds now, "") read from the portal app's role assignments
+    in Entra (``roles.holders.read_portal_roles``: directly or through a group's direct
+    membership); or ((), why) when Graph refused the read (e.g. no Application.Read.All), which
+    callers treat as "may hold one". Throttled and transient errors are raised as they come, so
+    a worker waits and reads again instead of deciding on nothing."""
+    try:
+        held = read_portal_roles(client)
+    except (GraphThrottled, GraphTransient):
+        raise
+    except GraphError as exc:
+        logger.warning("could not read the portal's app role assignments: %s", exc.code)
+        return (), f"the portal's app role assignments could not be read: {exc.code}"
+    return tuple(held.get(user_id.lower(), ())), ""
 
 
 def _cache_key(target_id: str) -> str:
@@ -142,7 +200,8 @@ def target_profile_forget(target_id: str) -> None:
 
 
 def target_profile(client: GraphClient, target_id: str, *, use_cache: bool = True) -> TargetProfile:
-    """The person ``target_id`` (object id or UPN) with manager, directory roles and tier.
+    """The person ``target_id`` (object id or UPN) with manager, directory roles, portal roles
+    (:func:`portal_roles_held`) and tier.
 
     Cached in the Django cache (Redis, shared by every process) for
     ``PORTAL_TARGET_CACHE_SECONDS`` under the object id; ``use_cache=False`` reads Graph afresh
@@ -177,8 +236,10 @@ def target_profile(client: GraphClient, target_id: str, *, use_cache: bool = Tru
             )
         )
     # Roles held by a role-assignable group pass to its (transitive) members, active or eligible.
+    # Fail closed: a group whose isAssignableToRole Graph did not give (None: limited
+    # information, an older read) is read as if it were role-assignable.
     for group in groups:
-        if not group.is_assignable_to_role:
+        if group.is_assignable_to_role is False:
             continue
         name = group.display_name or group.id
         for assignment in graph_roles.list_role_assignments(client, principal_id=group.id):
@@ -220,14 +281,19 @@ def target_profile(client: GraphClient, target_id: str, *, use_cache: bool = Tru
         sorted({g.display_name or g.id for g in groups if g.id.lower() in protected_ids})
     )
     roles = tuple(_dedupe(holdings))
+    portal_roles, unknown = portal_roles_held(client, user.id)
     profile = TargetProfile(
         user=user,
         manager=manager,
         roles=roles,
         protected_groups=protected,
-        tier=target_tier(roles, protected),
+        tier=target_tier(roles, protected, portal_roles, portal_roles_unknown=bool(unknown)),
+        portal_roles=portal_roles,
+        portal_roles_unknown=unknown,
     )
-    cache.set(_cache_key(user.id), profile, timeout=settings.PORTAL_TARGET_CACHE_SECONDS)
+    if not unknown:
+        # A profile that fails closed is not kept: the next read may know better.
+        cache.set(_cache_key(user.id), profile, timeout=settings.PORTAL_TARGET_CACHE_SECONDS)
     return profile
 
 
@@ -299,14 +365,141 @@ def allowed_actions(agent: Any, profile: TargetProfile) -> list[str]:
     return allowed
 
 
-def needs_approval(profile: TargetProfile) -> bool:
-    """Whether requests on this person wait for a Lead's or Admin's approval."""
-    return profile.tier == Tier.PRIVILEGED
+def manual_check_suffices(kind: str, params: Mapping[str, Any] | None = None) -> bool:
+    """Whether a manual caller check alone unlocks ``kind`` with ``params`` without an approval:
+    not when ``PORTAL_MANUAL_CHECK_NEEDS_APPROVAL`` names the kind, or ``kind:<state>`` for the
+    state asked (``set_mfa_state:disabled``)."""
+    listed = {str(e).strip().lower() for e in settings.PORTAL_MANUAL_CHECK_NEEDS_APPROVAL}
+    state = str((params or {}).get("state", "")).strip().lower()
+    return kind not in listed and not (state and f"{kind}:{state}" in listed)
+
+
+def approval_reasons(
+    profile: TargetProfile,
+    kind: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    verification: CallerVerification | None = None,
+) -> list[str]:
+    """Why a request of ``kind`` (with ``params``, backed by ``verification``) on this person
+    waits for an approval, one sentence each; empty when it needs none. Without ``kind``: only
+    what holds for every action on the person (the tier)."""
+    reasons: list[str] = []
+    if profile.privileged:
+        why = "; ".join(profile.reasons) or "privileged"
+        reasons.append(f"{profile.user.display_name} is a privileged person ({why}).")
+    manual_only = verification is not None and verification.method == VerificationMethod.MANUAL
+    if kind is not None and manual_only and not manual_check_suffices(kind, params):
+        label = ActionKind(kind).label if kind in ActionKind.values else kind
+        reasons.append(f"{label} backed only by a manual caller check needs an approval.")
+    return reasons
+
+
+def needs_approval(
+    profile: TargetProfile,
+    kind: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    verification: CallerVerification | None = None,
+) -> bool:
+    """Whether the request waits for a Lead's or Admin's approval (see approval_reasons)."""
+    return bool(approval_reasons(profile, kind, params, verification))
+
+
+def target_columns(profile: TargetProfile) -> dict[str, Any]:
+    """The ``ActionRequest`` columns that keep what the tier was decided with: ``target_tier``
+    and ``target_roles`` (directory roles, protected groups and portal roles, each a dict with
+    ``role_name`` and ``how``; a portal role also names itself under ``portal_role``)."""
+    roles: list[dict[str, Any]] = [
+        {
+            "role_name": r.role_name,
+            "template_id": r.template_id,
+            "how": r.how,
+            "via_group": r.via_group,
+            "ends": r.ends.isoformat() if r.ends else None,
+        }
+        for r in profile.roles
+    ]
+    roles += [
+        {"role_name": f"Protected group: {g}", "how": "group"} for g in profile.protected_groups
+    ]
+    roles += [
+        {"role_name": f"Portal role: {r}", "how": "app role", "portal_role": r}
+        for r in profile.portal_roles
+    ]
+    if profile.portal_roles_unknown:
+        roles.append(
+            {"role_name": "Portal roles unknown", "how": "app role", "portal_role": "unknown"}
+        )
+    return {"target_tier": profile.tier, "target_roles": roles}
+
+
+def profile_portal_roles(profile: TargetProfile) -> frozenset[str]:
+    """The portal roles ``profile``'s person holds; Admin when they could not be read (the
+    strictest approval then applies)."""
+    found = set(profile.portal_roles)
+    if profile.portal_roles_unknown:
+        found.add(Role.ADMIN.value)
+    return frozenset(found)
+
+
+def target_portal_roles(action_request: ActionRequest) -> frozenset[str]:
+    """The portal roles the person acted on held when the tier was last decided (from
+    ``target_roles``); "unknown" stands for "could not be read" and counts as Admin."""
+    found = {
+        str(r.get("portal_role"))
+        for r in action_request.target_roles
+        if isinstance(r, dict) and r.get("portal_role")
+    }
+    return frozenset(Role.ADMIN.value if r == "unknown" else r for r in found)
+
+
+_STAFF_ABOVE_AGENT = frozenset({Role.LEAD.value, Role.ADMIN.value})
+
+
+def approver_refusal(
+    *,
+    approver_roles: Iterable[str],
+    requester_roles: Iterable[str],
+    target_roles: Iterable[str],
+) -> str | None:
+    """Why someone holding ``approver_roles`` may not approve a request by someone holding
+    ``requester_roles`` on someone holding the portal roles ``target_roles``, or None. The rank
+    part of :func:`check_may_decide`'s rule (identities are checked there)."""
+    approver, requester, target = set(approver_roles), set(requester_roles), set(target_roles)
+    if not approver & set(APPROVER_ROLES):
+        return "Only a Lead or an Admin can approve requests."
+    if Role.ADMIN in approver:
+        return None
+    if target & _STAFF_ABOVE_AGENT:
+        held = " and ".join(sorted(target & _STAFF_ABOVE_AGENT))
+        return (
+            f"The person acted on holds the portal role {held}: only an Admin may approve an "
+            "action on a Lead or an Admin."
+        )
+    if requester & _STAFF_ABOVE_AGENT:
+        return (
+            "A Lead never approves for a Lead: this request comes from a Lead (or an Admin), so "
+            "an Admin must approve it."
+        )
+    return None
 
 
 def check_may_decide(approver: Any, action_request: ActionRequest) -> None:
     """Raises NotAllowed unless ``approver`` may approve or reject ``action_request``: a Lead or
-    Admin who is neither the requester nor the person acted on."""
+    Admin who is neither the requester nor the person acted on.
+
+    Approving asks more (:func:`check_may_approve`, DESIGN.md "Policy"):
+
+    * an approval is given by a Lead or an Admin who is neither the requester nor the target;
+    * an action on a Lead or an Admin (a target holding that portal role) needs an Admin; on an
+      Admin that is another Admin, since the target never decides about themself;
+    * a peer never approves for a peer: a request by a Lead needs an Admin (a Lead does not
+      approve a fellow Lead's request, whatever its target); a request by an Admin needs another
+      Admin (there is no rank above);
+    * under ``PORTAL_MIRROR_ENTRA_TIERING`` a request on a privileged person whose requester no
+      longer holds PAA cannot be approved at all.
+
+    Rejecting needs only this check: refusing never widens what anyone can do.
+    """
     if not has_role(approver, *APPROVER_ROLES):
         raise NotAllowed("Only a Lead or an Admin can approve or reject requests.")
     if approver.pk == action_request.requester_id:
@@ -315,12 +508,47 @@ def check_may_decide(approver: Any, action_request: ActionRequest) -> None:
         raise NotAllowed("You cannot decide a request about your own account.")
 
 
+def check_may_approve(approver: Any, action_request: ActionRequest) -> None:
+    """Raises NotAllowed unless ``approver`` (who passed :func:`check_may_decide`) may approve
+    ``action_request``: the rank rule of :func:`approver_refusal` on the roles the portal knows
+    now (the approver's and requester's from their sign-in, the target's from the request), and
+    the mirrored Entra tiering. The worker checks the same again on Entra just before it writes
+    (``mfa.flow``)."""
+    refusal = approver_refusal(
+        approver_roles=portal_roles_of(approver),
+        requester_roles=portal_roles_of(action_request.requester),
+        target_roles=target_portal_roles(action_request),
+    ) or approval_refusal(action_request.requester, privileged=action_request.is_privileged)
+    if refusal:
+        raise NotAllowed(refusal)
+
+
+def approval_blocked(approver: Any, action_request: ActionRequest) -> str | None:
+    """Why ``approver`` may not approve ``action_request`` (the approvals page then offers no
+    Approve button), or None when they may."""
+    try:
+        check_may_decide(approver, action_request)
+        check_may_approve(approver, action_request)
+    except PolicyError as exc:
+        return exc.message
+    return None
+
+
 def kind_family(kind: str) -> str:
     """The family of ``kind``: requests of one family on one person are never open together."""
     return KIND_FAMILIES[kind]
 
 
-# --- rate limit --------------------------------------------------------------------------------
+# --- rate limit and repeats ---------------------------------------------------------------------
+
+
+class RepeatNeedsConfirmation(PolicyError):
+    """The agent's same action on the same person succeeded moments ago (``previous``): a second
+    one goes through only when the agent confirms it with a reason."""
+
+    def __init__(self, message: str, *, previous: ActionRequest) -> None:
+        self.previous = previous
+        super().__init__(message)
 
 
 def agent_rate_usage(agent: Any, *, now: datetime | None = None) -> tuple[int, int]:
@@ -332,29 +560,72 @@ def agent_rate_usage(agent: Any, *, now: datetime | None = None) -> tuple[int, i
     return count, int(settings.PORTAL_AGENT_RATE_LIMIT)
 
 
-def check_rate(agent: Any, *, override_by: Any = None) -> bool:
-    """Raises RateLimited when ``agent`` is at the limit and no valid override is given; returns
-    True when the request goes through only thanks to ``override_by`` (to be recorded).
+def check_rate(agent: Any, *, now: datetime | None = None) -> RateOverride | None:
+    """None when ``agent`` is under the limit; at the limit, the override grant one of whose extra
+    requests this request takes (mfa.overrides); else raises RateLimited.
 
-    Raises NotAllowed when ``override_by`` is not a Lead or Admin, or is the agent themself.
+    Count and take are atomic only under the agent's lock, inside the transaction that records
+    the request (``mfa.services.action_request_create``): called anywhere else, parallel
+    submissions all pass on the same count.
     """
-    count, limit = agent_rate_usage(agent)
+    count, limit = agent_rate_usage(agent, now=now)
     if count < limit:
-        return False
+        return None
+    grant = rate_override_take(agent, now=now)
+    if grant is not None:
+        return grant
     window = int(settings.PORTAL_AGENT_RATE_WINDOW_MINUTES)
-    if override_by is None:
-        raise RateLimited(
-            f"You have made {count} requests in the last {window} minutes (the limit is {limit}). "
-            "A lead must override the limit for this request.",
-            count=count,
-            limit=limit,
-            window_minutes=window,
+    who = "An Admin" if has_role(agent, *APPROVER_ROLES) else "A lead"
+    raise RateLimited(
+        f"You have made {count} requests in the last {window} minutes (the limit is {limit}). "
+        f"{who} must override the limit for this request.",
+        count=count,
+        limit=limit,
+        window_minutes=window,
+    )
+
+
+def recent_success(
+    agent: Any, *, target_id: str, kind: str, now: datetime | None = None
+) -> ActionRequest | None:
+    """``agent``'s latest request of ``kind`` on ``target_id`` that succeeded (wholly or in part)
+    within the last PORTAL_REPEAT_WINDOW_MINUTES, or None (always None when the window is 0)."""
+    minutes = int(settings.PORTAL_REPEAT_WINDOW_MINUTES)
+    if minutes <= 0:
+        return None
+    now = now or timezone.now()
+    return (
+        ActionRequest.objects.filter(
+            requester=agent,
+            target_id__iexact=target_id,
+            kind=kind,
+            status__in=(Status.SUCCEEDED, Status.PARTIALLY_SUCCEEDED),
+            finished_at__gte=now - timedelta(minutes=minutes),
         )
-    if not has_role(override_by, *APPROVER_ROLES):
-        raise NotAllowed("Only a Lead or an Admin can override the rate limit.")
-    if override_by.pk == agent.pk:
-        raise NotAllowed("You cannot override your own rate limit.")
-    return True
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+
+
+def check_repeat(
+    agent: Any, *, target_id: str, kind: str, confirmed: bool, now: datetime | None = None
+) -> ActionRequest | None:
+    """The recent success this request repeats (``recent_success``), or None.
+
+    Raises RepeatNeedsConfirmation when there is one and the agent has not ``confirmed`` the
+    repeat (with a reason, which the caller records). Two tabs, or a second click with a fresh
+    form, must not issue a second pass for one call.
+    """
+    previous = recent_success(agent, target_id=target_id, kind=kind, now=now)
+    if previous is None or confirmed:
+        return previous
+    finished = timezone.localtime(previous.finished_at).strftime("%H:%M")
+    raise RepeatNeedsConfirmation(
+        f"You already did this for {previous.target_name} at {finished} "
+        f"({previous.get_kind_display()}, {previous.get_status_display().lower()}). "
+        'To do it again, tick "Yes, do it again" and say why.',
+        previous=previous,
+    )
 
 
 # --- input ---------------------------------------------------------------------------------------

@@ -414,47 +414,69 @@ def _run_issue_tap(run: Run[ActionRequest]) -> Outcome:
         run.write_abandon(key)
         run.step_end(index, state="failed", suffix="failed")
         raise
+    # From here on Graph holds a live pass. Whatever fails before the requester can read it
+    # (the vault, the journal, a lost lease, the database, a worker shutdown), the pass is
+    # withdrawn: a pass nobody can be shown must not stay usable on the account.
+    tap_id = tap.id
     try:
-        tap_vault.tap_store(
-            public_id=row.public_id, requester_id=row.requester_id, pass_value=tap.pass_value
-        )
-    except tap_vault.TapVaultError:
-        # A pass nobody can read must not stay usable: remove it from the account.
+        try:
+            tap_vault.tap_store(
+                public_id=row.public_id, requester_id=row.requester_id, pass_value=tap.pass_value
+            )
+        except tap_vault.TapVaultError:
+            run.write_done(key)
+            withdrawn = _withdraw_tap(run, tap_id)
+            run.step_end(index, state="failed", suffix="failed")
+            return Outcome(
+                Status.FAILED,
+                error_code="VaultUnavailable",
+                error_message="The pass was issued but could not be kept for you to read, so it "
+                "was "
+                + (
+                    "withdrawn."
+                    if withdrawn
+                    else "NOT withdrawn: delete it from the person's methods."
+                ),
+            )
         run.write_done(key)
-        withdrawn = _withdraw_tap(run, tap.id)
-        run.step_end(index, state="failed", suffix="failed")
-        return Outcome(
-            Status.FAILED,
-            error_code="VaultUnavailable",
-            error_message="The pass was issued but could not be kept for you to read, so it was "
-            + (
-                "withdrawn." if withdrawn else "NOT withdrawn: delete it from the person's methods."
+        expires = (tap.start or timezone.now()) + timedelta(
+            minutes=tap.lifetime_in_minutes or lifetime
+        )
+        row.result = {
+            **row.result,
+            "tap_id": tap_id,
+            "lifetime_minutes": tap.lifetime_in_minutes or lifetime,
+            "usable_once": tap.is_usable_once if tap.is_usable_once is not None else usable_once,
+            "valid_from": (tap.start or timezone.now()).isoformat(),
+            "valid_until": expires.isoformat(),
+            "reveal_until": (
+                timezone.now() + timedelta(seconds=settings.PORTAL_TAP_REVEAL_TTL_SECONDS)
+            ).isoformat(),
+        }
+        del tap
+        run.step_end(
+            index,
+            state="done",
+            suffix="done",
+            detail="The pass is waiting, encrypted, for the requester to view it once.",
+            event=(
+                PortalEvent.Kind.ACTION_STEP,
+                {"step": "tap_issued", "tap_id": row.result["tap_id"]},
             ),
         )
-    run.write_done(key)
-    expires = (tap.start or timezone.now()) + timedelta(minutes=tap.lifetime_in_minutes or lifetime)
-    row.result = {
-        **row.result,
-        "tap_id": tap.id,
-        "lifetime_minutes": tap.lifetime_in_minutes or lifetime,
-        "usable_once": tap.is_usable_once if tap.is_usable_once is not None else usable_once,
-        "valid_from": (tap.start or timezone.now()).isoformat(),
-        "valid_until": expires.isoformat(),
-        "reveal_until": (
-            timezone.now() + timedelta(seconds=settings.PORTAL_TAP_REVEAL_TTL_SECONDS)
-        ).isoformat(),
-    }
-    del tap
-    run.step_end(
-        index,
-        state="done",
-        suffix="done",
-        detail="The pass is waiting, encrypted, for the requester to view it once.",
-        event=(
-            PortalEvent.Kind.ACTION_STEP,
-            {"step": "tap_issued", "tap_id": row.result["tap_id"]},
-        ),
-    )
+    except BaseException:
+        # Any other failure (BaseException: a worker shutdown too), then re-raised for the
+        # engine to end or defer the request. The vault entry goes first so that nothing can
+        # be revealed of a pass that is being withdrawn.
+        tap_vault.tap_discard(public_id=row.public_id)
+        if not _withdraw_tap(run, tap_id):
+            logger.error(
+                "request %s: a Temporary Access Pass was issued, then the run failed, and the "
+                "pass could NOT be withdrawn (method id %s)",
+                row.pk,
+                tap_id,
+            )
+        raise
     return Outcome(Status.SUCCEEDED)
 
 

@@ -31,7 +31,6 @@ from mfa import policy
 from mfa.forms import METHOD_NAMES
 from mfa.models import ActionKind, ActionRequest, Status
 from mfa.permissions import can_decide, can_see_all_requests, can_see_request
-from roles.tiering import approval_refusal
 
 T = TypeVar("T")
 
@@ -295,8 +294,9 @@ def awaiting_approval(user: Any) -> list[dict[str, Any]]:
         {
             "ar": ar,
             "own": not can_decide(user, ar),
-            # Role administration (issue 5): why approval is no longer possible, if it is not.
-            "blocked": approval_refusal(ar.requester, privileged=ar.is_privileged),
+            # Why this user may not approve it (rank, peer, target, or the requester lost PAA):
+            # the page then offers no Approve button.
+            "blocked": policy.approval_blocked(user, ar),
             "params": params_for_display(ar),
         }
         for ar in waiting

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -28,7 +29,7 @@ from graph import GraphClient
 from graph.results import MethodKind, PerUserMfa
 from mfa import policy, tap_vault
 from mfa.flow import ACTION_REQUESTS
-from mfa.locks import LockUnavailable, target_lock
+from mfa.locks import LockUnavailable, agent_lock, target_lock
 from mfa.models import (
     FINAL_STATUSES,
     ActionKind,
@@ -186,7 +187,7 @@ def action_request_create(
     verification: CallerVerification | None,
     idempotency_key: str,
     http_request: HttpRequest | None = None,
-    rate_override_by: Any = None,
+    repeat_reason: str = "",
 ) -> ActionRequest:
     """Record a request (and its ``action_requested`` event) and, unless it waits for approval,
     enqueue its task on commit.
@@ -195,11 +196,17 @@ def action_request_create(
     with nothing new recorded or sent. Checks in order: the agent may act on this person
     (NotAllowed), reason and ticket (InvalidRequest), parameters (InvalidRequest; a TAP against
     the tenant policy read from Graph), caller verification for every kind but revoking sessions
-    (VerificationRequired: missing, not succeeded, other agent, other person, too old), the rate
-    limit (RateLimited, unless ``rate_override_by`` is a Lead/Admin other than the agent: the
-    override is recorded), and no other open request of the same family on this person
-    (TargetBusy, under a Redis lock and a unique index). A privileged target leaves the request
-    ``awaiting_approval``.
+    (VerificationRequired: missing, not succeeded, other agent, other person, too old), the
+    repeat reason when one is given (InvalidRequest: too short); then, under the per-target lock
+    (never waited for: TargetBusy at once when another submission holds it) and the per-agent
+    lock, in one transaction that also locks the agent's user row: no other open request of the
+    same family on this person (TargetBusy; a unique index backs it), no success of the same
+    kind on this person by this agent in the last PORTAL_REPEAT_WINDOW_MINUTES unless
+    ``repeat_reason`` confirms it (RepeatNeedsConfirmation; the confirmation is an
+    ``action_repeat_confirmed`` event of the new request), and the rate limit (RateLimited,
+    unless a lead's override grant has a request left: one is taken and the lead recorded). So
+    N parallel submissions against a limit of M record exactly M. A privileged target leaves
+    the request ``awaiting_approval``.
     """
     key = clean_idempotency_key(idempotency_key)
     existing = _existing_for_key(agent, key)
@@ -211,20 +218,25 @@ def action_request_create(
     clean_ticket = policy.clean_ticket(ticket)
     clean = clean_params(kind=kind, params=params)
     _check_verification(kind=kind, agent=agent, profile=profile, verification=verification)
-    overridden = policy.check_rate(agent, override_by=rate_override_by)
+    repeat_why = _clean_repeat_reason(repeat_reason)
 
     family = policy.kind_family(kind)
     slot = f"{profile.user.id.lower()}:{family}"
     try:
-        with target_lock(profile.user.id, family):
-            # A twin submission may have been recorded while we waited for the lock.
+        with target_lock(profile.user.id, family), agent_lock(agent.pk):
+            # A twin submission may have been recorded just before we took the locks.
             existing = _existing_for_key(agent, key)
             if existing is not None:
                 return existing
             with transaction.atomic():
+                _lock_agent_row(agent)
                 busy = ActionRequest.objects.filter(open_slot=slot).first()
                 if busy is not None:
                     raise TargetBusy(_busy_message(busy), existing=busy)
+                previous = policy.check_repeat(
+                    agent, target_id=profile.user.id, kind=kind, confirmed=bool(repeat_why)
+                )
+                grant = policy.check_rate(agent)
                 row = _insert(
                     agent=agent,
                     profile=profile,
@@ -235,14 +247,26 @@ def action_request_create(
                     verification=verification,
                     key=key,
                     slot=slot,
-                    rate_override_by=rate_override_by if overridden else None,
+                    rate_override_by=grant.granted_by if grant is not None else None,
                     http_request=http_request,
                 )
+                if previous is not None:
+                    _record_repeat(
+                        row=row,
+                        previous=previous,
+                        why=repeat_why,
+                        agent=agent,
+                        http_request=http_request,
+                    )
     except LockUnavailable as exc:
         if exc.redis_down:
             raise TargetBusy(
                 "The portal cannot reach its queue (Redis) right now, so nothing was recorded. "
                 "Try again in a minute."
+            ) from None
+        if exc.scope == "agent":
+            raise TargetBusy(
+                "Your other submissions are still being recorded. Try again in a moment."
             ) from None
         raise TargetBusy(
             "Another request for this person is being recorded right now. Try again in a moment."
@@ -258,6 +282,49 @@ def action_request_create(
             existing=busy,
         ) from None
     return row
+
+
+def _clean_repeat_reason(value: str) -> str:
+    """The agent's reason for repeating a recent action, stripped; "" when none was given."""
+    text = str(value or "").strip()
+    if text and len(text) < policy.REASON_MIN_LENGTH:
+        raise InvalidRequest(
+            f"Say why you are doing this again, in at least {policy.REASON_MIN_LENGTH} characters."
+        )
+    return text[: policy.REASON_MAX_LENGTH]
+
+
+def _lock_agent_row(agent: Any) -> None:
+    """Lock the agent's user row until the transaction ends: the database's own guarantee that
+    one agent's count-and-insert runs one at a time, should the Redis lock be lost (PostgreSQL
+    ``SELECT ... FOR UPDATE``; SQLite takes its write lock at BEGIN IMMEDIATE anyway)."""
+    list(get_user_model().objects.select_for_update().filter(pk=agent.pk).values_list("pk"))
+
+
+def _record_repeat(
+    *,
+    row: ActionRequest,
+    previous: ActionRequest,
+    why: str,
+    agent: Any,
+    http_request: HttpRequest | None,
+) -> None:
+    portal_event_record(
+        kind=PortalEvent.Kind.ACTION_REPEAT_CONFIRMED,
+        actor=agent,
+        request=http_request,
+        detail={
+            "kind": row.kind,
+            "repeat_of": str(previous.public_id),
+            "repeat_of_request": previous.pk,
+            "previous_finished_at": previous.finished_at.isoformat()
+            if previous.finished_at
+            else None,
+            "window_minutes": int(settings.PORTAL_REPEAT_WINDOW_MINUTES),
+            "reason": why,
+        },
+        **_ticket_event_fields(row),
+    )
 
 
 def _busy_message(busy: ActionRequest) -> str:
@@ -282,17 +349,10 @@ def _insert(
     http_request: HttpRequest | None,
 ) -> ActionRequest:
     now = timezone.now()
-    approval = policy.needs_approval(profile)
-    roles = [
-        {
-            "role_name": r.role_name,
-            "template_id": r.template_id,
-            "how": r.how,
-            "via_group": r.via_group,
-            "ends": r.ends.isoformat() if r.ends else None,
-        }
-        for r in profile.roles
-    ]
+    backing = verification if ActionKind.needs_verification(kind) else None
+    # The tier, and the kind's own rule (a TAP backed only by a manual check, ...).
+    why_approval = policy.approval_reasons(profile, kind, params, backing)
+    approval = bool(why_approval)
     row = ActionRequest.objects.create(
         kind=kind,
         status=Status.AWAITING_APPROVAL if approval else Status.PENDING,
@@ -301,15 +361,11 @@ def _insert(
         target_id=profile.user.id,
         target_upn=profile.user.user_principal_name,
         target_name=profile.user.display_name,
-        target_tier=profile.tier,
-        target_roles=roles
-        + [
-            {"role_name": f"Protected group: {g}", "how": "group"} for g in profile.protected_groups
-        ],
+        **policy.target_columns(profile),
         reason=reason,
         ticket=ticket,
         params=params,
-        verification=verification if ActionKind.needs_verification(kind) else None,
+        verification=backing,
         idempotency_key=key,
         rate_override_by=rate_override_by,
         created_at=now,
@@ -326,11 +382,13 @@ def _insert(
             "kind": kind,
             "params": params,
             "tier": profile.tier,
-            "roles": [r["role_name"] for r in roles],
+            "roles": [r.role_name for r in profile.roles],
             "protected_groups": list(profile.protected_groups),
+            "portal_roles": list(profile.portal_roles),
             "verification": verification.pk if verification else None,
             "verification_method": verification.method if verification else None,
             "needs_approval": approval,
+            "approval_reasons": why_approval,
             "reason": reason,
         },
         **_ticket_event_fields(row),

@@ -6,8 +6,10 @@ result, not in an email. The agent who asked for it reads it once from the reque
 deletes it. If nobody reads it within ``PORTAL_TAP_REVEAL_TTL_SECONDS``, Redis forgets it.
 
 Storage: one Redis key per request public id, holding a Fernet token (AES-128-CBC + HMAC-SHA256)
-of ``{"pass": ..., "requester": <user id>}``. The Fernet key is derived from ``SECRET_KEY`` with
-HKDF, so a copy of Redis alone (a backup, a ``MONITOR`` session) never shows a usable pass. The
+of ``{"pass": ..., "requester": <user id>}``. The Fernet key is derived with HKDF from
+``PORTAL_TAP_VAULT_KEY``, a secret of its own (never ``SECRET_KEY``, never a default; the demo
+generates one per var folder), so a copy of Redis alone (a backup, a ``MONITOR`` session), or
+Redis with Django's secret key, never shows a usable pass. The
 requester's id is inside the authenticated ciphertext, and the key name itself is bound to the
 request: a pass cannot be moved to another request or another agent.
 
@@ -29,7 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
 _KEY_PREFIX = "portal:tap:"
-# HKDF "info": a key for this purpose only, different from any other key derived from SECRET_KEY.
+# HKDF "info": a key for this purpose only, even if the vault's secret were used elsewhere.
 _HKDF_INFO = b"mfa-helpdesk-portal/tap-vault/v1"
 
 
@@ -38,18 +40,18 @@ class TapVaultError(Exception):
 
 
 @functools.lru_cache(maxsize=4)
-def _fernet_for(secret_key: str) -> Fernet:
+def _fernet_for(vault_key: str) -> Fernet:
     material = HKDF(
         algorithm=hashes.SHA256(),
         length=32,
         salt=None,
         info=_HKDF_INFO,
-    ).derive(secret_key.encode())
+    ).derive(vault_key.encode())
     return Fernet(base64.urlsafe_b64encode(material))
 
 
 def _fernet() -> Fernet:
-    return _fernet_for(settings.SECRET_KEY)
+    return _fernet_for(settings.PORTAL_TAP_VAULT_KEY)
 
 
 @functools.lru_cache(maxsize=4)

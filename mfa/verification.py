@@ -5,10 +5,17 @@ Two ways, each recorded as a :class:`~mfa.models.CallerVerification` with its po
 * a six-digit one-time code emailed to the target's manager or alternate address
   (``otherMails``), read back by the caller: :func:`verification_send_code`, then
   :func:`verification_check_code`. The code is stored only as a salted HMAC (keyed with
-  ``SECRET_KEY``) and compared in constant time; it expires after
+  ``PORTAL_VERIFICATION_HMAC_KEY``, a secret of its own, never ``SECRET_KEY``) and compared in
+  constant time; it expires after
   ``PORTAL_VERIFICATION_CODE_TTL_MINUTES`` and allows ``PORTAL_VERIFICATION_MAX_ATTEMPTS`` tries;
 * a manual check chosen from ``PORTAL_MANUAL_CHECKS`` with the agent's written evidence:
   :func:`verification_record_manual`.
+
+Both are capped, over sliding windows, so that neither becomes a way around the other: an agent
+records at most ``PORTAL_MANUAL_CHECKS_PER_DAY`` manual checks in 24 hours; at most
+``PORTAL_VERIFICATION_SENDS_PER_AGENT_TARGET`` codes go out per agent and person in an hour, and
+``PORTAL_VERIFICATION_SENDS_PER_TARGET`` per person in an hour by all agents together (each code
+mails the person's manager). A refusal says when the next one is possible and records nothing.
 
 A verification backs actions for ``PORTAL_VERIFICATION_MAX_AGE_MINUTES`` after it succeeded, for
 the same agent and the same target only (``CallerVerification.is_valid_for``).
@@ -20,10 +27,11 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.http import HttpRequest
@@ -89,8 +97,9 @@ def code_destinations(profile: TargetProfile) -> list[CodeDestination]:
 
 
 def _code_hash(code: str, salt: str) -> str:
-    # A keyed hash: a leaked database row alone does not let anyone test the 10^6 codes.
-    secret = str(settings.SECRET_KEY)
+    # A keyed hash: a leaked database row alone does not let anyone test the 10^6 codes. The key
+    # is the portal's own for this (not SECRET_KEY, which signs cookies and may leak with them).
+    secret = str(settings.PORTAL_VERIFICATION_HMAC_KEY)
     digest = hmac.new(
         secret.encode(), f"mfa.verification:{salt}:{code}".encode(), hashlib.sha256
     ).hexdigest()
@@ -102,6 +111,57 @@ def _code_matches(code: str, stored: str) -> bool:
     if not sep:
         return False
     return hmac.compare_digest(_code_hash(code, salt), stored)
+
+
+def _lock_agent(agent: Any) -> None:
+    # Counting and inserting happen under the agent's row lock (PostgreSQL), so two tabs cannot
+    # both pass the last free slot of a cap. SQLite serialises writers on its own.
+    get_user_model().objects.select_for_update().filter(pk=agent.pk).exists()
+
+
+def _when_free(oldest: datetime, window: timedelta) -> str:
+    return timezone.localtime(oldest + window).strftime("%H:%M")
+
+
+def _check_send_caps(*, agent: Any, target: User, now: datetime) -> None:
+    """Raise VerificationFailed when another code for ``target`` would pass a send cap."""
+    window = timedelta(hours=1)
+    recent = CallerVerification.objects.filter(
+        target_id=target.id, method=VerificationMethod.EMAIL_CODE, created_at__gt=now - window
+    )
+    mine = recent.filter(agent=agent)
+    per_agent: int = settings.PORTAL_VERIFICATION_SENDS_PER_AGENT_TARGET
+    per_target: int = settings.PORTAL_VERIFICATION_SENDS_PER_TARGET
+    for rows, limit, whose in (
+        (mine, per_agent, "You have sent"),
+        (recent, per_target, "Agents have sent"),
+    ):
+        if rows.count() >= limit:
+            oldest = rows.order_by("created_at").values_list("created_at", flat=True).first()
+            assert oldest is not None
+            raise VerificationFailed(
+                f"{whose} {limit} verification code{'s' if limit != 1 else ''} for "
+                f"{target.display_name} in the last hour, the most allowed (each one emails "
+                f"their manager). Use a manual check, or send a new code after "
+                f"{_when_free(oldest, window)}."
+            )
+
+
+def _check_manual_cap(*, agent: Any, now: datetime) -> None:
+    """Raise VerificationFailed when ``agent`` has used up today's manual checks."""
+    window = timedelta(hours=24)
+    limit: int = settings.PORTAL_MANUAL_CHECKS_PER_DAY
+    rows = CallerVerification.objects.filter(
+        agent=agent, method=VerificationMethod.MANUAL, created_at__gt=now - window
+    )
+    if rows.count() >= limit:
+        oldest = rows.order_by("created_at").values_list("created_at", flat=True).first()
+        assert oldest is not None
+        raise VerificationFailed(
+            f"You have recorded {limit} manual check{'s' if limit != 1 else ''} in the last 24 "
+            "hours, the most allowed. Verify this caller with a code instead, or record a "
+            f"manual check again after {_when_free(oldest, window)}."
+        )
 
 
 def _normalise_code(code: str) -> str:
@@ -142,7 +202,8 @@ def verification_send_code(
     Earlier unfinished code verifications of the same agent for the same target stop counting
     (only the newest code can be read back). The row, the email and the ``verification_code_sent``
     event are written in one transaction. Raises VerificationFailed when the target has no such
-    address; any error of the email backend propagates (and nothing is recorded).
+    address or a send cap is reached (module docstring); any error of the email backend
+    propagates (and nothing is recorded).
     """
     chosen = next((d for d in code_destinations(profile) if d.kind == destination), None)
     if chosen is None:
@@ -159,6 +220,8 @@ def verification_send_code(
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     target = profile.user
     with transaction.atomic():
+        _lock_agent(agent)
+        _check_send_caps(agent=agent, target=target, now=now)
         CallerVerification.objects.filter(
             agent=agent,
             target_id=target.id,
@@ -295,7 +358,8 @@ def verification_record_manual(
     """Record a manual check from ``PORTAL_MANUAL_CHECKS`` with the agent's written evidence.
 
     The verification is ``verified`` at once. Raises VerificationFailed for a check not on the
-    configured list or evidence shorter than MIN_EVIDENCE_LENGTH characters.
+    configured list, evidence shorter than MIN_EVIDENCE_LENGTH characters, or an agent who
+    recorded ``PORTAL_MANUAL_CHECKS_PER_DAY`` manual checks in the last 24 hours.
     """
     if check not in settings.PORTAL_MANUAL_CHECKS:
         raise VerificationFailed("Choose one of the listed checks.")
@@ -309,6 +373,8 @@ def verification_record_manual(
     now = timezone.now()
     target = profile.user
     with transaction.atomic():
+        _lock_agent(agent)
+        _check_manual_cap(agent=agent, now=now)
         verification = CallerVerification.objects.create(
             agent=agent,
             target_id=target.id,

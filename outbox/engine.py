@@ -19,7 +19,9 @@ Durability rules (the same for every flow):
   and for one that was in flight it reads Graph instead of writing blindly.
 * Just before the first Graph write of every attempt (so before the first write, and again
   before every retry) the engine calls the flow's :meth:`Flow.check_before_write`, which reads
-  the policy afresh; a :class:`~outbox.errors.PolicyError` there ends the request ``failed``.
+  the policy afresh; a :class:`~outbox.errors.PolicyError` there ends the request ``failed``,
+  and a :class:`~outbox.errors.NeedsApproval` puts it back to ``awaiting_approval``
+  (:func:`return_to_approval`): nothing is sent to Graph either way.
 * Throttled and transient Graph errors, and a lost database connection, put the row back to
   ``pending`` with a visible waiting step and raise :class:`~outbox.errors.Deferred`; backoff is
   Graph's ``Retry-After``, else ``min(60, PORTAL_RETRY_BACKOFF_SECONDS * 2 ** (attempts - 1))``
@@ -47,7 +49,7 @@ from django.utils import timezone
 from audit.services import portal_event_record
 from graph import GraphClient
 from graph.errors import GraphError, GraphThrottled, GraphTokenUnavailable, GraphTransient
-from outbox.errors import Deferred, PolicyError
+from outbox.errors import Deferred, NeedsApproval, PolicyError
 from outbox.flow import Event, Flow, Outcome, enqueue_on_commit
 from outbox.models import DurableRequest
 from outbox.states import Status
@@ -246,6 +248,12 @@ def execute(flow: Flow[R], request_id: int) -> None:
         return
     except GraphError as exc:
         outcome = Outcome(Status.FAILED, error=exc)
+    except NeedsApproval as exc:
+        try:
+            return_to_approval(run, exc)
+        except LeaseLost:
+            logger.warning("%s %s: lease lost before returning to approval", name, request_id)
+        return
     except PolicyError as exc:
         outcome = Outcome(
             Status.FAILED, error_code=flow.policy_error_code, error_message=exc.message
@@ -346,6 +354,68 @@ def defer_or_fail(run: Run[Any], exc: GraphError, *, waiting_for: str = "Graph")
             **flow.event_fields(row),
         )
     raise Deferred(countdown)
+
+
+def return_to_approval(run: Run[Any], exc: NeedsApproval) -> None:
+    """The execution-time check found that the request needs a (new) approval before any write:
+    back to ``awaiting_approval``, fenced on the claim (raises LeaseLost when the row is no
+    longer ours). The decision is cleared (the event keeps who had approved it), the journal
+    and the attempts are kept, the flow's columns in ``exc.updates`` are written with it, the
+    step that was about to write says it was not sent, and the flow's ``returned_to_approval``
+    event records why. No task is sent: the next approval enqueues it."""
+    flow, row = run.flow, run.row
+    now = timezone.now()
+    previous = {
+        "by": row.decided_by_name,
+        "at": row.decided_at.isoformat() if row.decided_at else None,
+        "comment": row.decision_comment,
+    }
+    row.steps = [
+        {**s, "state": "failed", "text": f"{s['text']} not sent"}
+        if s.get("state") == "running"
+        else s
+        for s in row.steps
+    ]
+    row.steps.append(
+        {
+            "at": now.isoformat(),
+            "text": "Waiting for approval again before anything is sent",
+            "state": "waiting",
+            "detail": exc.message,
+        }
+    )
+    with transaction.atomic():
+        done = run.fenced().update(
+            **run.progress(),
+            **exc.updates,
+            status=Status.AWAITING_APPROVAL,
+            decided_by=None,
+            decided_by_name="",
+            decision_comment="",
+            decided_at=None,
+            enqueued_at=None,
+            heartbeat_at=now,
+            updated_at=now,
+        )
+        if not done:
+            raise LeaseLost()
+        for name, value in exc.updates.items():
+            setattr(row, name, value)
+        row.status = Status.AWAITING_APPROVAL
+        row.decided_by = None
+        row.decided_by_name, row.decision_comment, row.decided_at = "", "", None
+        portal_event_record(
+            kind=flow.events.returned_to_approval,
+            old_value={"status": Status.RUNNING},
+            new_value={"status": Status.AWAITING_APPROVAL},
+            detail=flow.event_detail(
+                row,
+                why=exc.message,
+                attempt=row.attempts,
+                previous_approval=previous if previous["by"] else None,
+            ),
+            **flow.event_fields(row),
+        )
 
 
 def finish(run: Run[Any], outcome: Outcome) -> None:

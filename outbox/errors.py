@@ -6,6 +6,9 @@ and is shown as it is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class PolicyError(Exception):
     """A request the policy refuses. ``message`` is shown to the person as it is."""
@@ -21,6 +24,20 @@ class InvalidRequest(PolicyError):
 
 class NotAllowed(PolicyError):
     """This person may not do this (role, self-action, self-approval, guest target)."""
+
+
+class NeedsApproval(PolicyError):
+    """Raised by a flow's execution-time check (``Flow.check_before_write``) when the request may
+    still go ahead, but only after a new approval: the target became privileged, or the approval
+    it has no longer fits (the approver lost the right to approve this target). The engine puts
+    the row back to ``awaiting_approval`` (decision cleared, journal kept), writes ``updates``
+    (the flow's own columns: the tier as read now) with it, records the flow's
+    ``returned_to_approval`` event with ``message`` as the reason, and ends the task quietly.
+    Nothing is sent to Graph."""
+
+    def __init__(self, message: str, *, updates: Mapping[str, Any] | None = None) -> None:
+        self.updates: dict[str, Any] = dict(updates or {})
+        super().__init__(message)
 
 
 class QueueUnavailable(PolicyError):

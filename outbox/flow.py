@@ -44,12 +44,15 @@ class EventKinds:
     approved: str
     rejected: str
     cancelled: str
+    # Sent back to awaiting approval by the execution-time check (``NeedsApproval``).
+    returned_to_approval: str
     # The final event of each ending status the runner can produce.
     final: Mapping[str, str]
 
     @classmethod
     def named(cls, prefix: str, *, final: Iterable[str]) -> EventKinds:
-        """The kinds ``<prefix>_started``, ``<prefix>_retry_scheduled``, ... and
+        """The kinds ``<prefix>_started``, ``<prefix>_retry_scheduled``, ...,
+        ``<prefix>_returned_to_approval`` and
         ``<prefix>_<status>`` for each final status; each must be a ``PortalEvent.Kind``."""
 
         def kind(suffix: str) -> str:
@@ -63,6 +66,7 @@ class EventKinds:
             approved=kind("approved"),
             rejected=kind("rejected"),
             cancelled=kind("cancelled"),
+            returned_to_approval=kind("returned_to_approval"),
             final={status: kind(status) for status in final},
         )
 
@@ -116,8 +120,10 @@ class Flow(Generic[R]):
 
     def check_before_write(self, run: Run[R]) -> None:
         """The execution-time policy check: called just before the first Graph write of every
-        attempt. Read the policy afresh (no caches) and raise PolicyError to refuse. Default:
-        nothing more to check."""
+        attempt. Read the policy afresh (no caches) and raise PolicyError to refuse (the request
+        ends ``failed`` with :attr:`policy_error_code`), or NeedsApproval when it may go ahead
+        only after a new approval (it goes back to ``awaiting_approval``). Default: nothing more
+        to check."""
 
     def event_fields(self, row: R) -> dict[str, Any]:
         """The ``portal_event_record`` columns naming the request (target, ticket, ...)."""

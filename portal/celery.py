@@ -8,7 +8,7 @@ embedded worker agree on them):
 
 - ``interactive``: one agent is waiting for the result (the default queue);
 - ``bulk``: work on many users that nobody watches live;
-- ``sync``: periodic reads (audit sync, role refresh, the outbox reaper).
+- ``sync``: periodic work (audit sync, role refresh, the outbox reaper, session clean-up).
 
 A task chooses its queue with ``@shared_task(queue=...)`` or ``apply_async(queue=...)``; both win
 over the name-prefix routes below, which only give a sensible default.
@@ -39,6 +39,7 @@ app.conf.update(
     # that an agent's live request waits on.
     task_routes={
         "audit.tasks.*": {"queue": "sync"},
+        "accounts.tasks.*": {"queue": "sync"},
         # An agent watches an action run; the outbox reaper is background work.
         "mfa.tasks.action_request_run": {"queue": "interactive"},
         "mfa.tasks.requests_*": {"queue": "sync"},

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import builtins
+import ipaddress
 import os
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+# Secret values that were ever published with the portal (the demo's, placeholders): whatever
+# holds one of them is no secret. Refused outside the demo at start (portal/settings.py); the
+# system check portal.E001 also refuses any secret that appears in the repository's files.
+KNOWN_DEMO_SECRETS = frozenset(
+    {
+        # DJANGO_SECRET_KEY of the demo up to eee6038 (the TAP vault key was derived from it).
+        "demo-only-secret-key-never-use-in-production-0123456789abcdef",
+        # The emulator's registration of the portal app (portal.devrun.DEMO_CLIENT_SECRET).
+        "demo-portal-secret-not-for-production",
+        # Placeholders of .env.example and the Dockerfile's build step.
+        "change-me",
+        "build",
+    }
+)
 
 
 class ConfigError(ImproperlyConfigured):
@@ -101,3 +119,43 @@ class Env:
                 raise ConfigError(f"{name}_FILE", f"names no readable file: {file_name}")
             return path.read_text().strip()
         return os.environ.get(name, default)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a host name or address, with or without ``:port``, IPv6 in brackets)
+    names this machine only: ``localhost`` or a loopback address."""
+    value = host.strip().lower()
+    if value.startswith("["):
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    if value == "localhost" or value.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(value).is_loopback
+    except ValueError:
+        return False
+
+
+def generated_secret(path: Path) -> str:
+    """The secret kept in ``path``, made (random, 64 url-safe characters, mode 0600) on first use.
+
+    For the demo only: each var folder gets its own keys, so no key is a constant of the
+    repository, and a restart (``make run`` again, or the web, worker and beat processes that
+    start at the same time) reads the same value. Created with O_EXCL: when two processes race,
+    one writes and both read its value.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # the winner of a race may not have written yet
+            value = path.read_text().strip()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise ConfigError("PORTAL_VAR_DIR", f"holds an empty generated secret: {path}") from None
+    value = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value

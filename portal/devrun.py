@@ -49,6 +49,9 @@ DEMO_TENANT_ID = "8f2d1c3a-5b6e-4f70-9a81-2c3d4e5f6a7b"
 DEMO_CLIENT_ID = "3c1e9f2a-7d4b-4e6a-8f1c-0a9b8c7d6e5f"
 DEMO_CLIENT_SECRET = "demo-portal-secret-not-for-production"
 DEMO_DOMAIN = "contoso-demo.onmicrosoft.com"
+# The seeded "Executives" group (entra_emulator.seed.GROUP_IDS), protected from helpdesk resets
+# in the demo as it should be in a real tenant: its members (the CEO ...) are privileged targets.
+DEMO_PROTECTED_GROUP_ID = "9613b99e-41ae-51fd-b5f5-93342518986c"
 
 # (display name, UPN, portal app role) of the people to sign in as in the demo.
 DEMO_SIGN_INS: tuple[tuple[str, str, str], ...] = (
@@ -69,7 +72,8 @@ def demo_environment(*, emulator_port: int, var_dir: Path) -> dict[str, str]:
     """The environment that points the portal at the emulator on ``emulator_port``.
 
     The values are the same as for a real tenant, only pointing elsewhere: the portal's code path
-    does not change between demo, tests and production.
+    does not change between demo, tests and production. The demo's keys are not here: the
+    settings generate them in the var folder (``PORTAL_VAR_DIR/secrets``), random per folder.
     """
     return {
         "PORTAL_DEMO": "1",
@@ -79,6 +83,7 @@ def demo_environment(*, emulator_port: int, var_dir: Path) -> dict[str, str]:
         "ENTRA_LOGIN_HOST": f"{LOOPBACK}:{emulator_port}",
         "GRAPH_URL": f"https://{LOOPBACK}:{emulator_port}",
         "ENTRA_CA_BUNDLE": str(var_dir / "emulator" / "ca.pem"),
+        "PORTAL_PROTECTED_GROUP_IDS": DEMO_PROTECTED_GROUP_ID,
     }
 
 

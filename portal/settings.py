@@ -7,13 +7,15 @@ may also be given as ``<NAME>_FILE``: the path of a file holding it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import zoneinfo
 from datetime import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from portal.config import ConfigError, Env
+from portal.config import KNOWN_DEMO_SECRETS, ConfigError, Env, generated_secret, is_loopback_host
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
@@ -22,15 +24,18 @@ env = Env()
 
 # --- core -----------------------------------------------------------------------------------
 # PORTAL_DEMO turns on the conveniences of the local demo (plain-http cookies, the local mailbox,
-# the emulator's defaults). It never turns off a check: sign-in, policy and Graph calls take the
-# same code path in the demo, in the tests and in production.
+# the emulator's defaults, keys generated in the var folder). It never turns off a check: sign-in,
+# policy and Graph calls take the same code path in the demo, in the tests and in production. It
+# is refused unless the tenant is the emulator's on loopback (below, after the Entra settings).
 DEMO = env.bool("PORTAL_DEMO", default=False)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# The demo's own keys live here, random per var folder (never a constant of the repository).
+DEMO_SECRETS_DIR = VAR_DIR / "secrets"
 SECRET_KEY = env.secret("DJANGO_SECRET_KEY", default=None)
 if not SECRET_KEY:
     if not DEMO:
         raise ConfigError("DJANGO_SECRET_KEY", "is required outside the demo (PORTAL_DEMO=1)")
-    SECRET_KEY = "demo-only-secret-key-never-use-in-production-0123456789abcdef"
+    SECRET_KEY = generated_secret(DEMO_SECRETS_DIR / "django-secret-key")
 if not DEMO and len(SECRET_KEY) < 50:
     raise ConfigError("DJANGO_SECRET_KEY", "must be at least 50 characters long")
 
@@ -61,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.RoleRecheckMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -110,12 +116,20 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "portal",
+        # Not pickle: whoever can write to Redis must not be able to run code in the portal.
+        "OPTIONS": {"serializer": "portal.cache_serializer.JsonSerializer"},
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
+# JSON only, as Celery's default, said here so that no change of default lets a message from
+# Redis be unpickled: a task's arguments are primary keys and plain values.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_RESULT_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None  # outcomes live in the database, never in Celery results
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -158,6 +172,69 @@ if not (ENTRA_CLIENT_SECRET or ENTRA_CLIENT_CERT_PATH):
 if ENTRA_CLIENT_CERT_PATH and not Path(ENTRA_CLIENT_CERT_PATH).is_file():
     raise ConfigError("ENTRA_CLIENT_CERT_PATH", f"names no file: {ENTRA_CLIENT_CERT_PATH}")
 
+# The demo drops Secure cookies and HSTS, keeps mail in a page every role can open and generates
+# its keys: it runs only against the emulator's tenant on this machine, never a real one.
+if DEMO:
+    from portal.devrun import DEMO_TENANT_ID
+
+    _why = "when PORTAL_DEMO=1 (the demo runs only against the Entra emulator on this machine)"
+    if ENTRA_TENANT_ID.strip().lower() != DEMO_TENANT_ID:
+        raise ConfigError(
+            "ENTRA_TENANT_ID", f"must be the emulator's tenant {DEMO_TENANT_ID} {_why}"
+        )
+    if not is_loopback_host(ENTRA_LOGIN_HOST):
+        raise ConfigError(
+            "ENTRA_LOGIN_HOST", f"must be a loopback host, not {ENTRA_LOGIN_HOST!r}, {_why}"
+        )
+    if not is_loopback_host(urlsplit(GRAPH_URL).netloc):
+        raise ConfigError("GRAPH_URL", f"must be on a loopback host, not {GRAPH_URL!r}, {_why}")
+
+
+# --- the portal's own keys --------------------------------------------------------------------
+def _own_key(name: str, value: str | None, *, demo_file: str) -> str:
+    """A key with a secret of its own: required outside the demo, generated per var folder in it;
+    never DJANGO_SECRET_KEY (a leak of one must not open the other)."""
+    if not value:
+        if not DEMO:
+            raise ConfigError(
+                name,
+                "is required outside the demo (PORTAL_DEMO=1): at least 32 random characters, "
+                'e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"',
+            )
+        value = generated_secret(DEMO_SECRETS_DIR / demo_file)
+    if len(value) < 32:
+        raise ConfigError(name, "must be at least 32 characters long")
+    if value == SECRET_KEY:
+        raise ConfigError(name, "must not be DJANGO_SECRET_KEY: each key has its own secret")
+    return value
+
+
+# Encrypts a freshly issued Temporary Access Pass while it waits in Redis (mfa.tap_vault).
+PORTAL_TAP_VAULT_KEY = _own_key(
+    "PORTAL_TAP_VAULT_KEY",
+    env.secret("PORTAL_TAP_VAULT_KEY", default=None),
+    demo_file="tap-vault-key",
+)
+# Keys the stored HMAC of each one-time verification code (mfa.verification).
+PORTAL_VERIFICATION_HMAC_KEY = _own_key(
+    "PORTAL_VERIFICATION_HMAC_KEY",
+    env.secret("PORTAL_VERIFICATION_HMAC_KEY", default=None),
+    demo_file="verification-hmac-key",
+)
+if PORTAL_VERIFICATION_HMAC_KEY == PORTAL_TAP_VAULT_KEY:
+    raise ConfigError("PORTAL_VERIFICATION_HMAC_KEY", "must differ from PORTAL_TAP_VAULT_KEY")
+# A value published in this repository (the demo's, a placeholder) is no secret. The system
+# check portal.E001 (manage.py check, migrate) also looks for every secret in the repo's files.
+# (The emulator's ENTRA_CLIENT_SECRET is left to that check: no real tenant accepts it.)
+if not DEMO:
+    for _name, _value in (
+        ("DJANGO_SECRET_KEY", SECRET_KEY),
+        ("PORTAL_TAP_VAULT_KEY", PORTAL_TAP_VAULT_KEY),
+        ("PORTAL_VERIFICATION_HMAC_KEY", PORTAL_VERIFICATION_HMAC_KEY),
+    ):
+        if _value in KNOWN_DEMO_SECRETS:
+            raise ConfigError(_name, "is a published demo value: set a secret of your own")
+
 AUTHENTICATION_BACKENDS = ["accounts.backends.PortalAdfsBackend"]
 LOGIN_URL = "django_auth_adfs:login"
 LOGIN_REDIRECT_URL = "home"
@@ -193,6 +270,11 @@ AUTH_ADFS: dict[str, Any] = {
 
 # --- sessions, cookies and headers -------------------------------------------------------------
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
+# A signed-in person's portal roles and accountEnabled are read again from Graph at most this
+# often (accounts.middleware); a removed role or a disabled account ends the session.
+PORTAL_ROLE_RECHECK_SECONDS = env.int("PORTAL_ROLE_RECHECK_SECONDS", default=300)
+if PORTAL_ROLE_RECHECK_SECONDS < 1:
+    raise ConfigError("PORTAL_ROLE_RECHECK_SECONDS", "must be at least 1")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"  # the sign-in redirect back from Entra is a top-level GET
 SESSION_COOKIE_SECURE = not DEMO
@@ -213,6 +295,19 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEMO)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 if env.bool("SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Addresses or networks of the reverse proxies in front of the portal (gunicorn's
+# --forwarded-allow-ips takes the same value). An audit event's source IP is read from
+# X-Forwarded-For right to left, skipping these; anyone else's header is ignored.
+PORTAL_TRUSTED_PROXIES = env.list("PORTAL_TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+try:
+    PORTAL_TRUSTED_PROXY_NETWORKS = tuple(
+        ipaddress.ip_network(item, strict=False) for item in PORTAL_TRUSTED_PROXIES
+    )
+except ValueError as _exc:
+    raise ConfigError(
+        "PORTAL_TRUSTED_PROXIES",
+        f"must list IP addresses or networks such as 10.0.0.0/8 ('*' is not allowed): {_exc}",
+    ) from _exc
 
 # --- email --------------------------------------------------------------------------------------
 _email = env.email_url("EMAIL_URL", default="" if DEMO else "smtp://localhost:25")
@@ -265,11 +360,63 @@ PORTAL_MANUAL_CHECKS = env.list(
         "Confirmed by the manager on a call-back",
     ],
 )
+# Caps on caller verification (mfa.verification), each over a sliding window: manual checks
+# one agent may record in 24 hours; codes one agent may send for one person in an hour, and codes
+# sent for one person in an hour by everyone (each code mails the person's manager).
+PORTAL_MANUAL_CHECKS_PER_DAY = env.int("PORTAL_MANUAL_CHECKS_PER_DAY", default=10)
+PORTAL_VERIFICATION_SENDS_PER_AGENT_TARGET = env.int(
+    "PORTAL_VERIFICATION_SENDS_PER_AGENT_TARGET", default=3
+)
+PORTAL_VERIFICATION_SENDS_PER_TARGET = env.int("PORTAL_VERIFICATION_SENDS_PER_TARGET", default=5)
+for _name in (
+    "PORTAL_MANUAL_CHECKS_PER_DAY",
+    "PORTAL_VERIFICATION_SENDS_PER_AGENT_TARGET",
+    "PORTAL_VERIFICATION_SENDS_PER_TARGET",
+):
+    if globals()[_name] < 1:
+        raise ConfigError(_name, "must be at least 1")
+# The actions a manual caller check alone does not unlock (mfa.policy.approval_reasons): backed
+# only by a manual check, such a request waits for a Lead's or Admin's approval as if the person
+# were privileged. Entries are action kinds that need a caller verification, or
+# ``set_mfa_state:<state>`` for one target state only; ``none`` for no such action.
+PORTAL_MANUAL_CHECK_NEEDS_APPROVAL = env.list(
+    "PORTAL_MANUAL_CHECK_NEEDS_APPROVAL", default=["issue_tap", "set_mfa_state:disabled"]
+)
+if [e.lower() for e in PORTAL_MANUAL_CHECK_NEEDS_APPROVAL] == ["none"]:
+    PORTAL_MANUAL_CHECK_NEEDS_APPROVAL = []
+for _entry in PORTAL_MANUAL_CHECK_NEEDS_APPROVAL:
+    _kind, _sep, _value = _entry.partition(":")
+    if _kind not in ("reregister", "issue_tap", "set_mfa_state", "delete_method"):
+        raise ConfigError(
+            "PORTAL_MANUAL_CHECK_NEEDS_APPROVAL",
+            f"names {_entry!r}: use reregister, issue_tap, set_mfa_state, "
+            "set_mfa_state:<enabled|enforced|disabled>, delete_method, or none",
+        )
+    if _sep and (_kind != "set_mfa_state" or _value not in ("enabled", "enforced", "disabled")):
+        raise ConfigError(
+            "PORTAL_MANUAL_CHECK_NEEDS_APPROVAL",
+            f"names {_entry!r}: only set_mfa_state takes a state (enabled, enforced or disabled)",
+        )
 # Unapproved requests on privileged targets expire after this long.
 PORTAL_APPROVAL_TTL_MINUTES = env.int("PORTAL_APPROVAL_TTL_MINUTES", default=240)
 # Each agent may submit this many actions per window; more needs a lead's override.
 PORTAL_AGENT_RATE_LIMIT = env.int("PORTAL_AGENT_RATE_LIMIT", default=20)
 PORTAL_AGENT_RATE_WINDOW_MINUTES = env.int("PORTAL_AGENT_RATE_WINDOW_MINUTES", default=60)
+# A lead's override lets the agent make this many more requests (within the current window).
+PORTAL_RATE_OVERRIDE_REQUESTS = env.int("PORTAL_RATE_OVERRIDE_REQUESTS", default=5)
+# The same action on the same person by the same agent within this many minutes of a success
+# needs the agent to confirm it with a reason (0: never asked).
+PORTAL_REPEAT_WINDOW_MINUTES = env.int("PORTAL_REPEAT_WINDOW_MINUTES", default=5)
+for _name, _low in (
+    ("PORTAL_AGENT_RATE_LIMIT", 1),
+    ("PORTAL_AGENT_RATE_WINDOW_MINUTES", 1),
+    ("PORTAL_RATE_OVERRIDE_REQUESTS", 1),
+    ("PORTAL_REPEAT_WINDOW_MINUTES", 0),
+):
+    if globals()[_name] < _low:
+        raise ConfigError(_name, f"must be at least {_low}")
+if PORTAL_RATE_OVERRIDE_REQUESTS > 1000:
+    raise ConfigError("PORTAL_RATE_OVERRIDE_REQUESTS", "must be at most 1000")
 # Members of these groups (object ids) are privileged targets even without a directory role.
 PORTAL_PROTECTED_GROUP_IDS = env.list("PORTAL_PROTECTED_GROUP_IDS", default=[])
 PORTAL_NOTIFY_MANAGER = env.bool("PORTAL_NOTIFY_MANAGER", default=True)
@@ -349,6 +496,13 @@ for _name in ("ROLES_PAA_CEILING", "ROLES_GLOBAL_ADMIN_MIN", "ROLES_REFRESH_SECO
         raise ConfigError(_name, "must be at least 1")
 if ROLES_GLOBAL_ADMIN_MAX < ROLES_GLOBAL_ADMIN_MIN:
     raise ConfigError("ROLES_GLOBAL_ADMIN_MAX", "must not be below ROLES_GLOBAL_ADMIN_MIN")
+
+# Expired sessions are deleted once a day (Django's clearsessions, accounts.tasks).
+CELERY_BEAT_SCHEDULE["accounts-sessions-clear-expired"] = {
+    "task": "accounts.tasks.sessions_clear_expired",
+    "schedule": 86400.0,
+    "options": {"queue": "sync", "expires": 86400},
+}
 
 CELERY_BEAT_SCHEDULE.update(
     {
@@ -441,6 +595,24 @@ for _name in (
 if not 1 <= AUDIT_SYNC_PAGE_SIZE <= 999:
     raise ConfigError("AUDIT_SYNC_PAGE_SIZE", "must be between 1 and 999")
 
+# The portal event log's HMAC key (audit.chain), kept outside the database so that someone who
+# can write the table cannot recompute the chain. Keep it as long as the log: events written
+# under another key no longer verify.
+AUDIT_CHAIN_KEY = _own_key(
+    "AUDIT_CHAIN_KEY", env.secret("AUDIT_CHAIN_KEY", default=None), demo_file="audit-chain-key"
+)
+# The chain's head is anchored outside the database every AUDIT_ANCHOR_INTERVAL_SECONDS
+# (audit.anchors): appended to AUDIT_ANCHOR_FILE (empty: none), logged on "audit.anchor".
+AUDIT_ANCHOR_FILE = env.str("AUDIT_ANCHOR_FILE", default=str(VAR_DIR / "audit-anchors.jsonl"))
+AUDIT_ANCHOR_LOG = env.bool("AUDIT_ANCHOR_LOG", default=True)
+AUDIT_ANCHOR_INTERVAL_SECONDS = env.int("AUDIT_ANCHOR_INTERVAL_SECONDS", default=300)
+if AUDIT_ANCHOR_FILE and not Path(AUDIT_ANCHOR_FILE).is_absolute():
+    raise ConfigError("AUDIT_ANCHOR_FILE", f"must be an absolute path, not {AUDIT_ANCHOR_FILE!r}")
+if not (AUDIT_ANCHOR_FILE or AUDIT_ANCHOR_LOG):
+    raise ConfigError("AUDIT_ANCHOR_FILE", "is empty and AUDIT_ANCHOR_LOG off: no anchor anywhere")
+if AUDIT_ANCHOR_INTERVAL_SECONDS < 1:
+    raise ConfigError("AUDIT_ANCHOR_INTERVAL_SECONDS", "must be at least 1")
+
 # Background reads at the lowest priority (9 on the Redis transport), on the sync queue.
 CELERY_BEAT_SCHEDULE.update(
     {
@@ -453,6 +625,13 @@ CELERY_BEAT_SCHEDULE.update(
             "task": "audit.tasks.entra_audit_prune",
             "schedule": float(AUDIT_PRUNE_INTERVAL_SECONDS),
             "options": {"queue": "sync", "priority": 9, "expires": AUDIT_PRUNE_INTERVAL_SECONDS},
+        },
+        # Not at the lowest priority: a late anchor widens the window in which the newest
+        # events could be removed unseen.
+        "audit-chain-anchor": {
+            "task": "audit.tasks.audit_chain_anchor",
+            "schedule": float(AUDIT_ANCHOR_INTERVAL_SECONDS),
+            "options": {"queue": "sync", "expires": AUDIT_ANCHOR_INTERVAL_SECONDS},
         },
     }
 )
@@ -479,7 +658,10 @@ DASHBOARD_TIMEZONE = env.str("DASHBOARD_TIMEZONE", default=TIME_ZONE)
 DASHBOARD_REPEAT_RESET_DAYS = env.int("DASHBOARD_REPEAT_RESET_DAYS", default=7)
 DASHBOARD_REPEAT_RESET_MAX = env.int("DASHBOARD_REPEAT_RESET_MAX", default=1)
 DASHBOARD_RESET_KINDS = env.list("DASHBOARD_RESET_KINDS", default=["reregister"])
+# An agent who recorded at least this many manual caller checks in the last 24 hours is flagged.
+DASHBOARD_MANUAL_CHECKS_MIN = env.int("DASHBOARD_MANUAL_CHECKS_MIN", default=5)
 for _name in (
+    "DASHBOARD_MANUAL_CHECKS_MIN",
     "DASHBOARD_WINDOW_DAYS",
     "DASHBOARD_FLAG_DAYS",
     "DASHBOARD_VOLUME_MIN_ACTIONS",

@@ -33,11 +33,27 @@ class HolderRow:
 @dataclass(frozen=True)
 class RoleWarning:
     """Something an Admin should look at. ``code``: portal_roles_unknown, paa_ceiling,
-    ga_too_many, ga_too_few, expiring, outside_portal."""
+    ga_too_many, ga_too_few, expiring, outside_portal, no_protected_group."""
 
     code: str
     text: str
     role_name: str = ""
+
+
+def configuration_warnings() -> list[RoleWarning]:
+    """Warnings about the portal's own configuration, shown whether or not holders were read:
+    no protected group (``PORTAL_PROTECTED_GROUP_IDS``; the system check portal.W001 says the
+    same at start)."""
+    if settings.PORTAL_PROTECTED_GROUP_IDS:
+        return []
+    return [
+        RoleWarning(
+            "no_protected_group",
+            "No protected group is set (PORTAL_PROTECTED_GROUP_IDS): executives and other "
+            "sensitive people without a directory role are standard targets, which any agent "
+            "may reset without approval.",
+        )
+    ]
 
 
 def portal_roles_by_oid(ids: Iterable[str]) -> dict[str, list[str]]:

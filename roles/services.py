@@ -218,6 +218,8 @@ def role_change_create(
         how = "eligible" if hold_kind == HoldKind.ELIGIBLE_UNTIL else "active"
         if find_holding(holdings, principal_id=principal.id, how=how):
             raise InvalidRequest(f"{principal.name} already holds {role_name} that way.")
+    # A group's roles are its members' too: refused when the requester is one (issue 10).
+    role_change_check_not_own_roles(requester, principal.id, principal.type, client=client)
 
     needs_approval = change == RoleChange.ADD and role_needs_approval(role_name)
     try:

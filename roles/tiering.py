@@ -4,12 +4,17 @@ With ``PORTAL_MIRROR_ENTRA_TIERING`` on, :func:`agent_holds_paa` says whether a 
 Privileged Authentication Administrator *actively* in the tenant right now (directly, through a
 role-assignable group, or as an activated PIM role); ``mfa.policy`` lets only such people act on
 privileged targets (:func:`tiering_refusal`, :func:`approval_refusal`).
+
+:func:`staff_now` reads afresh what the execution-time checks of every flow decide with: a portal
+user's portal roles from the portal app's role assignments in Entra (not the session) and
+whether their account is enabled.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -18,9 +23,10 @@ from django.core.cache import cache
 from graph import GraphClient
 from graph import roles as graph_roles
 from graph import users as graph_users
-from graph.errors import GraphError
+from graph.errors import GraphError, GraphNotFound
 from graph.results import Group
 from roles.catalog import PAA, role_definition_id, role_template
+from roles.holders import read_portal_roles
 
 logger = logging.getLogger(__name__)
 _PAA_CACHE_VERSION = 1
@@ -49,7 +55,8 @@ def principal_holds_active(client: GraphClient, principal_id: str, role_name: st
     for membership in graph_users.list_transitive_member_of(client, principal_id):
         if membership.is_directory_role and membership.role_template_id == template:
             return True
-        if isinstance(membership, Group) and membership.is_assignable_to_role:
+        # An unknown isAssignableToRole is read, not assumed false (fail closed).
+        if isinstance(membership, Group) and membership.is_assignable_to_role is not False:
             through = graph_roles.list_role_assignments(
                 client, role_definition_id=definition, principal_id=membership.id
             )
@@ -119,3 +126,42 @@ def approval_refusal(requester: Any, *, privileged: bool) -> str | None:
         "not act on this privileged person: this request can no longer be approved. Reject it, "
         "or ask someone who holds the role to request it again."
     )
+
+
+@dataclass(frozen=True)
+class StaffNow:
+    """A portal user as Entra says now: ``roles``, the portal roles their app role assignments
+    give them (directly or through a group), and whether the account is ``enabled``."""
+
+    oid: str
+    roles: frozenset[str]
+    enabled: bool
+
+    def holds(self, *roles: str) -> bool:
+        return bool(self.roles & frozenset(roles))
+
+
+def staff_now(
+    client: GraphClient,
+    user: Any,
+    *,
+    portal_roles: Mapping[str, tuple[str, ...]] | None = None,
+) -> StaffNow:
+    """``user`` (a portal user) as Entra says now, read without a cache: their portal roles
+    (``portal_roles``, a read of :func:`roles.holders.read_portal_roles` to share between
+    people, or read here) and ``accountEnabled``. A person Graph no longer knows has no role and
+    is not enabled. Raises GraphError as it comes (the engine waits on a throttled or transient
+    one)."""
+    oid = oid_of(user)
+    held = read_portal_roles(client) if portal_roles is None else portal_roles
+    try:
+        enabled = graph_users.get_user(client, oid).account_enabled is not False
+    except GraphNotFound:
+        return StaffNow(oid=oid, roles=frozenset(), enabled=False)
+    return StaffNow(oid=oid, roles=frozenset(held.get(oid.lower(), ())), enabled=enabled)
+
+
+def holds_paa_now(client: GraphClient, user: Any) -> bool:
+    """Whether ``user`` holds PAA actively in the tenant now, read without a cache. Raises
+    GraphError as it comes (unlike :func:`agent_holds_paa`, which answers False)."""
+    return principal_holds_active(client, oid_of(user), PAA)

@@ -120,7 +120,7 @@ def _holders_context(request: HttpRequest) -> dict[str, Any]:
         "refresh": refresh,
         "refresh_failed": failed,
         "roles": roles,
-        "warnings": warnings,
+        "warnings": [*page.configuration_warnings(), *warnings],
     }
 
 

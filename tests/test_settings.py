@@ -31,6 +31,9 @@ SETUP = "import django; django.setup(); print('started')"
 PRODUCTION = {
     "PORTAL_DEMO": "0",
     "DJANGO_SECRET_KEY": "p" * 64,
+    "PORTAL_TAP_VAULT_KEY": "t" * 48,
+    "PORTAL_VERIFICATION_HMAC_KEY": "h" * 48,
+    "AUDIT_CHAIN_KEY": "a" * 48,
     "ALLOWED_HOSTS": "portal.example.com",
     "DATABASE_URL": "",
     "ENTRA_TENANT_ID": "11111111-2222-3333-4444-555555555555",
@@ -95,6 +98,16 @@ def test_a_valid_configuration_starts(changes: dict[str, str | None]) -> None:
         ("ENTRA_CLIENT_CERT_PATH", {"ENTRA_CLIENT_CERT_PATH": "/nonexistent/cert.pem"}),
         ("GRAPH_TIMEOUT_SECONDS", {"GRAPH_TIMEOUT_SECONDS": "soon"}),
         ("GRAPH_MAX_RETRIES", {"GRAPH_MAX_RETRIES": "many"}),
+        # The portal's own keys: required outside the demo, long, never DJANGO_SECRET_KEY.
+        ("PORTAL_TAP_VAULT_KEY", {**PRODUCTION, "PORTAL_TAP_VAULT_KEY": None}),
+        ("PORTAL_TAP_VAULT_KEY", {**PRODUCTION, "PORTAL_TAP_VAULT_KEY": "short"}),
+        ("PORTAL_TAP_VAULT_KEY", {**PRODUCTION, "PORTAL_TAP_VAULT_KEY": "p" * 64}),
+        ("PORTAL_TAP_VAULT_KEY_FILE", {**PRODUCTION, "PORTAL_TAP_VAULT_KEY_FILE": "/nonexistent"}),
+        ("PORTAL_VERIFICATION_HMAC_KEY", {**PRODUCTION, "PORTAL_VERIFICATION_HMAC_KEY": None}),
+        ("PORTAL_VERIFICATION_HMAC_KEY", {**PRODUCTION, "PORTAL_VERIFICATION_HMAC_KEY": "t" * 48}),
+        # (The demo's refusals of a real tenant: tests/security/test_demo_guard.py.)
+        ("PORTAL_TRUSTED_PROXIES", {"PORTAL_TRUSTED_PROXIES": "*"}),
+        ("PORTAL_TRUSTED_PROXIES", {"PORTAL_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}),
     ],
 )
 def test_a_bad_value_stops_the_start_naming_the_variable(

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import migrations
 
-from audit.chain import GENESIS_HASH, event_content, event_hash, normalise_ip
+from audit.chain import CHAIN_SHA256, GENESIS_HASH, event_content, event_hash, normalise_ip
 
 
 def chain_existing_events(apps: Any, schema_editor: Any) -> None:
@@ -23,7 +23,8 @@ def chain_existing_events(apps: Any, schema_editor: Any) -> None:
         event.seq = seq
         event.prev_hash = prev_hash
         event.source_ip = normalise_ip(event.source_ip)
-        event.hash = event_hash(prev_hash, event_content(event))
+        # Plain SHA-256: 0011 marks these events chain_version 1 (keying came later).
+        event.hash = event_hash(prev_hash, event_content(event), version=CHAIN_SHA256)
         portal_event.objects.filter(pk=event.pk).update(
             seq=event.seq, prev_hash=event.prev_hash, hash=event.hash, source_ip=event.source_ip
         )

@@ -1,5 +1,11 @@
 """The exports' stream: every history row as a plain tuple (``FLAT_FIELDS``), built without an
-object per row, read in keyset batches (on PostgreSQL, the next batch on a worker thread)."""
+object per row, read in keyset batches (on PostgreSQL, the next batch on a worker thread).
+
+In a limited scope (an Agent's), a portal event's ``detail`` keeps what the other agents wrote
+out of the export: on an event that is neither the viewer's own nor about a request the viewer
+made, the free-text keys of ``PRIVATE_DETAIL_KEYS`` (a manual check's evidence, a request's
+reason, a decision's or an override's comment) are left out. An agent who opens a person reads
+that person's history, not what colleagues wrote about the caller."""
 
 from __future__ import annotations
 
@@ -27,6 +33,11 @@ from audit.selectors.filters import (
 )
 from audit.selectors.queries import beyond, entra_queryset, portal_queryset, request_pk_for
 from audit.selectors.rows import request_infos
+
+# The free text people write into a portal event's detail: a manual check's evidence, a request's
+# or a failed verification's reason, a Lead's decision or override comment. In an Agent's export
+# these are left out of the events of other agents' work (``_withheld``).
+PRIVATE_DETAIL_KEYS: frozenset[str] = frozenset({"evidence", "reason", "comment"})
 
 # Rows per table and query in an export: large enough that the queries cost little beside the
 # rows, small enough that two batches of plain tuples stay a few megabytes.
@@ -77,6 +88,7 @@ _PORTAL_FLAT_FIELDS = (
     "ticket",
     "request",
     "detail",
+    "actor",
 )
 _ENTRA_FLAT_FIELDS = (
     "activity_at",
@@ -96,8 +108,8 @@ _ENTRA_FLAT_FIELDS = (
     "outside_portal",
 )
 # A row without a request: (requester_name, ticket, public_id, kind, status, verification,
-# decided_by_name).
-_NO_REQUEST: tuple[Any, ...] = ("", "", None, "", "", "", "")
+# decided_by_name, requester_id).
+_NO_REQUEST: tuple[Any, ...] = ("", "", None, "", "", "", "", None)
 
 
 def _request_columns(ids: Iterable[int | None]) -> dict[int, tuple[Any, ...]]:
@@ -111,6 +123,7 @@ def _request_columns(ids: Iterable[int | None]) -> dict[int, tuple[Any, ...]]:
             info.status,
             info.verification_label,
             info.decided_by_name,
+            info.requester_id,
         )
         for pk, info in request_infos(i for i in ids if i).items()
     }
@@ -131,20 +144,36 @@ class _EpochMicros(Func):
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
-def _portal_flat(values: list[tuple[Any, ...]], micros: bool) -> list[_FlatItem]:
+def _withheld(detail: Any) -> Any:
+    """``detail`` without the keys of PRIVATE_DETAIL_KEYS, at any depth."""
+    if isinstance(detail, dict):
+        return {k: _withheld(v) for k, v in detail.items() if k not in PRIVATE_DETAIL_KEYS}
+    if isinstance(detail, list):
+        return [_withheld(v) for v in detail]
+    return detail
+
+
+def _portal_flat(
+    values: list[tuple[Any, ...]], micros: bool, viewer_pk: int | None = None
+) -> list[_FlatItem]:
     """Merge items of one batch of portal events (``_PORTAL_FLAT_FIELDS``; the time as epoch
     microseconds when ``micros``): one query for the batch's requests, then plain tuples (no
-    objects, no dicts: the export's hot loop)."""
+    objects, no dicts: the export's hot loop). With ``viewer_pk`` (a limited scope), the detail
+    of an event neither by that user nor about their request is ``_withheld``."""
     requests = _request_columns(v[8] for v in values)
     kind_labels, outcomes, rank = KIND_LABELS, PORTAL_KIND_OUTCOME, SOURCE_RANK["portal"]
     epoch, one = EPOCH, _ONE_MICROSECOND
     items: list[_FlatItem] = []
     append = items.append
-    for t, pk, kind, actor_name, actor_oid, target_id, target_name, ticket, req, detail in values:
+    for (
+        t, pk, kind, actor_name, actor_oid, target_id, target_name, ticket, req, detail, actor,
+    ) in values:  # fmt: skip
         at = epoch + one * t if micros else t
-        name, req_ticket, public_id, req_kind, status, verification, decided = (
+        name, req_ticket, public_id, req_kind, status, verification, decided, requester = (
             requests.get(req, _NO_REQUEST) if req else _NO_REQUEST
         )
+        if viewer_pk is not None and detail and viewer_pk not in (actor, requester):
+            detail = _withheld(detail)
         append(
             (
                 at,
@@ -161,8 +190,11 @@ def _portal_flat(values: list[tuple[Any, ...]], micros: bool) -> list[_FlatItem]
     return items
 
 
-def _entra_flat(values: list[tuple[Any, ...]], micros: bool) -> list[_FlatItem]:
-    """Merge items of one batch of Entra records (``_ENTRA_FLAT_FIELDS``), as ``_portal_flat``."""
+def _entra_flat(
+    values: list[tuple[Any, ...]], micros: bool, viewer_pk: int | None = None
+) -> list[_FlatItem]:
+    """Merge items of one batch of Entra records (``_ENTRA_FLAT_FIELDS``), as ``_portal_flat``
+    (an Entra record has no detail: ``viewer_pk`` changes nothing)."""
     requests = _request_columns(v[13] for v in values)
     user, rank = DirectoryAuditRecord.InitiatorKind.USER.value, SOURCE_RANK["entra"]
     epoch, one, outcomes = EPOCH, _ONE_MICROSECOND, ENTRA_RESULT_OUTCOME
@@ -173,7 +205,7 @@ def _entra_flat(values: list[tuple[Any, ...]], micros: bool) -> list[_FlatItem]:
         target_upn, correlation_id, entra_id, req, outside,
     ) in values:  # fmt: skip
         at = epoch + one * t if micros else t
-        name, req_ticket, public_id, req_kind, status, verification, decided = (
+        name, req_ticket, public_id, req_kind, status, verification, decided, _requester = (
             requests.get(req, _NO_REQUEST) if req else _NO_REQUEST
         )
         by_user = by_kind == user
@@ -195,10 +227,15 @@ def _entra_flat(values: list[tuple[Any, ...]], micros: bool) -> list[_FlatItem]:
 
 
 def _flat_stream(
-    qs: QuerySet[Any, Any], *, source: Source, descending: bool, batch: int
+    qs: QuerySet[Any, Any],
+    *,
+    source: Source,
+    descending: bool,
+    batch: int,
+    viewer_pk: int | None = None,
 ) -> Iterator[_FlatItem]:
     """Every row of one branch as merge items, in (time, id) order, read in keyset batches of
-    ``batch`` rows (one query each, no OFFSET).
+    ``batch`` rows (one query each, no OFFSET). ``viewer_pk``: see ``_portal_flat``.
 
     On PostgreSQL outside a transaction, the next batch's query runs on a worker thread (with
     its own connection, closed at the end) while the caller formats the current batch: the
@@ -232,7 +269,7 @@ def _flat_stream(
     if not micros:
         values = read(None)
         while True:
-            yield from make(values, micros)
+            yield from make(values, micros, viewer_pk)
             if len(values) < batch:
                 return
             values = read(after(values))
@@ -244,7 +281,7 @@ def _flat_stream(
                 full = len(values) == batch
                 if full:
                     pending = worker.submit(read, after(values))
-                yield from make(values, micros)
+                yield from make(values, micros, viewer_pk)
                 if not full:
                     return
         finally:
@@ -260,8 +297,10 @@ def history_flat_rows(
 ) -> Iterator[FlatRow]:
     """What ``history_rows`` yields, as plain tuples laid out as ``FLAT_FIELDS``: the exports'
     path, which builds no object per row. Same order, scope and batching (``batch`` rows per
-    branch and query, default ``EXPORT_BATCH``), so memory stays bounded by a few batches."""
+    branch and query, default ``EXPORT_BATCH``), so memory stays bounded by a few batches.
+    In a limited scope, other agents' free text is left out of the details (module docstring)."""
     scope = history_scope_for(viewer, opened_target_id=filters.target)
+    viewer_pk = None if scope.everything else scope.user_id
     size = batch or EXPORT_BATCH
     request_pk = request_pk_for(filters.request) if filters.request else None
     streams: list[Iterator[_FlatItem]] = []
@@ -274,7 +313,13 @@ def history_flat_rows(
         most_branches = max(most_branches, len(branches or ()))
         for qs in branches or ():
             streams.append(
-                _flat_stream(qs, source=source, descending=filters.descending, batch=size)
+                _flat_stream(
+                    qs,
+                    source=source,
+                    descending=filters.descending,
+                    batch=size,
+                    viewer_pk=viewer_pk,
+                )
             )
     merged: Iterator[_FlatItem] = heapq.merge(*streams, reverse=filters.descending)
     if most_branches <= 1:

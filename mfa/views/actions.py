@@ -13,7 +13,6 @@ from graph.errors import GraphError
 from mfa import policy, selectors, services
 from mfa.forms import ACTION_FORMS
 from mfa.models import ActionKind
-from mfa.overrides import rate_override_for
 from mfa.verification import verification_current, verification_valid_until
 from mfa.views.pages import graph_problem_response, profile_or_problem
 from portal.graph_client import get_graph_client
@@ -57,6 +56,9 @@ def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
     except GraphError as exc:
         return graph_problem_response(request, exc, what="Preparing this form")
     verification = verification_current(agent=request.user, target_id=profile.user.id)
+    # The agent did this to this person moments ago (two tabs, a second click on a fresh form):
+    # say so before they submit, and ask for a confirmation with a reason.
+    repeat_of = policy.recent_success(request.user, target_id=profile.user.id, kind=kind)
     policy_error = ""
     if request.method == "POST":
         form = form_class(request.POST, **extras)
@@ -77,14 +79,21 @@ def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
                     verification=backing,
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     http_request=request,
-                    rate_override_by=rate_override_for(request.user),
+                    repeat_reason=form.confirmed_repeat_reason(),
                 )
+            except policy.RepeatNeedsConfirmation as exc:
+                policy_error = exc.message
+                repeat_of = exc.previous
             except policy.PolicyError as exc:
                 policy_error = exc.message
             else:
                 return redirect("mfa:request_detail", action_request.public_id)
     else:
         form = form_class(**extras)
+    # The tier, and the kind's own rule (e.g. a TAP backed only by a manual check).
+    approval_reasons = policy.approval_reasons(
+        profile, kind, request.POST if request.method == "POST" else None, verification
+    )
     return render(
         request,
         "mfa/action_form.html",
@@ -98,8 +107,11 @@ def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
             "verification": verification,
             "verification_until": verification_valid_until(verification) if verification else None,
             "max_age": settings.PORTAL_VERIFICATION_MAX_AGE_MINUTES,
-            "approval_needed": policy.needs_approval(profile),
+            "approval_needed": bool(approval_reasons),
+            "approval_reasons": approval_reasons,
             "policy_error": policy_error,
+            "repeat_of": repeat_of,
+            "repeat_window": settings.PORTAL_REPEAT_WINDOW_MINUTES,
         },
         status=409 if policy_error else (400 if request.method == "POST" else 200),
     )

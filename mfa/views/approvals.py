@@ -1,7 +1,9 @@
 """The Lead's and Admin's pages: the requests waiting for a decision, approve or reject, and the
-short override of one agent's rate limit."""
+override of one agent's rate limit (a few more requests)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -10,10 +12,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import APPROVER_ROLES, role_required
+from accounts.roles import APPROVER_ROLES, display_name_of, role_required
 from mfa import policy, selectors, services
 from mfa.forms import DecisionForm, RateOverrideForm
-from mfa.overrides import OVERRIDE_MINUTES, rate_override_grant
+from mfa.overrides import rate_override_grant, rate_override_refusal
 from mfa.permissions import get_request_to_decide_for_user
 
 
@@ -29,12 +31,10 @@ def approvals(request: HttpRequest) -> HttpResponse:
         "mfa/approvals.html",
         {
             "waiting": items,
-            "override_form": RateOverrideForm(
-                agents=selectors.rate_override_candidates(request.user)
-            ),
+            "override_form": RateOverrideForm(agents=_override_candidates(request.user)),
             "rate_limit": settings.PORTAL_AGENT_RATE_LIMIT,
             "rate_window": settings.PORTAL_AGENT_RATE_WINDOW_MINUTES,
-            "override_minutes": OVERRIDE_MINUTES,
+            "override_requests": settings.PORTAL_RATE_OVERRIDE_REQUESTS,
         },
     )
 
@@ -70,17 +70,28 @@ def approval_decide(request: HttpRequest, public_id: str) -> HttpResponse:
     return redirect("mfa:approvals")
 
 
+def _override_candidates(lead: Any) -> list[tuple[str, str]]:
+    """The agents ``lead`` may let past the rate limit (a Lead's and an Admin's only an Admin)."""
+    choices = selectors.rate_override_candidates(lead)
+    people = get_user_model().objects.in_bulk([int(pk) for pk, _ in choices])
+    return [
+        (pk, label)
+        for pk, label in choices
+        if int(pk) in people and not rate_override_refusal(lead, people[int(pk)])
+    ]
+
+
 @require_POST
 @role_required(*APPROVER_ROLES)
 def rate_override(request: HttpRequest) -> HttpResponse:
-    """A lead lets one agent past the rate limit for a short while."""
+    """A lead lets one agent make PORTAL_RATE_OVERRIDE_REQUESTS more requests past the limit."""
     form = RateOverrideForm(request.POST, agents=selectors.rate_override_candidates(request.user))
     if not form.is_valid():
         messages.error(request, "Choose the agent and say why.")
         return redirect("mfa:approvals")
     agent = get_user_model().objects.get(pk=int(form.cleaned_data["agent"]))
     try:
-        rate_override_grant(
+        grant = rate_override_grant(
             lead=request.user,
             agent=agent,
             comment=form.cleaned_data["comment"],
@@ -89,5 +100,9 @@ def rate_override(request: HttpRequest) -> HttpResponse:
     except policy.PolicyError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Override granted for the next {OVERRIDE_MINUTES} minutes.")
+        messages.success(
+            request,
+            f"Override granted: {display_name_of(agent)} may make {grant.granted} more requests "
+            f"in the next {settings.PORTAL_AGENT_RATE_WINDOW_MINUTES} minutes.",
+        )
     return redirect("mfa:approvals")

@@ -9,10 +9,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import REQUESTER_ROLES, role_required
+from accounts.roles import ADMIN_ROLES, REQUESTER_ROLES, has_role, role_required
 from mfa.forms import CheckCodeForm, ManualCheckForm, SendCodeForm
-from mfa.mailbox import mailbox_active
-from mfa.models import MailboxMessage
+from mfa.mailbox import mailbox_active, messages_for
 from mfa.permissions import get_pending_verification_for_user
 from mfa.verification import (
     VerificationFailed,
@@ -122,11 +121,23 @@ def verify_manual(request: HttpRequest, oid: str) -> HttpResponse:
 @require_GET
 @role_required()
 def mailbox(request: HttpRequest) -> HttpResponse:
-    """``/mailbox/``: the emails the demo kept instead of sending (404 outside the demo)."""
+    """``/mailbox/``: the emails the demo kept instead of sending (404 outside the demo).
+
+    Each reader sees the messages sent to their own address (their UPN or email); an Admin sees
+    every message. A verification code goes to the target's manager, never to the agent: an agent
+    who could read the whole mailbox could verify any caller alone.
+    """
     if not mailbox_active():
         raise Http404("The mailbox exists only in the demo")
+    profile = getattr(request.user, "portal_profile", None)
+    addresses = [str(getattr(request.user, "email", "") or ""), str(getattr(profile, "upn", ""))]
+    everyone = has_role(request.user, *ADMIN_ROLES)
     return render(
         request,
         "mfa/mailbox.html",
-        {"messages_list": MailboxMessage.objects.all()[:MAILBOX_SHOWN]},
+        {
+            "messages_list": messages_for(addresses, everyone=everyone, limit=MAILBOX_SHOWN),
+            "reader_sees_everyone": everyone,
+            "reader_addresses": sorted({a for a in addresses if a}),
+        },
     )

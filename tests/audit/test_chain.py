@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import itertools
+import stat
 import threading
+import uuid
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +18,16 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, connections, transaction
 from django.test import RequestFactory
 
-from audit.chain import GENESIS_HASH, chain_verify, event_content, event_hash
+from audit.chain import (
+    CHAIN_HMAC,
+    CHAIN_SHA256,
+    GENESIS_HASH,
+    canonical_json,
+    chain_head,
+    chain_verify,
+    event_content,
+    event_hash,
+)
 from audit.models import AppendOnlyError, PortalEvent
 from audit.services import portal_event_record
 from tests.personas import PERSONAS, portal_user
@@ -142,8 +156,9 @@ def test_anchor_detects_removed_newest_events() -> None:
     assert out.getvalue().startswith("intact")
     _tamper("DELETE FROM audit_portalevent WHERE id = %s", [events[2].pk])
     assert chain_verify().intact  # the chain alone cannot see a shortened tail
-    with pytest.raises(CommandError, match="anchor seq 3 is missing"):
+    with pytest.raises(CommandError, match="TRUNCATED: the chain ends at seq 2") as failure:
         call_command("audit_verify", anchor=anchor, stdout=StringIO())
+    assert failure.value.returncode == 1
 
 
 @pytest.mark.django_db
@@ -215,3 +230,158 @@ def test_concurrent_writers_keep_the_chain_linear(transactional_db: None) -> Non
     assert seqs == list(range(1, per_thread * threads + 1))
     report = chain_verify()
     assert report.intact and report.checked == per_thread * threads
+
+
+# --- the keyed chain (issue 10, point 7) ---------------------------------------------------------
+
+
+def _sha256_chain_from(seq: int) -> None:
+    """Recompute ``prev_hash``/``hash`` of every event from ``seq`` on with plain SHA-256, as
+    someone who can write the table but holds no key can (the forgery of the security review)."""
+    rows = list(PortalEvent.objects.filter(seq__gte=seq).order_by("seq"))
+    prev = PortalEvent.objects.get(seq=seq - 1).hash if seq > 1 else GENESIS_HASH
+    for row in rows:
+        row.prev_hash = prev
+        digest = hashlib.sha256((prev + canonical_json(event_content(row))).encode()).hexdigest()
+        _tamper(
+            "UPDATE audit_portalevent SET prev_hash = %s, hash = %s WHERE id = %s",
+            [prev, digest, row.pk],
+        )
+        prev = digest
+
+
+@pytest.mark.django_db
+def test_forged_edit_with_every_hash_recomputed_is_reported() -> None:
+    events = _record(6)
+    _tamper("UPDATE audit_portalevent SET ticket = %s WHERE id = %s", ["INC0000666", events[1].pk])
+    _sha256_chain_from(2)
+    report = chain_verify()
+    assert not report.intact
+    assert report.broken_seq == 2 and "content does not match its hash" in report.problem
+    with pytest.raises(CommandError, match=r"^BROKEN at seq 2") as failure:
+        _verify()
+    assert failure.value.returncode == 1
+
+
+@pytest.mark.django_db
+def test_the_hash_is_keyed_with_a_key_outside_the_database(
+    settings: Any,
+) -> None:
+    (event,) = _record(1)
+    stored = PortalEvent.objects.get(pk=event.pk)
+    unkeyed = hashlib.sha256(
+        (stored.prev_hash + canonical_json(event_content(stored))).encode()
+    ).hexdigest()
+    assert stored.hash != unkeyed
+    assert stored.chain_version == CHAIN_HMAC
+    assert chain_verify().intact
+    # Another key (or none of the database's content) cannot reproduce the chain.
+    settings.AUDIT_CHAIN_KEY = "another-key-" + "x" * 40
+    report = chain_verify()
+    assert report.broken_seq == 1 and "content does not match its hash" in report.problem
+
+
+@pytest.mark.django_db
+def test_demo_keeps_one_generated_key_in_its_var_folder(settings: Any) -> None:
+    key_file = Path(settings.DEMO_SECRETS_DIR) / "audit-chain-key"
+    assert key_file.read_text().strip() == settings.AUDIT_CHAIN_KEY
+    assert len(settings.AUDIT_CHAIN_KEY) >= 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def _legacy_events(n: int) -> list[PortalEvent]:
+    """Events as an installation before the keyed chain wrote them (chain_version 1, SHA-256)."""
+    written = []
+    seq, prev = chain_head()
+    for i in range(n):
+        event = PortalEvent(kind=PortalEvent.Kind.SIGN_IN, seq=seq + 1, prev_hash=prev)
+        event.ticket = f"OLD{i}"
+        event.chain_version = CHAIN_SHA256
+        event.hash = event_hash(prev, event_content(event), version=CHAIN_SHA256)
+        event.save()
+        written.append(event)
+        seq, prev = event.seq, event.hash
+    return written
+
+
+@pytest.mark.django_db
+def test_upgraded_log_verifies_old_events_unkeyed_and_new_ones_keyed() -> None:
+    _legacy_events(3)
+    new = _record(2)
+    assert [e.chain_version for e in PortalEvent.objects.order_by("seq")] == [1, 1, 1, 2, 2]
+    assert new[0].prev_hash == PortalEvent.objects.get(seq=3).hash
+    assert _verify().startswith("intact (5 events checked")
+
+
+@pytest.mark.django_db
+def test_an_unkeyed_event_after_keyed_ones_is_a_downgrade() -> None:
+    events = _record(3)
+    _tamper("UPDATE audit_portalevent SET chain_version = 1 WHERE id = %s", [events[2].pk])
+    _sha256_chain_from(3)
+    report = chain_verify()
+    assert report.broken_seq == 3 and "downgraded" in report.problem
+
+
+def test_app_role_cannot_change_or_empty_the_events_table(transactional_db: None) -> None:
+    """PostgreSQL: the application role (README, Production) may read and add events but not
+    UPDATE, DELETE, TRUNCATE or add a trigger; migration 0012 takes those rights away."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no roles: on SQLite the model guard and the keyed chain remain")
+    import psycopg
+
+    privileges = importlib.import_module("audit.migrations.0012_portalevent_app_role_privileges")
+    (event,) = _record(1)
+    role = f"portal_app_test_{uuid.uuid4().hex[:12]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'test-only'")
+        try:
+            # What docker/postgres/initdb/10-app-role.sh gives the role on every table (here
+            # more: all rights), then what migration 0012 does as the owner.
+            cursor.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+            cursor.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+            cursor.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+            assert role in privileges.revoke_refused_privileges(connection)
+            assert privileges.refused_privilege_holders(connection) == []
+            params = connection.get_connection_params()
+            app = psycopg.connect(
+                dbname=params["dbname"],
+                host=params.get("host") or "127.0.0.1",
+                port=params.get("port") or 5432,
+                user=role,
+                password="test-only",
+                autocommit=True,
+            )
+            try:
+                refused = {
+                    "UPDATE": f"UPDATE audit_portalevent SET ticket = 'x' WHERE id = {event.pk}",
+                    "DELETE": f"DELETE FROM audit_portalevent WHERE id = {event.pk}",
+                    "TRUNCATE": "TRUNCATE audit_portalevent CASCADE",
+                    "TRIGGER": (
+                        "CREATE TRIGGER t_test BEFORE INSERT ON audit_portalevent "
+                        "FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()"
+                    ),
+                    "DISABLE TRIGGER": "ALTER TABLE audit_portalevent DISABLE TRIGGER USER",
+                }
+                for what, sql in refused.items():
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege) as denied:
+                        app.execute(sql)
+                    # The role's rights refuse it, not (only) the append-only trigger.
+                    message = str(denied.value)
+                    assert "permission denied" in message or "must be owner" in message, what
+                # Reading and appending still work (a row the chain check then rejects: the
+                # role can add, never hide).
+                app.execute("SELECT count(*) FROM audit_portalevent").fetchone()
+                app.execute(
+                    "INSERT INTO audit_portalevent (created_at, seq, prev_hash, hash, "
+                    "chain_version, actor_name, actor_oid, kind, target_id, target_name, ticket, "
+                    "user_agent, http_request_id, detail) VALUES (now(), 2, %s, %s, 2, '', '', "
+                    "'sign_in', '', '', '', '', '', '{}')",
+                    [event.hash, "0" * 64],
+                )
+            finally:
+                app.close()
+            assert PortalEvent.objects.count() == 2
+            assert PortalEvent.objects.get(pk=event.pk).ticket == event.ticket
+        finally:
+            cursor.execute(f"DROP OWNED BY {role}")
+            cursor.execute(f"DROP ROLE {role}")

@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from audit.exports import COLUMNS
 from audit.models import DirectoryAuditRecord, PortalEvent
 from audit.selectors import flat as export_stream
-from tests.audit.history_fixtures import action_request, entra_record, request_event
+from tests.audit.history_fixtures import action_request, entra_record, event, request_event
 from tests.personas import PERSONAS, signed_in
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +113,55 @@ def test_agent_exports_only_their_scope(rows: dict[str, Any]) -> None:
     # A person the agent opens: the whole history of that person.
     records = _csv(signed_in(ADA).get("/audit/export.csv", {"target": PRIYA.oid}))
     assert {r["ticket"] for r in records} == {"REQ-2222"}
+
+
+def test_agent_export_leaves_out_other_agents_evidence_and_reasons(rows: dict[str, Any]) -> None:
+    r2 = rows["r2"]
+    about_priya = {"target_id": PRIYA.oid, "target_name": PRIYA.display_name}
+    at = T0 + timedelta(hours=2)
+    event(
+        K.VERIFICATION_MANUAL, at, actor=AARON, **about_priya,
+        detail={"check": "Video call", "evidence": "AARON-EVIDENCE said so, trust me"},
+    )  # fmt: skip
+    event(
+        K.ACTION_REQUESTED, at + timedelta(minutes=1), actor=AARON, action_request_id=r2.pk,
+        **about_priya, detail={"kind": "tap", "reason": "AARON-REASON caller in a hurry"},
+    )  # fmt: skip
+    event(
+        K.ACTION_APPROVED, at + timedelta(minutes=2), actor=LEO, action_request_id=r2.pk,
+        **about_priya, detail={"comment": "LEO-COMMENT fine by me"},
+    )  # fmt: skip
+    event(
+        K.VERIFICATION_MANUAL, at + timedelta(minutes=3), actor=ADA, **about_priya,
+        detail={"check": "Call-back", "evidence": "ADA-EVIDENCE called back on the HR number"},
+    )  # fmt: skip
+    ada = _body(signed_in(ADA).get("/audit/export.jsonl", {"target": PRIYA.oid}))
+    # Ada opened Priya: she reads Priya's whole history, but not what her colleagues wrote.
+    for secret in ("AARON-EVIDENCE", "AARON-REASON", "LEO-COMMENT"):
+        assert secret not in ada
+    assert "ADA-EVIDENCE" in ada
+    aarons = [
+        (line["kind"], line["detail"])
+        for line in map(json.loads, ada.splitlines())
+        if line["agent_name"] == AARON.display_name and line["source"] == "portal"
+    ]
+    # The rest of the events stays: only the free text is left out.
+    assert (K.VERIFICATION_MANUAL, {"check": "Video call"}) in aarons
+    assert (K.ACTION_REQUESTED, {"kind": "tap"}) in aarons
+    csv_text = _body(signed_in(ADA).get("/audit/export.csv", {"target": PRIYA.oid}))
+    assert "AARON-EVIDENCE" not in csv_text and "ADA-EVIDENCE" in csv_text
+    # A Lead reads everything.
+    leo = _body(signed_in(LEO).get("/audit/export.jsonl", {"target": PRIYA.oid}))
+    assert all(s in leo for s in ("AARON-EVIDENCE", "AARON-REASON", "LEO-COMMENT"))
+
+
+def test_agent_export_keeps_the_comments_on_their_own_requests(rows: dict[str, Any]) -> None:
+    r1 = rows["r1"]
+    event(
+        K.ACTION_APPROVED, T0 + timedelta(minutes=1), actor=LEO, action_request_id=r1.pk,
+        target_id=SAM.oid, target_name=SAM.display_name, detail={"comment": "LEO-ON-ADA ok"},
+    )  # fmt: skip
+    assert "LEO-ON-ADA" in _body(signed_in(ADA).get("/audit/export.jsonl"))
 
 
 def test_export_reads_in_keyset_batches_without_offset(

@@ -47,6 +47,7 @@ class StructuredType:
     properties: dict[str, str] = field(default_factory=dict)
     navigation: dict[str, str] = field(default_factory=dict)
     element: ET.Element | None = None
+    open_type: bool = False
 
 
 @dataclass
@@ -88,6 +89,7 @@ class Metadata:
                     base = element.get("BaseType")
                     stype = StructuredType(name, tag, self.full(base) if base else None)
                     stype.element = element
+                    stype.open_type = element.get("OpenType") == "true"
                     for prop in element.findall("edm:Property", NS):
                         stype.properties[prop.get("Name", "")] = self.full(prop.get("Type", ""))
                     for nav in element.findall("edm:NavigationProperty", NS):
@@ -229,6 +231,32 @@ class Metadata:
                 return stype.navigation[name]
         raise ContractError(f"{name!r} is not declared on {type_name} or its base types")
 
+    def resolve_select(self, type_name: str, name: str, touched: set[str]) -> None:
+        """Resolve one ``$select`` name: a property of the type's chain or, when the type is open
+        (``directoryObject``: Graph's memberships mix groups, roles and units), of an entity
+        type derived from it. For a derived property the first such type (by name) is touched,
+        so the subset keeps one declaration of it."""
+        try:
+            self.resolve_property_path(type_name, [name], touched)
+            return
+        except ContractError:
+            if not any(t.open_type for t in self.chain(type_name)):
+                raise
+        for candidate in sorted(self.types):
+            stype = self.types[candidate]
+            if stype.kind != "EntityType" or name not in stype.properties:
+                continue
+            try:
+                derived = candidate != type_name and self.derives_from(candidate, type_name)
+            except ContractError:
+                continue  # a type whose base chain is not in this document
+            if derived:
+                touched.update(t.name for t in self.chain(candidate))
+                return
+        raise ContractError(
+            f"{name!r} is declared neither on {type_name} nor on a type derived from it"
+        )
+
     def resolve_property_path(self, type_name: str, parts: list[str], touched: set[str]) -> None:
         """Resolve ``a``, ``a/b`` or ``a.b`` (split into ``parts``) through complex types."""
         current = type_name
@@ -252,7 +280,7 @@ def check_operation(metadata: Metadata, op: object) -> set[str]:
     touched = set(resolution.touched)
     target = resolution.type_name
     for name in op.select:
-        metadata.resolve_property_path(target, [name], touched)
+        metadata.resolve_select(target, name, touched)
     for name in op.expand:
         nav_type = metadata._navigation(target, name, touched)
         if nav_type is None:

@@ -7,15 +7,23 @@ waiting is tests/waiting.py's ``wait_for``.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any, Final
 
 from django.conf import settings
+from django.core import mail
+from django.test import override_settings
 
 from mfa import policy, services
 from mfa.models import ActionKind, ActionRequest, CallerVerification
 from mfa.policy import TargetProfile
-from mfa.verification import verification_record_manual
+from mfa.verification import (
+    Destination,
+    verification_check_code,
+    verification_record_manual,
+    verification_send_code,
+)
 from portal.graph_client import get_graph_client
 from tests.personas import PERSONAS, Persona, portal_user
 from tests.waiting import wait_for
@@ -25,7 +33,9 @@ TICKET = "INC0012345"
 
 
 class _Automatic:
-    """The type of ``AUTOMATIC``: "a manual caller check when the kind needs one"."""
+    """The type of ``AUTOMATIC``: "a caller check that unlocks the kind alone, when the kind
+    needs one": a manual check, or an emailed code read back where a manual check alone needs an
+    approval (``PORTAL_MANUAL_CHECK_NEEDS_APPROVAL``)."""
 
 
 AUTOMATIC: Final = _Automatic()
@@ -43,6 +53,21 @@ def manual_verification(agent: Any, profile: TargetProfile) -> CallerVerificatio
         profile=profile,
         check=settings.PORTAL_MANUAL_CHECKS[0],
         evidence="Video call, face matched the HR photo, passport shown on camera.",
+    )
+
+
+def code_verification(agent: Any, profile: TargetProfile) -> CallerVerification:
+    """A succeeded code check by ``agent`` for ``profile``'s person, made now: a code emailed to
+    the manager (else the alternate address) and read back from the email, caught in memory
+    (Django's locmem backend, ``mail.outbox``)."""
+    destination: Destination = "manager" if profile.manager is not None else "alternate"
+    # Whatever backend the test runs with, this one email is caught in memory.
+    with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+        pending = verification_send_code(agent=agent, profile=profile, destination=destination)
+        match = re.search(r"\b(\d{3}) (\d{3})\b", str(mail.outbox[-1].body))
+    assert match, "no code in the verification email"
+    return verification_check_code(
+        verification=pending, agent=agent, code=match.group(1) + match.group(2)
     )
 
 
@@ -68,16 +93,20 @@ def action_request_make(
 
     Defaults: Ada Agent (``portal_user(PERSONAS.agent)``) asks about Sam Standard's profile read
     from Graph now, with no parameters, the usual reason and ticket and a fresh idempotency key.
-    ``verification`` defaults to a manual caller check when the kind needs one (None otherwise);
-    pass a verification, or None, to choose. ``options`` go to the service as they are
+    ``verification`` defaults to a caller check when the kind needs one (None otherwise): a
+    manual check, or a code read back where a manual check alone would need an approval; pass a
+    verification, or None, to choose. ``options`` go to the service as they are
     (``rate_override_by=...``). Raises what the service raises.
     """
     agent = agent if agent is not None else portal_user(PERSONAS.agent)
     profile = profile if profile is not None else target_profile()
     if isinstance(verification, _Automatic):
-        verification = (
-            manual_verification(agent, profile) if ActionKind.needs_verification(kind) else None
-        )
+        if not ActionKind.needs_verification(kind):
+            verification = None
+        elif policy.manual_check_suffices(kind, params):
+            verification = manual_verification(agent, profile)
+        else:
+            verification = code_verification(agent, profile)
     return services.action_request_create(
         agent=agent,
         profile=profile,

@@ -9,9 +9,9 @@ from django.core.cache import cache
 from django.test import override_settings
 
 from entra_emulator.seed import GROUP_IDS, GUEST_ID, PROTECTED_GROUP, ROLE_ASSIGNABLE_GROUP
-from graph.results import TemporaryAccessPassPolicy
+from graph.results import TemporaryAccessPassPolicy, User
 from mfa import policy
-from mfa.models import ActionKind, Tier
+from mfa.models import ActionKind, CallerVerification, Tier
 from mfa.policy import InvalidRequest, NotAllowed, RoleHolding
 from portal.graph_client import get_graph_client
 from tests.personas import PERSONAS, portal_user
@@ -61,7 +61,9 @@ def test_eligible_roles_count(emulator: Any) -> None:
 
 def test_protected_group_members_are_privileged_without_a_role(emulator: Any) -> None:
     executives = sorted(emulator.tenant.group_members[GROUP_IDS[PROTECTED_GROUP]])
-    member = next(oid for oid in executives if _profile(oid).tier == Tier.STANDARD)
+    # The demo protects the group (PORTAL_PROTECTED_GROUP_IDS): find a member standard without it.
+    with override_settings(PORTAL_PROTECTED_GROUP_IDS=[]):
+        member = next(oid for oid in executives if _profile(oid).tier == Tier.STANDARD)
     with override_settings(PORTAL_PROTECTED_GROUP_IDS=[GROUP_IDS[PROTECTED_GROUP].upper()]):
         profile = _profile(member)
     assert profile.protected_groups == (PROTECTED_GROUP,)
@@ -71,10 +73,10 @@ def test_protected_group_members_are_privileged_without_a_role(emulator: Any) ->
 def test_profile_is_cached_under_the_object_id(emulator: Any) -> None:
     oid = PERSONAS.standard_target.oid
     first = policy.target_profile(get_graph_client(), PERSONAS.standard_target.upn)
-    assert cache.get(f"mfa:target:v1:{oid}") == first
+    assert cache.get(f"mfa:target:v2:{oid}") == first
     assert policy.target_profile(get_graph_client(), oid) == first
     policy.target_profile_forget(oid)
-    assert cache.get(f"mfa:target:v1:{oid}") is None
+    assert cache.get(f"mfa:target:v2:{oid}") is None
 
 
 def test_target_tier() -> None:
@@ -132,3 +134,115 @@ def test_ticket_pattern_is_configurable() -> None:
         policy.clean_ticket("INC0012345")
     with pytest.raises(InvalidRequest):
         policy.clean_ticket("CHG1234; DROP")
+
+
+# --- issue 10: the helpdesk's own staff, who approves whom, manual checks ------------------------
+
+
+@pytest.mark.parametrize(
+    "persona",
+    [PERSONAS.agent, PERSONAS.lead, PERSONAS.other_lead, PERSONAS.admin],
+    ids=lambda p: p.key,
+)
+def test_portal_staff_are_privileged_targets(emulator: Any, persona: Any) -> None:
+    profile = _profile(persona.oid)
+    assert profile.tier == Tier.PRIVILEGED
+    assert profile.portal_roles == (persona.portal_role,)
+    assert f"holds the portal role {persona.portal_role}" in profile.reasons
+    assert policy.needs_approval(profile)
+    # What the request keeps of it, for the approver's rule.
+    columns = policy.target_columns(profile)
+    assert columns["target_tier"] == Tier.PRIVILEGED
+    assert {
+        "role_name": f"Portal role: {persona.portal_role}",
+        "how": "app role",
+        "portal_role": persona.portal_role,
+    } in columns["target_roles"]
+
+
+def test_a_portal_role_given_to_a_group_reaches_its_direct_members(fresh_tenant: Any) -> None:
+    sam = PERSONAS.standard_target.oid
+    assert _profile(sam).tier == Tier.STANDARD and _profile(sam).portal_roles == ()
+    with fresh_tenant.tenant.lock:
+        groups = fresh_tenant.tenant.group_members
+        group_id = next(g for g, members in sorted(groups.items()) if sam in members)
+        fresh_tenant.tenant.app_role_assignments[group_id] = {"Helpdesk.Agent"}
+    profile = _profile(sam)
+    assert profile.portal_roles == ("Agent",) and profile.tier == Tier.PRIVILEGED
+
+
+def test_portal_roles_that_cannot_be_read_make_the_person_privileged(fresh_tenant: Any) -> None:
+    sam = PERSONAS.standard_target.oid
+    fresh_tenant.faults.add_fail_next(
+        "GET", "appRoleAssignedTo", 403, "Authorization_RequestDenied", "denied", count=1
+    )
+    profile = policy.target_profile(get_graph_client(), sam, use_cache=False)
+    assert profile.tier == Tier.PRIVILEGED and profile.portal_roles == ()
+    assert "Authorization_RequestDenied" in profile.portal_roles_unknown
+    assert policy.profile_portal_roles(profile) == {"Admin"}  # the strictest approval
+    assert cache.get(f"mfa:target:v2:{sam}") is None, "a fail-closed profile is not cached"
+
+
+@pytest.mark.parametrize(
+    ("approver", "requester", "target", "allowed"),
+    [
+        # Agent's request on a privileged person (or an Agent): any Lead or Admin.
+        ({"Lead"}, {"Agent"}, set(), True),
+        ({"Admin"}, {"Agent"}, set(), True),
+        ({"Lead"}, {"Agent"}, {"Agent"}, True),
+        # An action on a Lead or an Admin needs an Admin.
+        ({"Lead"}, {"Agent"}, {"Lead"}, False),
+        ({"Lead"}, {"Agent"}, {"Admin"}, False),
+        ({"Admin"}, {"Agent"}, {"Lead"}, True),
+        ({"Admin"}, {"Agent"}, {"Admin"}, True),
+        # A peer never approves for a peer: a Lead's request needs an Admin; an Admin's another.
+        ({"Lead"}, {"Lead"}, set(), False),
+        ({"Lead"}, {"Agent", "Lead"}, set(), False),
+        ({"Lead"}, {"Admin"}, set(), False),
+        ({"Admin"}, {"Lead"}, {"Lead"}, True),
+        ({"Admin"}, {"Admin"}, {"Admin"}, True),
+        # No approver role, no approval.
+        ({"Agent"}, {"Agent"}, set(), False),
+        (set(), {"Agent"}, set(), False),
+    ],
+)
+def test_who_may_approve_whom(
+    approver: set[str], requester: set[str], target: set[str], allowed: bool
+) -> None:
+    refusal = policy.approver_refusal(
+        approver_roles=approver, requester_roles=requester, target_roles=target
+    )
+    assert (refusal is None) is allowed, refusal
+
+
+def _verification(method: str) -> CallerVerification:
+    return CallerVerification(method=method)
+
+
+def test_a_manual_check_alone_does_not_unlock_a_pass_or_turning_mfa_off() -> None:
+    sam = policy.TargetProfile(
+        user=User(
+            id=PERSONAS.standard_target.oid,
+            display_name="Sam Standard",
+            user_principal_name=PERSONAS.standard_target.upn,
+        ),
+        manager=None,
+        roles=(),
+        protected_groups=(),
+        tier=Tier.STANDARD,
+    )
+    manual, code = _verification("manual"), _verification("email_code")
+    tap = {"lifetime_minutes": 480, "usable_once": False}
+    assert policy.needs_approval(sam, ActionKind.ISSUE_TAP, tap, manual)
+    assert not policy.needs_approval(sam, ActionKind.ISSUE_TAP, tap, code)
+    assert policy.needs_approval(sam, ActionKind.SET_MFA_STATE, {"state": "disabled"}, manual)
+    assert not policy.needs_approval(sam, ActionKind.SET_MFA_STATE, {"state": "enforced"}, manual)
+    assert not policy.needs_approval(sam, ActionKind.REREGISTER, {}, manual)
+    assert not policy.needs_approval(sam)  # the person alone: standard
+    [why] = policy.approval_reasons(sam, ActionKind.ISSUE_TAP, tap, manual)
+    assert "manual caller check" in why
+    with override_settings(PORTAL_MANUAL_CHECK_NEEDS_APPROVAL=["reregister"]):
+        assert not policy.needs_approval(sam, ActionKind.ISSUE_TAP, tap, manual)
+        assert policy.needs_approval(sam, ActionKind.REREGISTER, {}, manual)
+    with override_settings(PORTAL_MANUAL_CHECK_NEEDS_APPROVAL=["set_mfa_state"]):
+        assert policy.needs_approval(sam, ActionKind.SET_MFA_STATE, {"state": "enabled"}, manual)

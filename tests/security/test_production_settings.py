@@ -1,7 +1,8 @@
 """Production settings, checked in subprocesses that load them from the environment as a real
 deployment does (PORTAL_DEMO unset, a long secret, ALLOWED_HOSTS, real-looking ENTRA_* values):
 
-- ``manage.py check --deploy`` reports no issue at all (warnings fail);
+- ``manage.py check --deploy`` reports no issue at all (warnings fail), and refuses a secret
+  published in the repository (portal.E001) or a known demo key (at start);
 - real responses carry the security headers: a CSP without ``unsafe-inline``, HSTS with
   subdomains, X-Frame-Options DENY, a Referrer-Policy, nosniff;
 - the session and CSRF cookies are Secure, HttpOnly and SameSite=Lax;
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from portal.devrun import DEMO_TENANT_ID
 from tests.personas import PERSONAS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +39,11 @@ def production_environment(var_dir: Path, **overrides: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "PORTAL_VAR_DIR": str(var_dir),
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "PORTAL_TAP_VAULT_KEY": secrets.token_urlsafe(48),
+        "PORTAL_VERIFICATION_HMAC_KEY": secrets.token_urlsafe(48),
+        "AUDIT_CHAIN_KEY": secrets.token_urlsafe(48),
+        # A protected group: without one the start warns (portal.W001).
+        "PORTAL_PROTECTED_GROUP_IDS": "5d0c6a8e-3b1f-4e2a-9c7d-8f6e5a4b3c21",
         "ALLOWED_HOSTS": HOST,
         "CSRF_TRUSTED_ORIGINS": f"https://{HOST}",
         # Never contacted by these checks; the probe points the login host at the emulator.
@@ -66,13 +73,47 @@ def test_check_deploy_reports_nothing(tmp_path: Path) -> None:
 
 
 def test_check_deploy_would_catch_a_demo_setting(tmp_path: Path) -> None:
-    """The check is not vacuous: the demo's plain-http cookies are reported."""
+    """The check is not vacuous: the demo's plain-http cookies are reported (the demo itself
+    starts only against the emulator's tenant on loopback)."""
     result = _run(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        production_environment(tmp_path, PORTAL_DEMO="1"),
+        production_environment(
+            tmp_path,
+            PORTAL_DEMO="1",
+            ENTRA_TENANT_ID=DEMO_TENANT_ID,
+            ENTRA_LOGIN_HOST="127.0.0.1:8443",
+            GRAPH_URL="https://127.0.0.1:8443",
+        ),
     )
     assert result.returncode != 0
     assert "security.W012" in result.stderr and "security.W016" in result.stderr
+
+
+# Published: it stands in this file, so anyone with the repository knows it.
+PUBLISHED_VALUE = "published-in-the-repository-hence-no-secret-at-all-0123456789"
+# The demo's DJANGO_SECRET_KEY up to eee6038.
+PUBLISHED_DEMO_KEY = "demo-only-secret-key-never-use-in-production-0123456789abcdef"
+
+
+@pytest.mark.parametrize("name", ["DJANGO_SECRET_KEY", "PORTAL_TAP_VAULT_KEY"])
+def test_check_deploy_refuses_a_secret_published_in_the_repository(
+    tmp_path: Path, name: str
+) -> None:
+    result = _run(
+        ["manage.py", "check", "--deploy"],
+        production_environment(tmp_path, **{name: PUBLISHED_VALUE}),
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "portal.E001" in result.stderr and f"{name} is written in " in result.stderr
+
+
+def test_a_known_demo_key_stops_the_start(tmp_path: Path) -> None:
+    result = _run(
+        ["manage.py", "check"],
+        production_environment(tmp_path, DJANGO_SECRET_KEY=PUBLISHED_DEMO_KEY),
+    )
+    assert result.returncode != 0
+    assert "ConfigError: DJANGO_SECRET_KEY is a published demo value" in result.stderr
 
 
 @pytest.fixture

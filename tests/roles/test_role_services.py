@@ -263,7 +263,10 @@ def test_drift_is_found_from_an_assignment_made_directly_in_the_emulator(
     drift = [w for w in warnings if w.code == "outside_portal"]
     assert len(drift) == 1, warnings
     assert "Ada Agent" in drift[0].text and PAA in drift[0].text
-    # The portal's own change was linked to Entra's event, and is not drift.
+    # The portal's own change was linked to Entra's event, and is not drift. A refresh links at
+    # its end; the one the change itself queued may have ended before the sync above, so link
+    # once more now (idempotent) rather than race it.
+    services.role_changes_correlate()
     portal_row.refresh_from_db()
     assert len(portal_row.entra_event_ids) == 1
     linked = DirectoryAuditRecord.objects.get(entra_id=portal_row.entra_event_ids[0])

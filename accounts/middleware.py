@@ -39,10 +39,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts import signals
+from accounts.app_roles import portal_role_grants
 from accounts.models import PortalProfile
-from accounts.roles import ALL_ROLES, roles_from_claims
+from accounts.roles import ALL_ROLES
 from graph import GraphClient
-from graph import applications as graph_applications
 from graph import groups as graph_groups
 from graph import users as graph_users
 from graph.errors import GraphError, GraphNotFound
@@ -73,25 +73,16 @@ def portal_roles_held(client: GraphClient, oid: str, wanted: frozenset[str]) -> 
     Reads the app roles of the portal's own service principal (``client.config.client_id``), its
     assignments, and the members of an assigned group only while a wanted role is still not
     found. Raises GraphError as it comes."""
-    app_id = client.config.client_id
-    values = {
-        role.id: role.value
-        for role in graph_applications.list_app_roles(client, app_id)
-        if role.value and role.is_enabled
-    }
     person = oid.lower()
     found: set[str] = set()
     groups: dict[str, set[str]] = {}
-    for assignment in graph_applications.list_app_role_assigned_to(client, app_id):
-        value = values.get(assignment.app_role_id)
-        if value is None:
-            continue  # default access, a disabled role, or a role of another resource
-        if assignment.is_user and assignment.principal_id == person:
-            found.update(roles_from_claims([value]))
-        elif assignment.is_group:
-            groups.setdefault(assignment.principal_id, set()).add(value)
-    for group_id, group_values in sorted(groups.items()):
-        granted = set(roles_from_claims(group_values)) & wanted
+    for grant in portal_role_grants(client):
+        if grant.is_group:
+            groups.setdefault(grant.principal_id, set()).update(grant.roles)
+        elif grant.principal_id == person:
+            found |= grant.roles
+    for group_id, group_roles in sorted(groups.items()):
+        granted = group_roles & wanted
         if not granted - found:
             continue  # nothing this group could add that is still missing
         members = graph_groups.list_members(client, group_id)

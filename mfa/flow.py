@@ -79,7 +79,7 @@ class ActionRequestFlow(Flow[ActionRequest]):
             )
         if not requester.enabled:
             raise PolicyError(f"{who}'s account is disabled in Entra, so the request was not run.")
-        profile = policy.target_profile(client, row.target_id, use_cache=False)
+        profile = policy.target_profile(client, row.target_id, use_cache=False, portal_roles=held)
         reasons = policy.approval_reasons(profile, row.kind, row.params, row.verification)
         updates = policy.target_columns(profile)
         if profile.privileged and not row.is_privileged:

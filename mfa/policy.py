@@ -174,12 +174,20 @@ def target_tier(
     return Tier.PRIVILEGED if privileged else Tier.STANDARD
 
 
-def portal_roles_held(client: GraphClient, user_id: str) -> tuple[tuple[str, ...], str]:
+def portal_roles_held(
+    client: GraphClient,
+    user_id: str,
+    *,
+    portal_roles: Mapping[str, tuple[str, ...]] | None = None,
+) -> tuple[tuple[str, ...], str]:
     """(the portal roles ``user_id`` holds now, "") read from the portal app's role assignments
     in Entra (``roles.holders.read_portal_roles``: directly or through a group's direct
     membership); or ((), why) when Graph refused the read (e.g. no Application.Read.All), which
     callers treat as "may hold one". Throttled and transient errors are raised as they come, so
-    a worker waits and reads again instead of deciding on nothing."""
+    a worker waits and reads again instead of deciding on nothing. ``portal_roles``: a read of
+    ``read_portal_roles`` the caller already made (the worker's check shares one)."""
+    if portal_roles is not None:
+        return tuple(portal_roles.get(user_id.lower(), ())), ""
     try:
         held = read_portal_roles(client)
     except (GraphThrottled, GraphTransient):
@@ -199,13 +207,21 @@ def target_profile_forget(target_id: str) -> None:
     cache.delete(_cache_key(target_id))
 
 
-def target_profile(client: GraphClient, target_id: str, *, use_cache: bool = True) -> TargetProfile:
+def target_profile(
+    client: GraphClient,
+    target_id: str,
+    *,
+    use_cache: bool = True,
+    portal_roles: Mapping[str, tuple[str, ...]] | None = None,
+) -> TargetProfile:
     """The person ``target_id`` (object id or UPN) with manager, directory roles, portal roles
     (:func:`portal_roles_held`) and tier.
 
     Cached in the Django cache (Redis, shared by every process) for
     ``PORTAL_TARGET_CACHE_SECONDS`` under the object id; ``use_cache=False`` reads Graph afresh
     (and refreshes the cache), as the action form does before it decides the tier of a request.
+    ``portal_roles``: a read of ``roles.holders.read_portal_roles`` the caller already made, used
+    instead of reading the portal's app role assignments again.
     Raises GraphNotFound for an unknown person and any other GraphError as it comes.
     """
     if use_cache:
@@ -281,14 +297,14 @@ def target_profile(client: GraphClient, target_id: str, *, use_cache: bool = Tru
         sorted({g.display_name or g.id for g in groups if g.id.lower() in protected_ids})
     )
     roles = tuple(_dedupe(holdings))
-    portal_roles, unknown = portal_roles_held(client, user.id)
+    held_roles, unknown = portal_roles_held(client, user.id, portal_roles=portal_roles)
     profile = TargetProfile(
         user=user,
         manager=manager,
         roles=roles,
         protected_groups=protected,
-        tier=target_tier(roles, protected, portal_roles, portal_roles_unknown=bool(unknown)),
-        portal_roles=portal_roles,
+        tier=target_tier(roles, protected, held_roles, portal_roles_unknown=bool(unknown)),
+        portal_roles=held_roles,
         portal_roles_unknown=unknown,
     )
     if not unknown:

@@ -22,9 +22,8 @@ from typing import Any, Literal
 
 from django.utils import timezone
 
-from accounts.roles import roles_from_claims
+from accounts.app_roles import portal_role_grants
 from graph import GraphClient
-from graph import applications as graph_applications
 from graph import groups as graph_groups
 from graph import roles as graph_roles
 from graph.errors import GraphError
@@ -264,37 +263,24 @@ def read_role(
 
 def read_portal_roles(client: GraphClient) -> dict[str, tuple[str, ...]]:
     """The portal roles of everyone who holds an app role of the portal's own app registration
-    (``client.config.client_id``), by person id (lower case), read from Graph now: the app
-    roles' ids and values, then every assignment (``appRoleAssignedTo``); an assignment to a group
-    counts for each of its direct members (as in Entra, nested groups do not pass app roles on).
-    App role values map to portal roles
-    through ``settings.PORTAL_ROLE_CLAIMS``; other values and service principals are ignored.
-    Two reads plus one per assigned group. Raises GraphError as it comes."""
-    app_id = client.config.client_id
-    values = {
-        role.id: role.value
-        for role in graph_applications.list_app_roles(client, app_id)
-        if role.value and role.is_enabled
-    }
+    (``client.config.client_id``), by person id (lower case), read from Graph now
+    (``accounts.app_roles.portal_role_grants``); an assignment to a group counts for each of its
+    direct members (as in Entra, nested groups do not pass app roles on). Two reads plus one per
+    assigned group. Raises GraphError as it comes."""
     held: dict[str, set[str]] = {}
-    for assignment in graph_applications.list_app_role_assigned_to(client, app_id):
-        value = values.get(assignment.app_role_id)
-        if value is None:
-            continue  # default access, a disabled role, or a role of another resource
-        if assignment.is_user:
-            people = [assignment.principal_id]
-        elif assignment.is_group:
-            people = [
+    for grant in portal_role_grants(client):
+        people = (
+            [
                 m.id.lower()
-                for m in graph_groups.list_members(client, assignment.principal_id)
+                for m in graph_groups.list_members(client, grant.principal_id)
                 if m.is_user
             ]
-        else:
-            continue
+            if grant.is_group
+            else [grant.principal_id]
+        )
         for person in people:
-            held.setdefault(person, set()).add(value)
-    found = {oid: tuple(roles_from_claims(vals)) for oid, vals in held.items()}
-    return {oid: roles for oid, roles in found.items() if roles}
+            held.setdefault(person, set()).update(grant.roles)
+    return {oid: tuple(sorted(roles)) for oid, roles in held.items()}
 
 
 def read_role_holders(client: GraphClient) -> RoleHolders:

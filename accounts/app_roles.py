@@ -1,0 +1,44 @@
+"""Who the portal app's own role assignments in Entra name, read through Graph: the one read that
+the session re-check (``accounts.middleware``) and the roles page (``roles.holders``) share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accounts.roles import roles_from_claims
+from graph import GraphClient
+from graph import applications as graph_applications
+
+
+@dataclass(frozen=True)
+class PortalRoleGrant:
+    """One assignment of a portal role: to a person, or to a group (whose direct members hold
+    it; as in Entra, nested groups do not pass app roles on). ``principal_id`` is lower case."""
+
+    principal_id: str
+    is_group: bool
+    roles: frozenset[str]
+
+
+def portal_role_grants(client: GraphClient) -> list[PortalRoleGrant]:
+    """Every assignment of an enabled app role of the portal's own app registration
+    (``client.config.client_id``) that maps to a portal role (``settings.PORTAL_ROLE_CLAIMS``):
+    two Graph reads, the app roles and ``appRoleAssignedTo``. Default access, disabled roles,
+    other values and service principals are left out. Raises GraphError as it comes."""
+    app_id = client.config.client_id
+    values = {
+        role.id: role.value
+        for role in graph_applications.list_app_roles(client, app_id)
+        if role.value and role.is_enabled
+    }
+    grants: list[PortalRoleGrant] = []
+    for assignment in graph_applications.list_app_role_assigned_to(client, app_id):
+        value = values.get(assignment.app_role_id)
+        if value is None or not (assignment.is_user or assignment.is_group):
+            continue
+        roles = frozenset(roles_from_claims([value]))
+        if roles:
+            grants.append(
+                PortalRoleGrant(assignment.principal_id.lower(), assignment.is_group, roles)
+            )
+    return grants

@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="PEM certificate registered as a credential of the portal app (may repeat)",
     )
+    parser.add_argument(
+        "--licence",
+        choices=("free", "p1", "p2"),
+        default="p2",
+        help="the tenant's Microsoft Entra ID licence (PIM needs p2; default p2)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser
 
@@ -96,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             throttle_enabled=not args.no_throttle,
             redirect_uris=args.redirect_uri,
             client_cert_paths=args.client_cert,
+            licence=args.licence,
         )
     except (ValueError, OSError) as exc:
         print(f"cannot start the emulator: {exc}", file=sys.stderr)

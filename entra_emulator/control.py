@@ -6,6 +6,14 @@
   "message","count"}``; posting it replaces the list);
 - ``GET /_emulator/throttle`` and ``POST /_emulator/throttle`` with ``{"reports": [5, 10],
   "identity": [3500, 10], "enabled": true}`` (any subset; every bucket starts full again);
+- ``GET /_emulator/licence`` and ``POST /_emulator/licence`` with ``{"licence": "free"|"p1"|"p2"}``
+  (kept across a reset);
+- ``GET /_emulator/propagation`` and ``POST /_emulator/propagation`` with any of
+  ``pim_seconds``, ``role_assignment_seconds``, ``method_deletion_seconds`` (kept across a reset);
+- ``GET /_emulator/app`` and ``POST /_emulator/app``: the portal's app registration as Entra holds
+  it; a POST replaces any of ``application_permissions``, ``delegated_permissions``,
+  ``app_roles`` (value -> id), ``identifier_uris``, ``redirect_uris``, ``client_secrets``,
+  ``requested_access_token_version`` (until the next reset);
 - ``POST /_emulator/reset``: re-seed the tenant, clear faults, throttle buckets and sign-in state;
 - ``GET /_emulator/audit``: every directoryAudit event, oldest first;
 - ``GET /_emulator/health``: ``{"status": "ok", "users": n}``.
@@ -15,6 +23,7 @@ Bad input answers 400 ``{"error": "..."}``. Requests from a non-loopback address
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 from typing import TYPE_CHECKING, Any
@@ -34,6 +43,42 @@ def _is_loopback(address: str | None) -> bool:
         return address is not None and ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+_APP_LISTS = ("identifier_uris", "redirect_uris", "client_secrets")
+_APP_SETS = ("application_permissions", "delegated_permissions")
+
+
+def _portal_app(server: EmulatorServer, changes: dict[str, Any] | None) -> dict[str, Any]:
+    """The portal app registration's editable parts, after applying ``changes``."""
+    from entra_emulator.seed import CLIENT_ID
+
+    with server.tenant.lock:
+        app = server.tenant.apps[CLIENT_ID]
+        for key, value in (changes or {}).items():
+            if key in _APP_SETS or key in _APP_LISTS:
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ValueError(f"{key} must be a list of strings")
+                setattr(app, key, set(value) if key in _APP_SETS else list(value))
+            elif key == "app_roles":
+                if not isinstance(value, dict):
+                    raise ValueError("app_roles must be an object of value -> app role id")
+                app.app_roles = {str(k): str(v) for k, v in value.items()}
+            elif key == "requested_access_token_version":
+                if value not in (1, 2, None):
+                    raise ValueError("requested_access_token_version must be 1, 2 or null")
+                app.requested_access_token_version = value
+            else:
+                raise ValueError(f"unknown app registration field {key!r}")
+        return {
+            "client_id": app.client_id,
+            "application_permissions": sorted(app.application_permissions),
+            "delegated_permissions": sorted(app.delegated_permissions),
+            "app_roles": dict(app.app_roles),
+            "identifier_uris": list(app.identifier_uris),
+            "redirect_uris": list(app.redirect_uris),
+            "requested_access_token_version": app.requested_access_token_version,
+        }
 
 
 def handle_control(server: EmulatorServer, request: Request) -> Response:
@@ -65,6 +110,16 @@ def handle_control(server: EmulatorServer, request: Request) -> Response:
                 }
                 server.throttle.configure(limits=limits, enabled=body.get("enabled"))
             return _json(server.throttle.snapshot())
+        if name == "licence" and method in {"GET", "POST"}:
+            if method == "POST":
+                server.set_licence(str(body.get("licence", "")))
+            return _json({"licence": server.licence})
+        if name == "propagation" and method in {"GET", "POST"}:
+            if method == "POST":
+                server.set_propagation(**{k: float(v) for k, v in body.items()})
+            return _json(dataclasses.asdict(server.propagation))
+        if name == "app" and method in {"GET", "POST"}:
+            return _json(_portal_app(server, body if method == "POST" else None))
         if name == "reset" and method == "POST":
             server.reset()
             return _json({"status": "reset", "users": len(server.tenant.users)})

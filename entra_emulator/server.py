@@ -37,7 +37,7 @@ from entra_emulator.faults import Faults
 from entra_emulator.graph_core import handle_graph_request
 from entra_emulator.oidc import OidcProvider
 from entra_emulator.seed import DEFAULT_SEED, DOMAIN, TENANT_ID, build_tenant
-from entra_emulator.tenant import ClientCertificate, Tenant
+from entra_emulator.tenant import ClientCertificate, Propagation, Tenant, check_licence
 from entra_emulator.throttle import Throttle
 from entra_emulator.tokens import GRAPH_APP_ID, GRAPH_RESOURCE, TokenService
 
@@ -108,6 +108,7 @@ class EmulatorServer:
         redirect_uris: Iterable[str] = (),
         client_cert_paths: Iterable[str | Path] = (),
         fault_seed: int | None = None,
+        licence: str = "p2",
     ) -> None:
         _check_loopback(host)
         self.state_dir = Path(state_dir)
@@ -116,6 +117,8 @@ class EmulatorServer:
         self.seed = seed
         self._now = now
         self.redirect_uris = tuple(redirect_uris)
+        self.licence = check_licence(licence)
+        self.propagation = Propagation()
         self.pki = pki.load_or_create(self.state_dir)
         self._client_certificates: list[ClientCertificate] = pki.load_client_certificates(
             self.state_dir
@@ -175,13 +178,34 @@ class EmulatorServer:
         return self._now
 
     def _build_tenant(self) -> Tenant:
-        return build_tenant(
+        tenant = build_tenant(
             users=self.users,
             seed=self.seed,
             now=self.now(),
             redirect_uris=self.redirect_uris,
             client_certificates=self._client_certificates,
         )
+        # The licence and the propagation delays are the server's settings: a reset keeps them.
+        tenant.licence = self.licence
+        tenant.propagation = self.propagation
+        return tenant
+
+    def set_licence(self, licence: str) -> None:
+        """Change the tenant's licence ("free", "p1", "p2"), kept across ``reset``."""
+        self.licence = check_licence(licence)
+        with self.tenant.lock:
+            self.tenant.licence = self.licence
+
+    def set_propagation(self, **seconds: float) -> Propagation:
+        """Set propagation delays (``pim_seconds``, ``role_assignment_seconds``,
+        ``method_deletion_seconds``), kept across ``reset``."""
+        for name, value in seconds.items():
+            if name not in Propagation.__dataclass_fields__:
+                raise ValueError(f"unknown propagation delay {name!r}")
+            if float(value) < 0:
+                raise ValueError(f"{name} must not be negative")
+            setattr(self.propagation, name, float(value))
+        return self.propagation
 
     def register_client_certificate(self, pem: bytes) -> None:
         """Add a certificate credential to the portal app (kept across ``reset``)."""

@@ -47,6 +47,36 @@ class AppRegistration:
     application_permissions: set[str] = field(default_factory=set)
     # Graph delegated permissions consented for the app (the ``scp`` of delegated Graph tokens).
     delegated_permissions: set[str] = field(default_factory=set)
+    # The Application ID URIs of "Expose an API" (``identifierUris``); empty: the app exposes no
+    # API, and a scope naming it is refused (AADSTS500011).
+    identifier_uris: list[str] = field(default_factory=list)
+    # ``api.requestedAccessTokenVersion`` of the app's manifest (2: v2 access tokens).
+    requested_access_token_version: int | None = 2
+
+
+LICENCES = ("free", "p1", "p2")
+
+
+def check_licence(licence: str) -> str:
+    """``licence`` in lower case when it is one of :data:`LICENCES`; ValueError otherwise."""
+    value = str(licence).strip().lower()
+    if value not in LICENCES:
+        raise ValueError(f"licence must be one of {', '.join(LICENCES)}, not {licence!r}")
+    return value
+
+
+@dataclass
+class Propagation:
+    """How long a write takes to become visible to reads, in seconds (0: at once).
+
+    Real Entra is eventually consistent and PIM provisions asynchronously; the emulator waits
+    this long before a write shows (each behaviour's module cites its page). Off by default;
+    tests that check the portal's patience switch it on (``POST /_emulator/propagation``).
+    """
+
+    pim_seconds: float = 0.0
+    role_assignment_seconds: float = 0.0
+    method_deletion_seconds: float = 0.0
 
 
 @dataclass
@@ -76,6 +106,10 @@ class Tenant:
     eligibility_schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
     eligibility_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     audit_events: list[dict[str, Any]] = field(default_factory=list)
+    # The tenant's Microsoft Entra ID licence: "free", "p1" or "p2" (PIM needs P2). Set by the
+    # server (``EmulatorServer(licence=...)``, ``--licence``, ``POST /_emulator/licence``).
+    licence: str = "p2"
+    propagation: Propagation = field(default_factory=Propagation)
     lock: threading.RLock = field(default_factory=threading.RLock)
     # userPrincipalName (lower case) -> user id; kept in step with ``users`` by add_user().
     upn_index: dict[str, str] = field(default_factory=dict)

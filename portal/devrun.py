@@ -544,6 +544,7 @@ def portal_children(
                 argv=[
                     python, "-m", "entra_emulator", "--host", LOOPBACK,
                     "--port", str(emulator_port), "--state-dir", str(var_dir / "emulator"),
+                    "--licence", emulator_licence(env),
                 ],
                 ready=lambda: http_answers(discovery, ca_file=ca),
             )
@@ -606,6 +607,14 @@ def _stop_with_parent() -> None:
         return
     if os.getppid() == 1:  # the parent was already gone before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def emulator_licence(env: Mapping[str, str]) -> str:
+    """The demo tenant's licence, ``EMULATOR_LICENCE`` (free, p1 or p2; default p2)."""
+    licence = (env.get("EMULATOR_LICENCE") or "p2").strip().lower()
+    if licence not in ("free", "p1", "p2"):
+        raise SystemExit(f"EMULATOR_LICENCE must be free, p1 or p2, not {licence!r}")
+    return licence
 
 
 def main(argv: Sequence[str] | None = None) -> int:

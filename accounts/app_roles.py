@@ -3,11 +3,19 @@ the session re-check (``accounts.middleware``) and the roles page (``roles.holde
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+from django.core.cache import cache
+from redis.exceptions import RedisError
 
 from accounts.roles import roles_from_claims
 from graph import GraphClient
 from graph import applications as graph_applications
+from graph.errors import GraphError
+
+logger = logging.getLogger(__name__)
+_SERVICE_PRINCIPAL_KEY = "accounts:portal-service-principal-id"
 
 
 @dataclass(frozen=True)
@@ -42,3 +50,30 @@ def portal_role_grants(client: GraphClient) -> list[PortalRoleGrant]:
                 PortalRoleGrant(assignment.principal_id.lower(), assignment.is_group, roles)
             )
     return grants
+
+
+def portal_service_principal_id(client: GraphClient | None = None) -> str:
+    """The object id of the portal app's service principal in this tenant (cached a day): how
+    Entra's audit events name the portal when they carry no ``appId``. "" when Graph cannot
+    say now (a later call asks again)."""
+    try:
+        cached = cache.get(_SERVICE_PRINCIPAL_KEY)
+    except (RedisError, OSError):
+        cached = None  # Redis down: ask Graph
+    if isinstance(cached, str) and cached:
+        return cached
+    if client is None:
+        from portal.graph_client import get_graph_client
+
+        client = get_graph_client()
+    try:
+        found = graph_applications.service_principal_id(client, client.config.client_id)
+    except (GraphError, ValueError) as exc:
+        logger.warning("the portal's service principal id is unknown for now: %s", exc)
+        return ""
+    if found:
+        try:
+            cache.set(_SERVICE_PRINCIPAL_KEY, found, timeout=24 * 3600)
+        except (RedisError, OSError):
+            pass  # not cached: asked again next time
+    return found

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
-from django.conf import settings
 
 
 class AccountsConfig(AppConfig):
@@ -12,14 +11,14 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Make an explicit ``ENTRA_CA_BUNDLE`` win over the environment's CA bundle.
+        """The sign-in library's session never reads the environment.
 
         requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` override a session's
         ``verify`` while ``trust_env`` is on, so django-auth-adfs's ``CA_BUNDLE`` would be
-        ignored on machines that set them. With ``ENTRA_CA_BUNDLE`` set, the library's session
-        stops reading the environment (proxies then come only from ``AUTH_ADFS["PROXIES"]``).
+        ignored on machines that set them. CA trust is ``ENTRA_CA_BUNDLE`` (or the built-in
+        CAs) and the proxy comes from ``AUTH_ADFS["PROXIES"]`` (accounts.adfs.sign_in_proxies),
+        the same egress rules as the Graph client.
         """
-        if settings.ENTRA_CA_BUNDLE:
-            from django_auth_adfs.config import provider_config
+        from django_auth_adfs.config import provider_config
 
-            provider_config.session.trust_env = False
+        provider_config.session.trust_env = False

@@ -13,17 +13,85 @@ import logging
 from typing import Any
 
 import jwt
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django_auth_adfs.backend import AdfsAuthCodeBackend
 from django_auth_adfs.config import provider_config
 from django_auth_adfs.config import settings as adfs_settings
+from django_auth_adfs.exceptions import MFARequired
 
 from accounts.services import portal_profile_sync
-from accounts.signin import pending_of
+from accounts.signin import pending_of, refuse_sign_in
+from graph.token import load_certificate_credential
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 logger = logging.getLogger(__name__)
+
+
+def client_authentication(token_endpoint: str) -> dict[str, str]:
+    """How the code exchange proves it is the portal: a certificate client assertion when
+    ``ENTRA_CLIENT_CERT_PATH`` is set (preferred, as for the Graph token), else the client secret.
+
+    "Client assertions can be used anywhere a client secret would be used", the authorization
+    code flow included, as ``client_assertion_type`` + ``client_assertion``
+    (https://learn.microsoft.com/entra/identity-platform/certificate-credentials#using-a-client-assertion,
+    https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow). Entra refuses
+    a confidential client's exchange that carries neither with AADSTS7000218.
+    """
+    cert_path = django_settings.ENTRA_CLIENT_CERT_PATH
+    if cert_path:
+        credential = load_certificate_credential(cert_path)
+        return {
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": credential.client_assertion(
+                client_id=adfs_settings.CLIENT_ID, audience=token_endpoint
+            ),
+        }
+    if adfs_settings.CLIENT_SECRET:
+        return {"client_secret": adfs_settings.CLIENT_SECRET}
+    return {}
+
+
+def _token_error(response: Any) -> str:
+    """The first line of Entra's error_description (the AADSTS code and text; the rest is trace
+    noise), or the HTTP status when the answer is not Entra's JSON."""
+    try:
+        body = response.json()
+        description = str(body.get("error_description") or body.get("error") or "")
+    except (ValueError, AttributeError):
+        description = ""
+    first = description.splitlines()[0] if description else ""
+    first = first.split(" Trace ID:")[0].strip()
+    return first[:300] or f"the token endpoint answered HTTP {response.status_code}"
+
+
+def refuse_v1_access_token(request: HttpRequest, access_token: object) -> None:
+    """Refuse, with the fix, an access token in the v1.0 format before the library validates it.
+
+    The portal validates against the v2.0 issuer of the v2.0 discovery document; Entra issues
+    v1.0 tokens (issuer ``https://sts.windows.net/{tenant}/``) for an app whose manifest leaves
+    ``requestedAccessTokenVersion`` null or 1, the default of a new registration
+    (https://learn.microsoft.com/entra/identity-platform/access-tokens). Only the unverified
+    ``ver`` claim is read here, to say why; the library still verifies every token it accepts.
+    """
+    if not isinstance(access_token, str) or not access_token:
+        return
+    try:
+        version = jwt.decode(access_token, options={"verify_signature": False}).get("ver")
+    except jwt.InvalidTokenError:
+        return  # not a JWT: the library refuses it
+    if version == "1.0":
+        logger.warning("sign-in refused: Entra issued a v1.0 access token")
+        refuse_sign_in(
+            request,
+            "Entra ID issued a v1.0 access token, which the portal does not accept. An Entra "
+            "administrator fixes it in the Microsoft Entra admin center: App registrations > the "
+            'portal\'s app > Manifest: set "requestedAccessTokenVersion": 2 inside "api" (the '
+            'older manifest: "accessTokenAcceptedVersion": 2) > Save.',
+        )
 
 
 class PortalAdfsBackend(AdfsAuthCodeBackend):  # type: ignore[misc]  # untyped library
@@ -50,11 +118,18 @@ class PortalAdfsBackend(AdfsAuthCodeBackend):  # type: ignore[misc]  # untyped l
         provider_config.load_config()
         token_response = self.exchange_auth_code(authorization_code, request)
         self.validate_id_token(token_response.get("id_token"), expected_nonce=pending.nonce)
-        user: User = self.process_access_token(token_response.get("access_token"), token_response)
+        access_token = token_response.get("access_token")
+        refuse_v1_access_token(request, access_token)
+        user: User = self.process_access_token(access_token, token_response)
         return user
 
     def exchange_auth_code(self, authorization_code: str, request: HttpRequest) -> dict[str, Any]:
-        """The library's code exchange with the PKCE ``code_verifier`` of this sign-in added."""
+        """The library's code exchange with the PKCE ``code_verifier`` of this sign-in added and
+        the client authenticated by certificate or secret (``client_authentication``).
+
+        A refusal raises PermissionDenied after recording Entra's reason for the failure page
+        (``accounts.signin.refuse_sign_in``); AADSTS50076 asks for MFA as the library does.
+        """
         pending = pending_of(request)
         if pending is None:
             raise PermissionDenied("no verified sign-in")
@@ -65,11 +140,28 @@ class PortalAdfsBackend(AdfsAuthCodeBackend):  # type: ignore[misc]  # untyped l
             "code": authorization_code,
             "code_verifier": pending.code_verifier,
         }
-        if adfs_settings.CLIENT_SECRET:
-            data["client_secret"] = adfs_settings.CLIENT_SECRET
-        response = self._ms_request(
-            provider_config.session.post, provider_config.token_endpoint, data
-        )
+        try:
+            data.update(client_authentication(str(provider_config.token_endpoint)))
+        except (OSError, ValueError) as exc:
+            logger.error("sign-in impossible: the certificate credential is unusable: %s", exc)
+            refuse_sign_in(
+                request,
+                "the portal's certificate credential (ENTRA_CLIENT_CERT_PATH) cannot be read; "
+                "the server log says why",
+            )
+        try:
+            response = provider_config.session.post(
+                provider_config.token_endpoint, data=data, timeout=adfs_settings.TIMEOUT
+            )
+        except OSError as exc:  # requests' RequestException is an OSError (only graph/ imports it)
+            logger.warning("sign-in failed: the token endpoint did not answer: %s", exc)
+            refuse_sign_in(request, "the Entra ID token endpoint did not answer; try again")
+        error = _token_error(response) if response.status_code != 200 else ""
+        if response.status_code == 400 and error.startswith("AADSTS50076"):
+            raise MFARequired  # the library's own rule (its _ms_request): sign in again with MFA
+        if error:
+            logger.warning("sign-in refused by the token endpoint: %s", error)
+            refuse_sign_in(request, error)
         result: dict[str, Any] = response.json()
         return result
 

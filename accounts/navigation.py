@@ -74,6 +74,12 @@ AREAS: tuple[NavItem, ...] = (
         "Who holds Privileged Authentication Administrator and its neighbours.",
         ADMIN_ROLES,
     ),
+    NavItem(
+        "preflight:tenant_check",
+        "Tenant check",
+        "Check the tenant's setup for the portal: permissions, app roles, licence, policies.",
+        ADMIN_ROLES,
+    ),
 )
 
 

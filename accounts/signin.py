@@ -4,7 +4,9 @@
 a random ``state`` (login CSRF), a ``nonce`` (checked against the id_token by the backend) and a
 PKCE S256 challenge (the backend sends the verifier with the code). ``signin_take`` consumes the
 pending sign-in that a callback's ``state`` names; a state that this session did not start, or
-that is older than ``PENDING_MAX_AGE_SECONDS``, yields None.
+that is older than ``PENDING_MAX_AGE_SECONDS``, yields None. ``refuse_sign_in`` records why
+Entra refused a sign-in; ``explain_entra_error`` adds the fix for the AADSTS codes a
+misconfigured registration meets (no Application ID URI, no or a wrong credential).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import hashlib
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.shortcuts import resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -28,6 +31,7 @@ PENDING_MAX_AGE_SECONDS = 600
 PENDING_MAX_COUNT = 5
 LOGIN_HINT_MAX_LENGTH = 256
 _REQUEST_ATTRIBUTE = "_portal_pending_signin"
+_REFUSAL_ATTRIBUTE = "_portal_signin_refusal"
 
 
 @dataclass(frozen=True)
@@ -150,3 +154,65 @@ def pending_of(request: HttpRequest | None) -> PendingSignIn | None:
     """The pending sign-in the callback verified for this request, if any."""
     found = getattr(request, _REQUEST_ATTRIBUTE, None)
     return found if isinstance(found, PendingSignIn) else None
+
+
+def refuse_sign_in(request: HttpRequest | None, reason: str) -> NoReturn:
+    """Record why Entra (or the portal's own credential) refused this sign-in, for the failure
+    page (``sign_in_refusal``), and raise PermissionDenied, which Django's ``authenticate``
+    turns into a failed sign-in."""
+    if request is not None:
+        setattr(request, _REFUSAL_ATTRIBUTE, reason)
+    raise PermissionDenied(reason)
+
+
+def sign_in_refusal(request: HttpRequest) -> str:
+    """The words for a person of why this request's sign-in was refused ("" if none recorded):
+    Entra's reason and, for a known AADSTS code, the fix (``explain_entra_error``)."""
+    reason = getattr(request, _REFUSAL_ATTRIBUTE, "")
+    return explain_entra_error(reason) if isinstance(reason, str) and reason else ""
+
+
+# The fix for the AADSTS codes a portal misconfigured in Entra meets, by code. Codes and their
+# meaning: https://learn.microsoft.com/entra/identity-platform/reference-error-codes
+_APP = "the Microsoft Entra admin center: App registrations > the portal's app"
+_FIXES: dict[str, str] = {
+    # The sign-in scope api://{client}/.default names the portal's Application ID URI.
+    "500011": (
+        "The portal's app registration exposes no API named api://{client}. An Entra "
+        "administrator fixes it in " + _APP + " > Expose an API > Application ID URI > Add "
+        "(keep the default api://{client}) > Save."
+    ),
+    "7000218": (
+        "The portal sent no credential. Set ENTRA_CLIENT_CERT_PATH (a certificate registered "
+        "on the app, preferred) or ENTRA_CLIENT_SECRET."
+    ),
+    "7000215": (
+        "The client secret is wrong. Put the secret's Value (not its Secret ID) from "
+        + _APP
+        + " > Certificates & secrets into ENTRA_CLIENT_SECRET."
+    ),
+    "7000222": (
+        "The client secret has expired. Create a new one in " + _APP + " > Certificates & "
+        "secrets, or switch to a certificate (ENTRA_CLIENT_CERT_PATH)."
+    ),
+    "700027": (
+        "Entra does not accept the portal's certificate (not uploaded, or expired). Upload its "
+        "public certificate in "
+        + _APP
+        + " > Certificates & secrets > Certificates > Upload certificate."
+    ),
+}
+
+
+def explain_entra_error(reason: str) -> str:
+    """``reason`` (Entra's "AADSTSnnnn: ..." text, cut short) followed by the fix for its code
+    when the portal knows one."""
+    text = reason.strip()[:300]
+    code = text[6:].split(":", 1)[0] if text.startswith("AADSTS") else ""
+    fix = _FIXES.get(code, "")
+    client = settings.ENTRA_CLIENT_ID
+    if code == "500011" and f"api://{client}".lower() not in text.lower():
+        fix = ""  # another resource is missing: the Expose an API fix would mislead
+    if not fix:
+        return text
+    return f"{text} {fix.format(client=client)}"

@@ -34,6 +34,7 @@ from accounts.roles import has_role, no_role_response
 from accounts.signin import (
     attach_pending,
     clean_login_hint,
+    explain_entra_error,
     safe_next_path,
     signin_begin,
     signin_take,
@@ -75,9 +76,8 @@ def callback(request: HttpRequest) -> HttpResponse:
                 "it took too long. Please sign in again."
             )
         else:
-            message = (
-                "Entra ID did not sign you in: "
-                + request.GET.get("error_description", request.GET["error"])[:300]
+            message = "Entra ID did not sign you in: " + explain_entra_error(
+                request.GET.get("error_description", request.GET["error"])[:300]
             )
         return render(
             request, "accounts/sign_in_failed.html", {"error_message": message}, status=400

@@ -3,15 +3,22 @@
 A portal change (:class:`audit.sources.PortalChange`: an action request, a role change)
 explains an Entra event when all of these hold (:func:`explains`):
 
-- **target**: the event's targets include every id the change names (the person; for a role
-  change the person and the role);
+- **target**: the event names every id the change names (the person; for a role change the
+  person and the role's template id). An event names its targets' ids and, for a directory role,
+  the template id of the member's ``Role.TemplateId`` modified property: in Entra's "Add member to
+  role" / "Remove member from role" the Role target is the *directoryRole object* (its id is the
+  tenant's own, not the template id), and only ``Role.TemplateId`` names the template
+  (:func:`record_ids`);
 - **activity**: the activity is one the change writes (for a change of per-user MFA state, the
   event must also have modified ``StrongAuthenticationRequirement``);
 - **time**: the event happened between the change's ``started_at`` minus the slack and its
   ``finished_at`` plus the slack, the slack being ``AUDIT_CORRELATION_WINDOW_MINUTES``
   (:func:`correlation_window`; a change still running has no end yet);
 - **actor**: Entra names the portal's app (``initiatedBy.app.appId == ENTRA_CLIENT_ID``), or, in
-  delegated mode, the agent who asked for the change (``initiatedBy.user.id`` == their oid).
+  delegated mode, the agent who asked for the change (``initiatedBy.user.id`` == their oid). For a
+  change the portal asked PIM for (its activities include a PIM one), the directory's own
+  membership event is initiated by the MS-PIM service (:data:`MS_PIM_APP_ID`) and counts too:
+  PIM provisions the portal's request.
 
 An event the flow already linked to the change (a role change's ``entra_event_ids``) is
 explained whatever its time. History (:func:`correlate_records`), the roles page's "added
@@ -32,6 +39,7 @@ re-read events alike), and ``manage.py audit_backfill --recorrelate`` runs it ov
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,27 +48,28 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
+from accounts.app_roles import portal_service_principal_id
+from audit import activities
 from audit.models import DirectoryAuditRecord
 from audit.sources import PortalChange, change_sources, request_source
 
-ADMIN_DELETED_METHOD = "Admin deleted security info"
-ADMIN_REGISTERED_METHOD = "Admin registered security info"
-SESSIONS_REVOKED = "Update StsRefreshTokenValidFrom Timestamp"
-USER_UPDATED = "Update user"
-MFA_REQUIREMENT_PROPERTY = "StrongAuthenticationRequirement"
+# Entra's activity names, from Microsoft's audit activity reference (audit/activities.py).
+ADMIN_DELETED_METHOD = activities.ADMIN_DELETED_SECURITY_INFO
+ADMIN_REGISTERED_METHOD = activities.ADMIN_REGISTERED_SECURITY_INFO
+SESSIONS_REVOKED = activities.SESSIONS_REVOKED
+USER_UPDATED = activities.USER_UPDATED
+MFA_REQUIREMENT_PROPERTY = activities.MFA_REQUIREMENT_PROPERTY
+# The member's modified property naming the role's template id in Entra's "Add member to role" /
+# "Remove member from role" (with Role.ObjectID, Role.DisplayName, Role.WellKnownObjectName).
+ROLE_TEMPLATE_PROPERTY = "Role.TemplateId"
+# The first-party app that initiates the directory's membership events for changes PIM
+# provisions ("MS-PIM"; Microsoft's audit reference names no initiator, so both its well-known
+# appId and its display name are accepted: app-initiated events may carry a null appId).
+MS_PIM_APP_ID = "01fc33a7-78ba-4d2f-a4b7-768e336e890e"
+MS_PIM_DISPLAY_NAME = "MS-PIM"
 
 # Changes to someone's sign-in security that the helpdesk would normally make through the portal.
-_WATCHED_ACTIVITIES = frozenset(
-    {
-        ADMIN_DELETED_METHOD,
-        ADMIN_REGISTERED_METHOD,
-        "Admin updated security info",
-        SESSIONS_REVOKED,
-        "Revoke all refresh tokens for user",
-        "Disable Strong Authentication",
-        "Enable Strong Authentication",
-    }
-)
+_WATCHED_ACTIVITIES = activities.WATCHED_ACTIVITIES
 
 
 def modified_property_names(raw: Any) -> set[str]:
@@ -72,6 +81,51 @@ def modified_property_names(raw: Any) -> set[str]:
             if isinstance(prop, dict) and prop.get("displayName"):
                 names.add(str(prop["displayName"]))
     return names
+
+
+def _unquote(value: Any) -> str:
+    """A modified property's value as text: Entra writes strings JSON-quoted (``"\"id\""``), and
+    sometimes as a one-element JSON array."""
+    text = str(value or "").strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1].strip()
+    return text.strip('"').strip()
+
+
+def role_template_ids(raw: Any) -> set[str]:
+    """The role template ids an event's targets name in ``Role.TemplateId`` (old or new value),
+    lower case."""
+    found: set[str] = set()
+    targets = raw.get("targetResources") if isinstance(raw, dict) else None
+    for target in targets or ():
+        for prop in (target or {}).get("modifiedProperties") or ():
+            if isinstance(prop, dict) and prop.get("displayName") == ROLE_TEMPLATE_PROPERTY:
+                for value in (prop.get("newValue"), prop.get("oldValue")):
+                    if text := _unquote(value):
+                        found.add(text.lower())
+    return found
+
+
+def record_ids(record: DirectoryAuditRecord) -> set[str]:
+    """Every id an event names (lower case): its targets' ids and the role template ids of
+    ``Role.TemplateId``. A role change matches on its template id here, since the Role target
+    of a directory membership event is the directoryRole object, whose id differs."""
+    return _targets(record) | role_template_ids(record.raw)
+
+
+def is_ms_pim(record: DirectoryAuditRecord) -> bool:
+    """Whether the MS-PIM service initiated the event (a change PIM provisioned)."""
+    if record.initiated_by_kind != DirectoryAuditRecord.InitiatorKind.APP:
+        return False
+    app_id = (record.initiated_by_app_id or "").lower()
+    return app_id == MS_PIM_APP_ID or (
+        not app_id and record.initiated_by_name == MS_PIM_DISPLAY_NAME
+    )
+
+
+def is_pim_activity(activity: str) -> bool:
+    """An activity PIM writes for a request ("... in PIM completed (...)", "... (PIM ...)")."""
+    return re.search(r"\bPIM\b", activity) is not None
 
 
 def is_role_membership(activity: str) -> bool:
@@ -110,10 +164,21 @@ def _targets(record: DirectoryAuditRecord) -> set[str]:
     return targets
 
 
-def _made_by(record: DirectoryAuditRecord, *, agent_oid: str, client_id: str) -> bool:
-    """Whether Entra names the portal's app, or (delegated mode) the agent ``agent_oid``."""
+def _made_by(
+    record: DirectoryAuditRecord, *, agent_oid: str, client_id: str, via_pim: bool = False
+) -> bool:
+    """Whether Entra names the portal's app, or (delegated mode) the agent ``agent_oid``, or,
+    for a change the portal asked PIM for (``via_pim``), the MS-PIM service."""
+    if via_pim and is_ms_pim(record):
+        return True
     if record.initiated_by_kind == DirectoryAuditRecord.InitiatorKind.APP:
-        return bool(client_id) and record.initiated_by_app_id.lower() == client_id.lower()
+        if record.initiated_by_app_id:
+            return bool(client_id) and record.initiated_by_app_id.lower() == client_id.lower()
+        # Entra's app-initiated events may carry a null appId and only the servicePrincipalId
+        # (public samples; the directoryAudit page does not say): then the portal is named by
+        # its service principal's object id, looked up once (docs silent, see DEVNOTES).
+        own = portal_service_principal_id() if record.initiated_by_id else ""
+        return bool(own) and record.initiated_by_id.lower() == own
     return bool(agent_oid) and record.initiated_by_id == agent_oid
 
 
@@ -133,7 +198,7 @@ def explains(
     if record.activity not in change.activities:
         return False
     wanted = {t.lower() for t in change.target_ids if t}
-    if not wanted or not wanted <= _targets(record):
+    if not wanted or not wanted <= record_ids(record):
         return False
     if change.required_properties and not change.required_properties <= (
         modified_property_names(record.raw)
@@ -145,7 +210,8 @@ def explains(
     if change.finished_at is not None and record.activity_at > change.finished_at + slack:
         return False
     client_id = settings.ENTRA_CLIENT_ID if client_id is None else client_id
-    return _made_by(record, agent_oid=change.agent_oid, client_id=client_id)
+    via_pim = any(is_pim_activity(a) for a in change.activities)
+    return _made_by(record, agent_oid=change.agent_oid, client_id=client_id, via_pim=via_pim)
 
 
 def records_explained_by(change: PortalChange) -> list[DirectoryAuditRecord]:

@@ -13,8 +13,9 @@ One run (:func:`entra_audit_sync`):
    in flight, and the next run resumes from the saved link;
 4. after the last page, moves the watermark to the time the run started reading.
 
-Graph lists events newest first, so the watermark can only move once the whole run is read:
-moving it after page 1 would skip the older pages if the run then died. Calls go through the
+Graph documents no order for the list (nor does the sync ask for one), so the watermark can
+only move once the whole run is read: moving it after page 1 would skip the pages not yet read
+if the run then died. Calls go through the
 shared budget at ``sync`` priority: interactive work is served first.
 """
 

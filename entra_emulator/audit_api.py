@@ -2,17 +2,32 @@
 
 Every change made through the emulated Graph appends exactly one ``directoryAudit`` via
 ``record_audit()`` (the seeded history is built with ``build_audit_event()`` directly). Events are
-stored oldest first in ``tenant.audit_events`` and served newest first, as Graph does.
+stored oldest first in ``tenant.audit_events``.
 
 Graph calls served here (v1.0):
 
 - ``GET /auditLogs/directoryAudits`` with ``$filter`` (``activityDateTime ge/le``, ``category eq``,
   ``activityDisplayName eq``, ``initiatedBy/user/id eq``, ``initiatedBy/app/appId eq``,
-  ``targetResources/any(t:t/id eq '...')``, ``correlationId eq``, joined with ``and``), ``$top``
-  (1..1000, default 1000) and ``@odata.nextLink`` paging.
+  ``targetResources/any(t:t/id eq '...')``, ``correlationId eq``, joined with ``and``),
+  ``$orderby=activityDateTime [asc|desc]``, ``$top`` (1..1000, default 1000) and
+  ``@odata.nextLink`` paging.
 - ``GET /auditLogs/directoryAudits/{id}``
 
-Reference: https://learn.microsoft.com/graph/api/directoryaudit-list and
+Order: "List directoryAudits" documents ``$orderby`` and the directoryAudit resource says
+``activityDateTime`` "Supports $filter (eq, ge, le) and $orderby"; neither page documents a
+default order. Without ``$orderby`` the emulator answers oldest first, so that a client which
+assumes newest first without asking for it is caught by the tests.
+
+Retention: only events within the tenant's licence's retention are listed or found: 7 days for
+Microsoft Entra ID Free, 30 days for P1 and P2 ("Microsoft Entra data retention", Activity
+reports, Audit logs).
+
+Activity names and categories come from Microsoft's audit activity reference; the portal's
+copy of the names it relies on is ``audit/activities.py``.
+
+Reference: https://learn.microsoft.com/graph/api/directoryaudit-list,
+https://learn.microsoft.com/graph/api/resources/directoryaudit,
+https://learn.microsoft.com/entra/identity/monitoring-health/reference-reports-data-retention and
 https://learn.microsoft.com/entra/identity/monitoring-health/reference-audit-activities
 (activity names and categories).
 """
@@ -23,7 +38,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,6 +55,32 @@ from entra_emulator.graph_core import (
 # Graph caps a directoryAudits page at 1000 items, and a request without $top gets the same size.
 MAX_PAGE_SIZE = 1000
 READ_PERMISSIONS = ("AuditLog.Read.All",)
+
+# How long Entra keeps audit logs, by licence: "Audit logs | Seven days | 30 days | 30 days"
+# (Free, P1, P2). Reference:
+# https://learn.microsoft.com/entra/identity/monitoring-health/reference-reports-data-retention
+# Not modelled (the same page): after an upgrade from Free, data older than the 7 days kept
+# does not come back; here switching the licence widens or narrows the window at once.
+RETENTION_DAYS = {"free": 7, "p1": 30, "p2": 30}
+
+# Activity names, exactly as Microsoft's audit activity reference spells them:
+# https://learn.microsoft.com/entra/identity/monitoring-health/reference-audit-activities
+# Authentication Methods (UserManagement): the per-user MFA row, listed from the 2024-10-04
+# revision on, next to Graph's per-user MFA API (docs silent on which row that API writes).
+PER_USER_MFA_ACTIVITY = "Update per-user multifactor authentication state"
+AUTHENTICATION_METHODS_SERVICE = "Authentication Methods"
+# Device Registration Service (UserManagement): the deletion rows for FIDO2 keys (named
+# "Passkey (device-bound)" since the 2024-10-04 revision; "Delete FIDO2 security key(s)" before)
+# and Windows Hello for Business credentials. Docs silent on whether an admin's Graph DELETE of
+# such a method is logged here or as "Admin deleted security info": the emulator writes the
+# Device Registration Service row, so the portal must expect both.
+DEVICE_REGISTRATION_SERVICE = "Device Registration Service"
+_DEVICE_REGISTRATION_DELETIONS = {
+    "#microsoft.graph.fido2AuthenticationMethod": "Delete Passkey (device-bound)",
+    "#microsoft.graph.windowsHelloForBusinessAuthenticationMethod": (
+        "Delete Windows Hello for Business credential"
+    ),
+}
 
 # Verbs Entra puts in ``operationType``, derived from the activity's first word.
 _OPERATION_TYPES = {
@@ -67,6 +108,22 @@ def operation_type_for(activity: str) -> str:
     if " registered " in f" {activity.lower()} ":
         return "Add"
     return _OPERATION_TYPES.get(first, "Update")
+
+
+def method_deletion_activity(method_type: str, who: str) -> tuple[str, str]:
+    """``(activityDisplayName, loggedByService)`` for the deletion of a method of ``@odata.type``
+    ``method_type`` by ``who`` ("Admin" or "User"): the Device Registration Service row for a
+    FIDO2 key or a Windows Hello credential, else "{who} deleted security info" (Authentication
+    Methods). Names from the audit activity reference (see the constants above)."""
+    device_row = _DEVICE_REGISTRATION_DELETIONS.get(method_type)
+    if device_row is not None:
+        return device_row, DEVICE_REGISTRATION_SERVICE
+    return f"{who} deleted security info", AUTHENTICATION_METHODS_SERVICE
+
+
+def retention_cutoff(licence: str, now: datetime) -> datetime:
+    """The oldest ``activityDateTime`` Graph still lists for a tenant of ``licence``."""
+    return now - timedelta(days=RETENTION_DAYS.get(licence, RETENTION_DAYS["free"]))
 
 
 def build_audit_event(
@@ -192,10 +249,10 @@ def record_audit(
 
 
 def encode_audit_skiptoken(position: int) -> str:
-    """The opaque ``$skiptoken`` naming where the next (older) page starts.
-
-    ``position`` is an index into the append-only, oldest-first event list: events appended
-    while a client pages do not shift it, so a client never sees an event twice or skips one.
+    """The opaque ``$skiptoken`` naming the last event of a page: its index in the append-only,
+    oldest-first event list. The next page holds the events after it in the request's order
+    (``$orderby``, which the next link repeats), so events appended while a client pages never
+    make it see an event twice or skip one.
     """
     return base64.urlsafe_b64encode(f"audit:{position}".encode()).decode().rstrip("=")
 
@@ -215,30 +272,72 @@ def decode_audit_skiptoken(token: str) -> int:
         ) from exc
 
 
+def _moment(event: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(event["activityDateTime"]))
+
+
 def select_page(
     events: list[dict[str, Any]],
     *,
     matches: Any,
     top: int,
-    before: int | None,
+    after: int | None,
+    newest_first: bool,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Newest-first page of ``events`` (stored oldest first) that satisfy ``matches``.
+    """One page of ``events`` (stored in append order) that satisfy ``matches``, ordered by
+    ``activityDateTime`` (ties by position), newest or oldest first.
 
-    Looks only at indexes below ``before`` (all when None). Returns the page and the index to
-    continue from, or None when no older matching event remains.
+    ``after`` is the position of the previous page's last event (None for the first page): the
+    page holds only events that come after it in that order. Returns the page and the position
+    of its last event when more matching events follow, else None. Raises GraphHttpError(400)
+    for a position that names no event.
     """
-    page: list[dict[str, Any]] = []
-    index = len(events) if before is None else min(before, len(events))
-    while index > 0:
-        index -= 1
-        event = events[index]
-        if matches is not None and not matches(event):
-            continue
-        if len(page) == top:
-            # There is at least one more matching event: continue just above it.
-            return page, index + 1
-        page.append(event)
-    return page, None
+    if after is not None and not 0 <= after < len(events):
+        raise GraphHttpError(
+            400, "Request_BadRequest", "The specified page token value has expired or is invalid."
+        )
+
+    def key(index: int) -> tuple[datetime, int]:
+        return (_moment(events[index]), index)
+
+    chosen = [i for i, event in enumerate(events) if matches is None or matches(event)]
+    if after is not None:
+        last = key(after)
+        chosen = [i for i in chosen if (key(i) < last if newest_first else key(i) > last)]
+    chosen.sort(key=key, reverse=newest_first)
+    page = chosen[:top]
+    more = len(chosen) > top
+    return [events[i] for i in page], (page[-1] if more else None)
+
+
+def _newest_first(ctx: GraphContext) -> bool:
+    """Whether ``$orderby`` asks for the newest first; without it, oldest first (see the
+    module docstring).
+
+    "List directoryAudits" supports ``$orderby`` and the directoryAudit resource documents it on
+    ``activityDateTime`` only; docs silent on the default order and on the error for another
+    property (this 400 is the emulator's wording).
+    Reference: https://learn.microsoft.com/graph/api/directoryaudit-list,
+    https://learn.microsoft.com/graph/api/resources/directoryaudit
+    """
+    newest_first = False
+    for prop, descending in ctx.query.orderby:
+        if prop != "activityDateTime":
+            raise GraphHttpError(
+                400,
+                "Request_UnsupportedQuery",
+                f"Sorting by '{prop}' is not supported: $orderby supports activityDateTime.",
+            )
+        newest_first = descending
+    return newest_first
+
+
+def _retained(ctx: GraphContext) -> Any:
+    """A predicate keeping the events within the licence's audit retention (7 or 30 days).
+    Reference: https://learn.microsoft.com/entra/identity/monitoring-health/reference-reports-data-retention
+    """
+    cutoff = retention_cutoff(ctx.tenant.licence, ctx.now())
+    return lambda event: _moment(event) >= cutoff
 
 
 def _apply_select(item: Mapping[str, Any], select: list[str] | None) -> dict[str, Any]:
@@ -254,7 +353,8 @@ def _apply_select(item: Mapping[str, Any], select: list[str] | None) -> dict[str
     permissions=READ_PERMISSIONS,
 )
 def list_directory_audits(ctx: GraphContext) -> Response:
-    """``GET /auditLogs/directoryAudits``: newest first, filtered, paged by ``@odata.nextLink``."""
+    """``GET /auditLogs/directoryAudits``: the retained events, filtered, in ``$orderby``'s order
+    (oldest first without it), paged by ``@odata.nextLink``."""
     query = ctx.query
     top = MAX_PAGE_SIZE if query.top is None else query.top
     if not 1 <= top <= MAX_PAGE_SIZE:
@@ -264,11 +364,21 @@ def list_directory_audits(ctx: GraphContext) -> Response:
             f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_PAGE_SIZE} "
             "inclusive.",
         )
-    before = decode_audit_skiptoken(query.skiptoken) if query.skiptoken else None
-    matches = query.filter.matches if query.filter is not None else None
+    newest_first = _newest_first(ctx)
+    after = decode_audit_skiptoken(query.skiptoken) if query.skiptoken else None
+    retained = _retained(ctx)
+    condition = query.filter.matches if query.filter is not None else None
+
+    def matches(event: Mapping[str, Any]) -> bool:
+        return bool(retained(event)) and (condition is None or condition(event))
+
     with ctx.tenant.lock:
         page, next_position = select_page(
-            ctx.tenant.audit_events, matches=matches, top=top, before=before
+            ctx.tenant.audit_events,
+            matches=matches,
+            top=top,
+            after=after,
+            newest_first=newest_first,
         )
     body: dict[str, Any] = {
         "@odata.context": ctx.context_url("auditLogs/directoryAudits"),
@@ -291,11 +401,13 @@ def list_directory_audits(ctx: GraphContext) -> Response:
     permissions=READ_PERMISSIONS,
 )
 def get_directory_audit(ctx: GraphContext) -> Response:
-    """``GET /auditLogs/directoryAudits/{id}``; 404 when no such event exists."""
+    """``GET /auditLogs/directoryAudits/{id}``; 404 when no such event exists, or when it is
+    older than the licence's retention."""
     audit_id = ctx.params["audit_id"]
+    retained = _retained(ctx)
     with ctx.tenant.lock:
         found = next((e for e in ctx.tenant.audit_events if e["id"] == audit_id), None)
-    if found is None:
+    if found is None or not retained(found):
         raise GraphHttpError(
             404,
             "Request_ResourceNotFound",

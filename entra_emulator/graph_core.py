@@ -33,6 +33,8 @@ from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
+from entra_emulator.graph_schema import UnknownProperty, schema
+from entra_emulator.licensing import licence_refusal
 from entra_emulator.odata import ODataError, ODataQuery, parse_query
 from entra_emulator.tenant import Tenant
 from entra_emulator.tokens import TokenError, TokenInfo
@@ -439,6 +441,30 @@ def _check_query_rules(ctx: GraphContext) -> None:
                 )
 
 
+def _check_query_properties(version: str, path: str, query: ODataQuery) -> None:
+    """400 for a ``$select`` or ``$filter`` property the addressed type does not have (the types
+    are Microsoft's metadata: entra_emulator/graph_schema.py says which answers are documented)."""
+    if query.select is None and query.filter is None:
+        return
+    table = schema()
+    type_name = table.resolve(version, path)
+    if type_name is None:
+        return
+    try:
+        if query.select is not None:
+            table.check_select(type_name, query.select)
+    except UnknownProperty as exc:
+        raise GraphHttpError(
+            400, "BadRequest", f"Parsing OData Select and Expand failed: {exc}"
+        ) from exc
+    if query.filter is not None:
+        for property_path in query.filter.paths:
+            try:
+                table.check_path(type_name, property_path)
+            except UnknownProperty as exc:
+                raise GraphHttpError(400, "Request_BadRequest", str(exc)) from exc
+
+
 def _authorize(route: GraphRoute, token: TokenInfo) -> None:
     if not route.permissions:
         # An envelope route ($batch): each inner request is authorized on its own.
@@ -485,10 +511,15 @@ def _process(
     except TokenError as exc:
         raise GraphHttpError(exc.status, exc.code, exc.message) from exc
     _authorize(route, token)
+    # The tenant's licence (entra_emulator.licensing: PIM needs Entra ID P2).
+    refusal = licence_refusal(runtime.tenant.licence, sub_path)
+    if refusal is not None:
+        raise GraphHttpError(*refusal)
     try:
         query = parse_query(request.args)
     except ODataError as exc:
         raise GraphHttpError(400, exc.code, exc.message) from exc
+    _check_query_properties(version, sub_path, query)
     ctx = GraphContext(
         runtime=runtime,
         request=request,
@@ -503,6 +534,12 @@ def _process(
     _check_query_rules(ctx)
     # An envelope route ($batch, no permissions of its own) is not throttled: Graph counts
     # each inner request instead.
+    # x-ms-throttle-priority (low / normal / high) is read by nobody here: "Should requests be
+    # throttled, low priority requests are throttled first, normal priority requests second, and
+    # high priority requests last. Using the priority request header doesn't change the limits."
+    # (https://learn.microsoft.com/en-us/graph/throttling-limits, Identity and access service
+    # limits, "Other headers"). Docs silent on how the order is applied; one app's bucket here
+    # has nothing to order against, so every priority meets the same limit.
     retry_after = (
         runtime.throttle.take(token.app_id, route.throttle_class) if route.permissions else None
     )

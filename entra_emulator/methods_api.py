@@ -44,7 +44,12 @@ from typing import Any
 
 from werkzeug import Response
 
-from entra_emulator.audit_api import format_timestamp, record_audit, user_target
+from entra_emulator.audit_api import (
+    format_timestamp,
+    method_deletion_activity,
+    record_audit,
+    user_target,
+)
 from entra_emulator.graph_core import (
     GraphContext,
     GraphHttpError,
@@ -57,7 +62,13 @@ from entra_emulator.tenant import Tenant
 
 READ_PERMISSIONS = ("UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All")
 WRITE_PERMISSIONS = ("UserAuthenticationMethod.ReadWrite.All",)
-POLICY_READ_PERMISSIONS = ("Policy.Read.All", "Policy.ReadWrite.AuthenticationMethod")
+# Reading the TAP policy: least privileged Policy.Read.AuthenticationMethod, higher
+# Policy.ReadWrite.AuthenticationMethod; the page lists no other (Policy.Read.All is not one).
+# https://learn.microsoft.com/graph/api/temporaryaccesspassauthenticationmethodconfiguration-get
+POLICY_READ_PERMISSIONS = (
+    "Policy.Read.AuthenticationMethod",
+    "Policy.ReadWrite.AuthenticationMethod",
+)
 
 ODATA_PREFIX = "#microsoft.graph."
 PHONE_TYPE = ODATA_PREFIX + "phoneAuthenticationMethod"
@@ -366,6 +377,43 @@ def generate_pass(length: int) -> str:
     return "".join(secrets.choice(_TAP_ALPHABET) for _ in range(max(8, min(48, length))))
 
 
+# --- read-after-write lag of deletions (Tenant.propagation.method_deletion_seconds) -------------
+#
+# Entra's directory is eventually consistent: "A successful write to Microsoft Entra does not
+# guarantee that an immediate read will reflect that change" (Microsoft's identity blog,
+# https://devblogs.microsoft.com/identity/designing-for-eventual-consistency-for-microsoft-entra/;
+# the authentication methods pages give no bound). With the delay on, a deleted method goes on
+# being listed (and read by id) for that long; writes see the truth at once, so deleting it again
+# is 404 (docs silent on the answer of a second delete). Kept beside the tenant, keyed by its
+# identity: the Tenant's fields are fixed, and a deleted method is no longer the user's.
+_DELETED_STILL_LISTED: dict[int, dict[str, list[tuple[dict[str, Any], float]]]] = {}
+
+
+def _still_listed(tenant: Tenant, user_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The user's deleted methods that reads still show at ``now`` (caller holds the lock)."""
+    per_user = _DELETED_STILL_LISTED.get(id(tenant))
+    if not per_user or user_id not in per_user:
+        return []
+    kept = [(m, until) for m, until in per_user[user_id] if until > now.timestamp()]
+    per_user[user_id] = kept
+    if tenant.propagation.method_deletion_seconds <= 0:
+        return []
+    return [m for m, _until in kept]
+
+
+def _remember_deleted(tenant: Tenant, user_id: str, method: dict[str, Any], now: datetime) -> None:
+    seconds = tenant.propagation.method_deletion_seconds
+    if seconds > 0:
+        _DELETED_STILL_LISTED.setdefault(id(tenant), {}).setdefault(user_id, []).append(
+            (dict(method), now.timestamp() + seconds)
+        )
+
+
+def _methods_read(tenant: Tenant, user_id: str, now: datetime) -> list[dict[str, Any]]:
+    """What reads list for the user at ``now``: the methods, and those deleted but still shown."""
+    return [*tenant.methods.get(user_id, []), *_still_listed(tenant, user_id, now)]
+
+
 def _self_service(ctx: GraphContext, user_id: str) -> bool:
     """A delegated caller acting on their own methods (Entra then says "User ..." not "Admin")."""
     return not ctx.token.is_app and ctx.token.oid == user_id
@@ -389,7 +437,7 @@ def list_methods(ctx: GraphContext) -> Response:
     user = require_user(ctx.tenant, ctx.params["user_id"])
     now = ctx.now()
     with ctx.tenant.lock:
-        items = [render_method(m, now) for m in ctx.tenant.methods.get(user["id"], [])]
+        items = [render_method(m, now) for m in _methods_read(ctx.tenant, user["id"], now)]
     return collection_response(ctx, items, context=_context(ctx.params["user_id"], "methods"))
 
 
@@ -405,7 +453,8 @@ def get_method(ctx: GraphContext) -> Response:
     method_id = ctx.params["method_id"]
     with ctx.tenant.lock:
         found = next(
-            (m for m in ctx.tenant.methods.get(user["id"], []) if m["id"] == method_id), None
+            (m for m in _methods_read(ctx.tenant, user["id"], ctx.now()) if m["id"] == method_id),
+            None,
         )
         if found is None:
             raise GraphHttpError(
@@ -431,7 +480,7 @@ def list_typed_methods(ctx: GraphContext) -> Response:
     with ctx.tenant.lock:
         items = [
             render_method(m, now)
-            for m in ctx.tenant.methods.get(user["id"], [])
+            for m in _methods_read(ctx.tenant, user["id"], now)
             if m["@odata.type"] == wanted
         ]
     # A typed collection's members carry no @odata.type in Graph: the context names the type.
@@ -456,7 +505,7 @@ def get_typed_method(ctx: GraphContext) -> Response:
         found = next(
             (
                 m
-                for m in ctx.tenant.methods.get(user["id"], [])
+                for m in _methods_read(ctx.tenant, user["id"], ctx.now())
                 if m["id"] == method_id and m["@odata.type"] == wanted
             ),
             None,
@@ -491,17 +540,20 @@ def delete_method(ctx: GraphContext) -> Response:
             ctx.params["method_id"],
         )
         ctx.tenant.methods[user_id] = [m for m in methods if m is not target]
+        _remember_deleted(ctx.tenant, user_id, target, ctx.now())
         if ctx.tenant.default_method.get(user_id) == target["id"]:
             del ctx.tenant.default_method[user_id]
             ctx.tenant.default_mobile_voice.discard(user_id)
     who = "User" if _self_service(ctx, user_id) else "Admin"
+    # The reference's name and service for this method's deletion (audit_api explains).
+    activity, service = method_deletion_activity(str(target["@odata.type"]), who)
     record_audit(
         ctx,
         category="UserManagement",
-        activity=f"{who} deleted security info",
+        activity=activity,
         target_resources=[user_target(user)],
         result_reason=f"{who} deleted {method_label(target)} for user",
-        logged_by_service="Authentication Methods",
+        logged_by_service=service,
     )
     return no_content(ctx)
 

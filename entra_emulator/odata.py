@@ -14,9 +14,10 @@ Supported ``$filter`` grammar::
              | path '/' ('any'|'all') '(' var ':' expr ')' | path
              | 'string' (with '' for ') | number | true | false | null | GUID | DateTimeOffset
 
-String comparisons ignore case, as directory queries do. ``$search`` takes ``"property:words"``
-terms joined by ``AND`` / ``OR`` (AND binds tighter); a term matches when every word is a prefix of
-a word of the property.
+String comparisons ignore case, as directory queries do. ``$search`` takes ``"property:text"``
+terms joined by ``AND`` / ``OR`` (AND binds tighter); on ``displayName`` and ``description`` a term
+matches when every token of the text begins a token of the value (Graph's tokenisation), on any
+other property when the value starts with the text (see ``SearchTerm``).
 """
 
 from __future__ import annotations
@@ -152,6 +153,10 @@ class _FilterParser:
         # Names of the features an expression uses; Graph needs the advanced-query header
         # (ConsistencyLevel: eventual) for some of them on directory objects.
         self.features: set[str] = set()
+        # Every property path the expression reads, from the item; "*" stands for the element
+        # of the collection before it (a lambda variable), e.g. ("targetResources", "*", "id").
+        self.paths: list[tuple[str, ...]] = []
+        self._lambda_paths: dict[str, tuple[str, ...]] = {}
 
     def fail(self, what: str) -> ODataError:
         token = self.peek()
@@ -281,6 +286,7 @@ class _FilterParser:
             if part.value.lower() in {"any", "all"} and self._next_is("("):
                 return self.parse_lambda(path, part.value.lower())
             path.append(part.value)
+        self.paths.append(self._from_item(path))
 
         def read(item: Mapping[str, Any], env: dict[str, Any]) -> Any:
             if path[0] in env:
@@ -288,6 +294,12 @@ class _FilterParser:
             return _lookup(item, path)
 
         return read
+
+    def _from_item(self, path: list[str]) -> tuple[str, ...]:
+        """``path`` from the item: a lambda variable is replaced by its collection's path."""
+        if path[0] in self._lambda_paths:
+            return (*self._lambda_paths[path[0]], *path[1:])
+        return tuple(path)
 
     def parse_lambda(self, path: list[str], kind: str) -> Predicate:
         self.features.add(kind)
@@ -297,7 +309,15 @@ class _FilterParser:
             self.index -= 1
             raise self.fail("lambda variable expected")
         self.expect_punct(":")
+        collection_path = self._from_item(path)
+        self.paths.append(collection_path)
+        outer = self._lambda_paths.get(var.value)
+        self._lambda_paths[var.value] = (*collection_path, "*")
         body = self.parse_or()
+        if outer is None:
+            del self._lambda_paths[var.value]
+        else:
+            self._lambda_paths[var.value] = outer
         self.expect_punct(")")
         variable = var.value
 
@@ -313,11 +333,13 @@ class _FilterParser:
 
 @dataclass
 class FilterExpression:
-    """A parsed ``$filter``: ``matches(item)`` evaluates it; ``features`` names what it uses."""
+    """A parsed ``$filter``: ``matches(item)`` evaluates it; ``features`` names what it uses;
+    ``paths`` are the property paths it reads (see ``_FilterParser.paths``)."""
 
     text: str
     predicate: Predicate
     features: frozenset[str]
+    paths: tuple[tuple[str, ...], ...] = ()
 
     def matches(self, item: Mapping[str, Any]) -> bool:
         return bool(self.predicate(item, {}))
@@ -327,7 +349,9 @@ def parse_filter(text: str) -> FilterExpression:
     """Parse a ``$filter`` expression; raises ODataError (400) when it is malformed."""
     parser = _FilterParser(text)
     predicate = parser.parse()
-    return FilterExpression(text, predicate, frozenset(parser.features))
+    return FilterExpression(
+        text, predicate, frozenset(parser.features), tuple(dict.fromkeys(parser.paths))
+    )
 
 
 # --- $search ------------------------------------------------------------------------------------
@@ -335,28 +359,70 @@ def parse_filter(text: str) -> FilterExpression:
 _SEARCH_TOKEN_RE = re.compile(
     r'\s*(?:(?P<term>"(?:[^"\\]|\\.)*")|(?P<op>AND|OR)\b|(?P<punct>[()]))'
 )
-_WORD_SPLIT_RE = re.compile(r"""[\s._@\-#/,;:'"()]+""")
+# Graph's $search on directory objects (https://learn.microsoft.com/en-us/graph/search-query-parameter,
+# "Using $search on directory object collections"): "The tokenized search support works only on
+# the displayName and description fields. Any field of String type can be put in $search; fields
+# other than displayName and description default to $filter startswith behavior." Tokens are cut
+# at spaces, at a change from lower to upper case (only that way: "HELLOworld" is one token),
+# between letters, digits and symbols; words separated only by symbols are also combined
+# ("hello.world" gives "helloworld"); tokens match "independently of the original casing, and
+# they are matched in any order". A search token matches a value token it begins (the page's
+# example: "displayName:Guthr"; "Li 李" matches "李四(David Li)").
+# Docs silent: whether symbol tokens ("." in the page's example) must match; they are not
+# compared here.
+TOKENIZED_SEARCH_PROPERTIES = frozenset({"displayname", "description"})
+_SEARCH_RUN_RE = re.compile(r"[^\W\d_]+|\d+")
+
+
+def search_tokens(text: str, *, combine: bool = True) -> list[str]:
+    """The words Graph's tokenised ``$search`` cuts ``text`` into, casefolded; ``combine`` adds
+    the words joined across symbols (used for the values: a search for "helloworld" finds
+    "hello-world"; docs silent on combining on the search side, so the search text is not)."""
+    tokens: list[str] = []
+    for chunk in text.split():
+        words: list[str] = []
+        for run in _SEARCH_RUN_RE.findall(chunk):
+            start = 0
+            for i in range(1, len(run)):
+                if run[i - 1].islower() and run[i].isupper():
+                    words.append(run[start:i])
+                    start = i
+            words.append(run[start:])
+        tokens.extend(word.casefold() for word in words)
+        if combine and len(words) > 1 and re.search(r"[^\w\s]|_", chunk):
+            tokens.append("".join(words).casefold())
+    return tokens
 
 
 @dataclass(frozen=True)
 class SearchTerm:
-    """One ``"property:words"`` term of ``$search``."""
+    """One ``"property:text"`` term of ``$search``."""
 
     property: str
-    words: tuple[str, ...]
+    text: str
+    # The tokens of ``text`` (what a tokenised property is matched with).
+    words: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.words:
+            object.__setattr__(self, "words", tuple(search_tokens(self.text, combine=False)))
 
     def matches(self, item: Mapping[str, Any]) -> bool:
         value = _lookup(item, self.property.split("/"))
         values = value if isinstance(value, list) else [value]
+        tokenized = self.property.casefold() in TOKENIZED_SEARCH_PROPERTIES
+        wanted = self.words
+        prefix = self.text.casefold()
         for candidate in values:
             if not isinstance(candidate, str):
                 continue
-            folded = candidate.casefold()
-            item_words = [w for w in _WORD_SPLIT_RE.split(folded) if w]
-            if all(
-                folded.startswith(w) or any(iw.startswith(w) for iw in item_words)
-                for w in self.words
-            ):
+            if not tokenized:
+                # Every other property: $filter startswith (case-insensitive) on the whole value.
+                if candidate.casefold().startswith(prefix):
+                    return True
+                continue
+            have = search_tokens(candidate)
+            if all(any(token.startswith(w) for token in have) for w in wanted):
                 return True
         return False
 
@@ -413,10 +479,12 @@ def parse_search(text: str) -> SearchExpression:
                 'Search is only supported with property names, e.g. "displayName:value".',
                 code="Request_UnsupportedQuery",
             )
-        words = tuple(w for w in _WORD_SPLIT_RE.split(value.casefold()) if w)
-        if not words:
+        if not value.strip():
             raise ODataError(f"Syntax error: empty search value for '{prop}'.")
-        clauses[-1].append(SearchTerm(prop.strip(), words))
+        term = SearchTerm(prop.strip(), value.strip())
+        if term.property.casefold() in TOKENIZED_SEARCH_PROPERTIES and not term.words:
+            raise ODataError(f"Syntax error: no word to search for in '{prop}'.")
+        clauses[-1].append(term)
         expect_term = False
     if expect_term:
         raise ODataError(f"Syntax error: $search '{text}' ends with an operator.")

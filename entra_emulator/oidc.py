@@ -16,8 +16,10 @@ the app's registered certificates), ``refresh_token`` (rotating: the old refresh
 working) and the on-behalf-of ``jwt-bearer`` grant. Errors follow Entra's JSON shape with AADSTS
 codes. Which token an authorization code or refresh token yields depends on the resource in the
 requested scopes: a Graph scope gives a delegated Graph token (``scp``); the portal's own scope
-(``api://{client_id}/...``) or only OpenID scopes give a token for the portal (aud = client id)
-carrying the user's app roles in ``roles``.
+(``api://{client_id}/...``, only once the app exposes that Application ID URI in
+``identifier_uris``, else AADSTS500011) or only OpenID scopes give a token for the portal
+(aud = client id) carrying the user's app roles in ``roles``. Tokens carry the documented v2.0
+claims only (``entra_emulator.tokens``).
 """
 
 from __future__ import annotations
@@ -691,6 +693,15 @@ class OidcProvider:
             self._verify_assertion(app, assertion)
             return app, "2"
         if secret is None:
+            # Every app here is a confidential (web) client: its code exchange, like every other
+            # grant, must carry a client_secret or a client_assertion ("client_secret: required
+            # for confidential web apps", or a certificate credential instead:
+            # https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow#redeem-a-code-for-an-access-token,
+            # https://learn.microsoft.com/entra/identity-platform/certificate-credentials#using-a-client-assertion).
+            # AADSTS7000218 "The request body must contain the following parameter:
+            # 'client_assertion' or 'client_secret'."
+            # (https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
+            # Docs silent: the HTTP status (401 here, as Entra's invalid_client answers).
             raise OAuthError(
                 "invalid_client",
                 7000218,
@@ -801,16 +812,40 @@ class OidcProvider:
     def _graph_prefixes(self) -> tuple[str, ...]:
         return (f"{GRAPH_RESOURCE}/", f"{GRAPH_APP_ID}/", f"{self.base_url}/")
 
+    @staticmethod
+    def _names_own_api(app: AppRegistration, scope: str) -> bool:
+        """Whether ``scope`` (``{resource}/{permission}``) names the calling app's own API.
+
+        A scope's resource is the API's Application ID URI ("The scope's full string is the
+        concatenation of your web API's Application ID URI and the scope's Scope name",
+        https://learn.microsoft.com/entra/identity-platform/quickstart-configure-app-expose-web-apis):
+        ``api://{client}/.default`` works only once the app has exposed that URI (Expose an API >
+        Application ID URI, ``identifierUris``); before that Entra answers AADSTS500011, "The
+        resource principal named ... was not found in the tenant", with ``invalid_resource``
+        ("The target resource is invalid because it doesn't exist, Microsoft Entra ID can't find
+        it, or it's not correctly configured", authorization endpoint errors of
+        https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow; codes:
+        https://learn.microsoft.com/entra/identity-platform/reference-error-codes). The app's bare
+        client id also names it: a token for itself "is supported only if the resource that's
+        specified is using the GUID-based application ID" (AADSTS90009, same reference). Docs
+        silent: whether the URI match ignores case (here it does).
+        """
+        resource = scope.rsplit("/", 1)[0] if "/" in scope else ""
+        if not resource:
+            return False
+        if resource.lower() == app.client_id.lower():
+            return True
+        return resource.lower() in {uri.rstrip("/").lower() for uri in app.identifier_uris}
+
     def _resolve_scopes(self, app: AppRegistration, scopes: list[str]) -> _Grant:
         """Which resource the scopes ask for, and the delegated permissions granted on it."""
         resource_scopes = [s for s in scopes if s.lower() not in OIDC_SCOPES]
         oidc_scopes = [s for s in scopes if s.lower() in OIDC_SCOPES]
-        portal_prefixes = (f"api://{app.client_id}/", f"{app.client_id}/")
         graph: list[str] = []
         portal: list[str] = []
         audience = GRAPH_RESOURCE
         for scope in resource_scopes:
-            if scope.startswith(portal_prefixes):
+            if self._names_own_api(app, scope):
                 portal.append(scope)
                 continue
             matched = next((p for p in self._graph_prefixes() if scope.startswith(p)), None)
@@ -884,14 +919,25 @@ class OidcProvider:
     ) -> dict[str, Any]:
         grant = self._resolve_scopes(app, scopes)
         tenant = self._tenant()
+        roles = sorted(self._app_roles_of(tenant, user["id"]))
         if grant.portal:
-            roles = sorted(self._app_roles_of(tenant, user["id"]))
+            # The resource (here the app itself) owns its token's version: its manifest's
+            # requestedAccessTokenVersion, "null and 1 result in v1.0 tokens"; a v1.0 aud "can
+            # be the client ID or the resource URI used in the request", v2.0 "always the client
+            # ID" (https://learn.microsoft.com/entra/identity-platform/access-tokens,
+            # https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
+            version = 2 if app.requested_access_token_version == 2 else 1
+            audience = app.client_id
+            if version == 1 and grant.response_scopes:
+                first = grant.response_scopes[0]
+                audience = first.rsplit("/", 1)[0] if "/" in first else app.client_id
             access_token = self.tokens.issue_user_access_token(
                 client_id=app.client_id,
                 user=user,
-                audience=app.client_id,
+                audience=audience,
                 roles=roles,
                 azpacr=azpacr,
+                version=version,
             )
         else:
             access_token = self.tokens.issue_user_access_token(
@@ -911,7 +957,12 @@ class OidcProvider:
         }
         if "openid" in lowered:
             body["id_token"] = self.tokens.issue_id_token(
-                client_id=app.client_id, user=user, nonce=nonce, auth_time=auth_time
+                client_id=app.client_id,
+                user=user,
+                nonce=nonce,
+                auth_time=auth_time,
+                email="email" in lowered,
+                roles=roles,
             )
         if "offline_access" in lowered:
             refresh = secrets.token_urlsafe(64)
@@ -1099,7 +1150,7 @@ class OidcProvider:
                 self.tokens.signing_key.public_key(),
                 algorithms=["RS256"],
                 audience=[app.client_id, f"api://{app.client_id}"],
-                issuer=self.tokens.issuer,
+                issuer=[self.tokens.issuer, self.tokens.v1_issuer],
                 leeway=30,
             )
         except jwt.PyJWTError as exc:

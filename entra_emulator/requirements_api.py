@@ -5,14 +5,17 @@ The resource is ``strongAuthenticationRequirements`` with one property, ``perUse
 has already registered an MFA method turns the state into ``enforced``; this module applies that
 rule with the methods held in ``tenant.methods``. PATCH answers 204.
 
-A change writes "Update user" (UserManagement, Core Directory) with the modified property
-``StrongAuthenticationRequirement``, the property Entra's legacy per-user MFA records.
+A change writes "Update per-user multifactor authentication state" (UserManagement,
+Authentication Methods), the audit activity reference's row for this act; docs silent on which
+of the reference's per-user MFA names (that one, Core Directory's "Update user", "Enable Strong
+Authentication", "Disable Strong Authentication") Graph's API writes.
 
 Permissions: read Policy.Read.All (or the write permission); write
 Policy.ReadWrite.AuthenticationMethod. Throttling class "reports" (authentication resources).
 
 Reference: https://learn.microsoft.com/graph/api/authentication-get-requirements?view=graph-rest-beta,
-https://learn.microsoft.com/graph/api/resources/strongauthenticationrequirements?view=graph-rest-beta
+https://learn.microsoft.com/graph/api/resources/strongauthenticationrequirements?view=graph-rest-beta,
+https://learn.microsoft.com/entra/identity/monitoring-health/reference-audit-activities
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ from typing import Any
 
 from werkzeug import Response
 
-from entra_emulator.audit_api import record_audit, user_target
+from entra_emulator.audit_api import (
+    AUTHENTICATION_METHODS_SERVICE,
+    PER_USER_MFA_ACTIVITY,
+    record_audit,
+    user_target,
+)
 from entra_emulator.graph_core import (
     GraphContext,
     GraphHttpError,
@@ -92,27 +100,13 @@ def update_requirements(ctx: GraphContext) -> Response:
         old_state = ctx.tenant.per_user_mfa.get(user["id"], "disabled")
         ctx.tenant.per_user_mfa[user["id"]] = new_state
     if new_state != old_state:
+        # The reference's per-user MFA row (audit_api.PER_USER_MFA_ACTIVITY). Docs silent on
+        # the event's modifiedProperties: none are written rather than invented.
         record_audit(
             ctx,
             category="UserManagement",
-            activity="Update user",
-            target_resources=[
-                user_target(
-                    user,
-                    [
-                        {
-                            "displayName": "StrongAuthenticationRequirement",
-                            "oldValue": f'[{{"State":"{old_state}"}}]',
-                            "newValue": f'[{{"State":"{new_state}"}}]',
-                        },
-                        {
-                            "displayName": "Included Updated Properties",
-                            "oldValue": None,
-                            "newValue": '"StrongAuthenticationRequirement"',
-                        },
-                    ],
-                )
-            ],
-            logged_by_service="Core Directory",
+            activity=PER_USER_MFA_ACTIVITY,
+            target_resources=[user_target(user)],
+            logged_by_service=AUTHENTICATION_METHODS_SERVICE,
         )
     return no_content(ctx)

@@ -2,16 +2,21 @@
 
 Graph calls served here (v1.0, throttling class "identity"):
 
-- ``GET /roleManagement/directory/roleDefinitions`` (``$filter`` on ``templateId`` /
-  ``displayName``) and ``.../roleDefinitions/{id}``
+- ``GET /roleManagement/directory/roleDefinitions`` (``$filter`` on ``id``, ``displayName``,
+  ``isBuiltIn`` only; 400 for any other property) and ``.../roleDefinitions/{id}``
 - ``GET|POST /roleManagement/directory/roleAssignments`` (``$filter`` on ``roleDefinitionId`` /
   ``principalId``, ``$expand=principal``), ``GET|DELETE .../roleAssignments/{id}``
 - ``GET /roleManagement/directory/roleEligibilitySchedules`` (``$filter``, ``$expand=principal``)
 - ``GET|POST /roleManagement/directory/roleEligibilityScheduleRequests``: ``adminAssign``,
   ``adminRemove``, ``adminUpdate``, ``adminExtend``; the matching eligibility schedule is created,
-  changed or removed at once (status ``Provisioned``, or ``Revoked`` for a removal)
+  changed or removed (status ``Provisioned``, or ``Revoked`` for a removal; with
+  ``Tenant.propagation.pim_seconds`` first ``PendingProvisioning``, the schedule showing after)
 - ``GET|POST /roleManagement/directory/roleAssignmentScheduleRequests``: ``adminAssign`` (an
-  active, optionally time-bound assignment) and ``adminRemove``
+  active, optionally time-bound assignment) and ``adminRemove``; besides PIM's own event the
+  directory's "Add/Remove member to/from role" is written, initiated by the MS-PIM app
+
+Role membership events have the shape Entra writes: the Role target is the directoryRole object
+(its id is not the template id), the template id is in the member's ``Role.TemplateId``.
 
 Time-bound assignments and eligibilities disappear once their end has passed, as in Entra.
 Principals may be users, role-assignable groups (``isAssignableToRole``) or service principals.
@@ -47,6 +52,19 @@ from entra_emulator.graph_core import (
     no_content,
 )
 from entra_emulator.methods_api import not_found
+from entra_emulator.roles_events import (
+    principal_target,
+    record_ms_pim_membership_event,
+    role_member_targets,
+    role_target,
+)
+from entra_emulator.roles_lag import (
+    lagging_remove,
+    live,
+    settle,
+    shown,
+    start_provisioning,
+)
 from entra_emulator.tenant import Tenant
 
 ROLE_READ = (
@@ -186,7 +204,9 @@ def schedule_end(schedule_info: Mapping[str, Any]) -> datetime | None:
 
 
 def purge_expired(tenant: Tenant, now: datetime) -> None:
-    """Drop time-bound assignments and eligibilities whose end has passed (caller holds lock)."""
+    """Drop time-bound assignments and eligibilities whose end has passed, and settle what
+    propagation delayed (caller holds lock)."""
+    settle(tenant, now)
     for key, schedule in list(tenant.eligibility_schedules.items()):
         end = schedule_end(schedule["scheduleInfo"])
         if end is not None and end <= now:
@@ -282,47 +302,13 @@ def expand(tenant: Tenant, item: Mapping[str, Any], expansions: list[str] | None
 
 
 def _filtered_expanded(ctx: GraphContext, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Apply ``$filter`` on stored items, then ``$expand`` (filters name stored properties)."""
-    return [expand(ctx.tenant, item, ctx.query.expand) for item in items if ctx.query.matches(item)]
-
-
-def _role_target(definition: Mapping[str, Any]) -> dict[str, Any]:
-    return {"id": definition["id"], "displayName": definition["displayName"], "type": "Role"}
-
-
-def _principal_target(
-    principal: Mapping[str, Any], modified: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    kind = principal["@odata.type"].removeprefix("#microsoft.graph.")
-    return {
-        "id": principal["id"],
-        "displayName": principal.get("displayName"),
-        "type": {"user": "User", "group": "Group", "servicePrincipal": "ServicePrincipal"}[kind],
-        "userPrincipalName": principal.get("userPrincipalName"),
-        "modifiedProperties": modified or [],
-    }
-
-
-def _role_properties(definition: Mapping[str, Any]) -> list[dict[str, Any]]:
-    # Entra lists these on the member for "Add member to role" / "Remove member from role".
-    well_known = definition["displayName"].replace(" ", "")
+    """Apply ``$filter`` on stored items that reads show now, then ``$expand`` (filters name
+    stored properties)."""
+    now = ctx.now()
     return [
-        {"displayName": "Role.ObjectID", "oldValue": None, "newValue": f'"{definition["id"]}"'},
-        {
-            "displayName": "Role.DisplayName",
-            "oldValue": None,
-            "newValue": f'"{definition["displayName"]}"',
-        },
-        {
-            "displayName": "Role.TemplateId",
-            "oldValue": None,
-            "newValue": f'"{definition.get("templateId")}"',
-        },
-        {
-            "displayName": "Role.WellKnownObjectName",
-            "oldValue": None,
-            "newValue": f'"{well_known}"',
-        },
+        expand(ctx.tenant, item, ctx.query.expand)
+        for item in items
+        if shown(item, now) and ctx.query.matches(item)
     ]
 
 
@@ -339,9 +325,57 @@ def _created_by(ctx: GraphContext) -> dict[str, Any]:
 # --- role definitions ---------------------------------------------------------------------------
 
 
+# unifiedRoleDefinition: "Supports $filter (eq, in)" on id, displayName and isBuiltIn only
+# (https://learn.microsoft.com/graph/api/resources/unifiedroledefinition, and the List page
+# https://learn.microsoft.com/graph/api/rbacapplication-list-roledefinitions). templateId is not
+# filterable. Docs silent on the exact error: 400 BadRequest here.
+_DEFINITION_FILTERABLE = frozenset({"id", "displayName", "isBuiltIn"})
+_DEFINITION_OPERATORS = frozenset({"eq", "in"})
+_FILTER_WORDS = frozenset({"and", "or", "not", "true", "false", "null"})
+_ALL_OPERATORS = frozenset({"eq", "ne", "gt", "ge", "lt", "le", "in", "has"})
+_FILTER_STRING = re.compile(r"'(?:[^']|'')*'")
+_FILTER_NAME = re.compile(r"(?<![\w.-])([A-Za-z_][\w/]*)(\s*\()?")
+_FILTER_OPERATOR = re.compile(r"\s(eq|ne|gt|ge|lt|le|in|has)\s")
+
+
+def check_definition_filter(text: str | None) -> None:
+    """Refuse, as Graph does, a roleDefinitions ``$filter`` naming a property other than id,
+    displayName or isBuiltIn, or an operator other than eq and in (GraphHttpError 400)."""
+    if not text:
+        return
+    bare = _FILTER_STRING.sub("''", text)
+    for match in _FILTER_OPERATOR.finditer(bare):
+        if match.group(1) not in _DEFINITION_OPERATORS:
+            raise GraphHttpError(
+                400,
+                "BadRequest",
+                f"Unsupported query operator '{match.group(1)}' in the $filter of "
+                "roleDefinitions: only eq and in are supported.",
+            )
+    for match in _FILTER_NAME.finditer(bare):
+        name, call = match.group(1), match.group(2)
+        if name in _FILTER_WORDS or name in _ALL_OPERATORS:
+            continue
+        if call:
+            raise GraphHttpError(
+                400,
+                "BadRequest",
+                f"Unsupported function '{name}' in the $filter of roleDefinitions.",
+            )
+        if name not in _DEFINITION_FILTERABLE:
+            raise GraphHttpError(
+                400,
+                "BadRequest",
+                f"Unsupported or invalid query filter clause specified for property '{name}' "
+                "of resource 'unifiedRoleDefinition'.",
+            )
+
+
 @graph_route("GET", rf"{_BASE}/roleDefinitions", throttle_class="identity", permissions=ROLE_READ)
 def list_role_definitions(ctx: GraphContext) -> Response:
-    """All role definitions, filterable by ``templateId`` or ``displayName``."""
+    """All role definitions, filterable on ``id``, ``displayName`` and ``isBuiltIn`` (eq, in);
+    400 for a ``$filter`` on any other property (``templateId`` included), as in Graph."""
+    check_definition_filter(ctx.request.args.get("$filter"))
     with ctx.tenant.lock:
         items = [dict(d) for d in ctx.tenant.role_definitions.values()]
     return collection_response(ctx, items, context="roleManagement/directory/roleDefinitions")
@@ -388,7 +422,7 @@ def get_role_assignment(ctx: GraphContext) -> Response:
     with ctx.tenant.lock:
         purge_expired(ctx.tenant, ctx.now())
         found = ctx.tenant.role_assignments.get(ctx.params["assignment_id"])
-        if found is None:
+        if found is None or not shown(found, ctx.now()):
             raise not_found(ctx.params["assignment_id"])
         body = expand(ctx.tenant, found, ctx.query.expand)
     context = ctx.context_url("roleManagement/directory/roleAssignments/$entity")
@@ -402,14 +436,16 @@ def add_active_assignment(
     principal_id: str,
     directory_scope_id: str,
     schedule_info: dict[str, Any] | None = None,
+    visible_at: float | None = None,
 ) -> dict[str, Any]:
-    """Store a new active assignment (caller holds the lock and has validated the ids).
+    """Store a new active assignment (caller holds the lock and has validated the ids); reads
+    show it from ``visible_at`` (epoch seconds; None: at once).
 
     Raises GraphHttpError(400, Request_BadRequest) when the same role, principal and scope are
     already assigned.
     """
     for existing in tenant.role_assignments.values():
-        if (
+        if live(existing) and (
             existing["roleDefinitionId"],
             existing["principalId"],
             existing["directoryScopeId"],
@@ -428,6 +464,8 @@ def add_active_assignment(
     }
     if schedule_info is not None:
         assignment["_scheduleInfo"] = schedule_info
+    if visible_at is not None:
+        assignment["_visibleAt"] = visible_at
     tenant.role_assignments[new_id] = assignment
     return assignment
 
@@ -440,22 +478,22 @@ def create_role_assignment(ctx: GraphContext) -> Response:
         definition = check_role_definition(ctx.tenant, body.get("roleDefinitionId"))
         principal = check_principal(ctx.tenant, body.get("principalId"))
         scope = check_scope(body.get("directoryScopeId"))
-        purge_expired(ctx.tenant, ctx.now())
+        now = ctx.now()
+        purge_expired(ctx.tenant, now)
+        lag = ctx.tenant.propagation.role_assignment_seconds
         assignment = add_active_assignment(
             ctx.tenant,
             role_definition_id=definition["id"],
             principal_id=principal["id"],
             directory_scope_id=scope,
+            visible_at=now.timestamp() + lag if lag > 0 else None,
         )
         answer = render(assignment)
     record_audit(
         ctx,
         category="RoleManagement",
         activity="Add member to role",
-        target_resources=[
-            _principal_target(principal, _role_properties(definition)),
-            _role_target(definition),
-        ],
+        target_resources=role_member_targets(definition, principal),
         logged_by_service="Core Directory",
     )
     context = ctx.context_url("roleManagement/directory/roleAssignments/$entity")
@@ -469,12 +507,20 @@ def create_role_assignment(ctx: GraphContext) -> Response:
     permissions=ROLE_WRITE,
 )
 def delete_role_assignment(ctx: GraphContext) -> Response:
-    """Remove an active assignment; 204, or 404 when it does not exist."""
+    """Remove an active assignment; 204, or 404 when it does not exist. Reads go on showing it
+    for ``propagation.role_assignment_seconds``."""
     with ctx.tenant.lock:
-        purge_expired(ctx.tenant, ctx.now())
-        removed = ctx.tenant.role_assignments.pop(ctx.params["assignment_id"], None)
-        if removed is None:
+        now = ctx.now()
+        purge_expired(ctx.tenant, now)
+        removed = ctx.tenant.role_assignments.get(ctx.params["assignment_id"])
+        if removed is None or not live(removed):
             raise not_found(ctx.params["assignment_id"])
+        lagging_remove(
+            ctx.tenant.role_assignments,
+            removed["id"],
+            now,
+            ctx.tenant.propagation.role_assignment_seconds,
+        )
         definition = ctx.tenant.role_definitions[removed["roleDefinitionId"]]
         principal = principal_object(ctx.tenant, removed["principalId"]) or {
             "@odata.type": "#microsoft.graph.user",
@@ -484,16 +530,7 @@ def delete_role_assignment(ctx: GraphContext) -> Response:
         ctx,
         category="RoleManagement",
         activity="Remove member from role",
-        target_resources=[
-            _principal_target(
-                principal,
-                [
-                    {**p, "oldValue": p["newValue"], "newValue": None}
-                    for p in _role_properties(definition)
-                ],
-            ),
-            _role_target(definition),
-        ],
+        target_resources=role_member_targets(definition, principal, removed=True),
         logged_by_service="Core Directory",
     )
     return no_content(ctx)
@@ -529,7 +566,7 @@ def get_eligibility_schedule(ctx: GraphContext) -> Response:
     with ctx.tenant.lock:
         purge_expired(ctx.tenant, ctx.now())
         found = ctx.tenant.eligibility_schedules.get(ctx.params["schedule_id"])
-        if found is None:
+        if found is None or not shown(found, ctx.now()):
             raise not_found(ctx.params["schedule_id"])
         body = expand(ctx.tenant, found, ctx.query.expand)
     context = ctx.context_url("roleManagement/directory/roleEligibilitySchedules/$entity")
@@ -545,6 +582,7 @@ def get_eligibility_schedule(ctx: GraphContext) -> Response:
 def list_eligibility_requests(ctx: GraphContext) -> Response:
     """Every eligibility request made (they are kept after completion, as in Graph)."""
     with ctx.tenant.lock:
+        purge_expired(ctx.tenant, ctx.now())
         items = _filtered_expanded(ctx, _requests_of_kind(ctx.tenant, None))
     return collection_response(
         ctx,
@@ -563,6 +601,7 @@ def list_eligibility_requests(ctx: GraphContext) -> Response:
 def get_eligibility_request(ctx: GraphContext) -> Response:
     """One eligibility request by id."""
     with ctx.tenant.lock:
+        purge_expired(ctx.tenant, ctx.now())
         found = ctx.tenant.eligibility_requests.get(ctx.params["request_id"])
         if found is None or found.get("_kind") is not None:
             raise not_found(ctx.params["request_id"])
@@ -579,7 +618,7 @@ def _find_schedule(
     schedules: Mapping[str, dict[str, Any]], role_id: str, principal_id: str, scope: str
 ) -> dict[str, Any] | None:
     for schedule in schedules.values():
-        if (
+        if live(schedule) and (
             schedule["roleDefinitionId"],
             schedule["principalId"],
             schedule["directoryScopeId"],
@@ -689,7 +728,7 @@ def create_eligibility_request(ctx: GraphContext) -> Response:
             )
             request["status"] = "Revoked"
             request["targetScheduleId"] = existing["id"]
-            del schedules[existing["id"]]
+            lagging_remove(schedules, existing["id"], now, ctx.tenant.propagation.pim_seconds)
             activity = f"Remove eligible member from role in PIM completed ({_bound(end)})"
         else:
             schedule_info, end = normalise_schedule(body.get("scheduleInfo"), now)
@@ -716,6 +755,8 @@ def create_eligibility_request(ctx: GraphContext) -> Response:
                     "memberType": "Direct",
                     "scheduleInfo": schedule_info,
                 }
+                if ctx.tenant.propagation.pim_seconds > 0:
+                    schedule["_visibleAt"] = now.timestamp() + ctx.tenant.propagation.pim_seconds
                 schedules[schedule["id"]] = schedule
                 activity = f"Add eligible member to role in PIM completed ({_bound(end)})"
             else:
@@ -724,13 +765,14 @@ def create_eligibility_request(ctx: GraphContext) -> Response:
                 schedule = existing
                 activity = "Update eligible member in PIM requested (extend)"
             request["targetScheduleId"] = schedule["id"]
+        start_provisioning(request, now, ctx.tenant.propagation.pim_seconds)
         ctx.tenant.eligibility_requests[request["id"]] = request
         answer = render(request)
     record_audit(
         ctx,
         category="RoleManagement",
         activity=activity,
-        target_resources=[_role_target(definition), _principal_target(principal)],
+        target_resources=[role_target(definition), principal_target(principal)],
         additional_details=_pim_details(request, end),
         logged_by_service="PIM",
     )
@@ -759,6 +801,7 @@ def _requests_of_kind(tenant: Tenant, kind: str | None) -> list[dict[str, Any]]:
 def list_assignment_requests(ctx: GraphContext) -> Response:
     """Active-assignment requests made through this API."""
     with ctx.tenant.lock:
+        purge_expired(ctx.tenant, ctx.now())
         items = _filtered_expanded(ctx, _requests_of_kind(ctx.tenant, _ACTIVE_KIND))
     return collection_response(
         ctx,
@@ -788,11 +831,14 @@ def create_assignment_request(ctx: GraphContext) -> Response:
             (
                 a
                 for a in ctx.tenant.role_assignments.values()
-                if (a["roleDefinitionId"], a["principalId"], a["directoryScopeId"])
+                if live(a)
+                and (a["roleDefinitionId"], a["principalId"], a["directoryScopeId"])
                 == (definition["id"], principal["id"], scope)
             ),
             None,
         )
+        # Provisioned by PIM, then replicated by the directory.
+        lag = ctx.tenant.propagation.pim_seconds + ctx.tenant.propagation.role_assignment_seconds
         if action == "adminAssign":
             if not body.get("justification"):
                 raise GraphHttpError(
@@ -820,6 +866,7 @@ def create_assignment_request(ctx: GraphContext) -> Response:
                 principal_id=principal["id"],
                 directory_scope_id=scope,
                 schedule_info=schedule_info,
+                visible_at=now.timestamp() + lag if lag > 0 else None,
             )
             request["targetScheduleId"] = assignment["id"]
             activity = f"Add member to role in PIM completed ({_bound(end)})"
@@ -841,16 +888,23 @@ def create_assignment_request(ctx: GraphContext) -> Response:
             )
             request["status"] = "Revoked"
             request["targetScheduleId"] = existing["id"]
-            del ctx.tenant.role_assignments[existing["id"]]
+            lagging_remove(ctx.tenant.role_assignments, existing["id"], now, lag)
             activity = f"Remove member from role in PIM completed ({_bound(end)})"
+        start_provisioning(request, now, ctx.tenant.propagation.pim_seconds)
         request["_kind"] = _ACTIVE_KIND
         ctx.tenant.eligibility_requests[request["id"]] = request
         answer = render(request)
+    # The directory writes its own membership event, initiated by the MS-PIM service, as PIM
+    # provisions the change; PIM then writes its "... in PIM completed" event, initiated by the
+    # caller. Docs silent on the pair (the audit activity reference lists both activities,
+    # https://learn.microsoft.com/entra/identity/monitoring-health/reference-audit-activities,
+    # but not which service writes which for one request); the shape is that of public samples.
+    record_ms_pim_membership_event(ctx, definition, principal, removed=action == "adminRemove")
     record_audit(
         ctx,
         category="RoleManagement",
         activity=activity,
-        target_resources=[_role_target(definition), _principal_target(principal)],
+        target_resources=[role_target(definition), principal_target(principal)],
         additional_details=_pim_details(request, end),
         logged_by_service="PIM",
     )

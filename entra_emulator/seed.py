@@ -38,17 +38,19 @@ DEFAULT_REDIRECT_URIS = (
 
 APP_ROLE_VALUES = ("Helpdesk.Agent", "Helpdesk.Lead", "Helpdesk.Admin")
 
-# Application permissions granted to the portal app (admin consent), the least it needs.
+# Application permissions granted to the portal app (admin consent): exactly the least it needs,
+# as `manage.py tenant_check` derives it from the portal's Graph operations
+# (preflight/permissions.py), so the demo and the tests run with a least-privileged app.
 PORTAL_APPLICATION_PERMISSIONS = frozenset(
     {
         "User.Read.All",
-        "User.ReadWrite.All",  # revokeSignInSessions
+        # https://learn.microsoft.com/graph/api/user-revokesigninsessions (least privileged)
+        "User.RevokeSessions.All",
         "GroupMember.Read.All",
         "UserAuthenticationMethod.ReadWrite.All",
-        "Policy.Read.All",
         "Policy.ReadWrite.AuthenticationMethod",
+        # also allows PIM's schedule requests (rbacapplication-post-roleeligibilityschedulerequests)
         "RoleManagement.ReadWrite.Directory",
-        "RoleEligibilitySchedule.ReadWrite.Directory",
         "AuditLog.Read.All",
         "Application.Read.All",  # who holds the portal's app roles (/roles/)
     }
@@ -449,6 +451,10 @@ def _portal_app(
         app_roles={value: stable_id("appRoles", value) for value in APP_ROLE_VALUES},
         application_permissions=set(PORTAL_APPLICATION_PERMISSIONS),
         delegated_permissions=set(PORTAL_DELEGATED_PERMISSIONS),
+        # Expose an API > Application ID URI, at its default api://{client id}: the sign-in asks
+        # for api://{client id}/.default, which Entra refuses (AADSTS500011) without it
+        # (https://learn.microsoft.com/entra/identity-platform/quickstart-configure-app-expose-web-apis).
+        identifier_uris=[f"api://{CLIENT_ID}"],
     )
 
 

@@ -39,6 +39,7 @@ from entra_emulator.methods_api import (
     TAP_TYPE,
 )
 from entra_emulator.roles_api import assignment_id
+from entra_emulator.roles_events import role_member_targets
 from entra_emulator.seed import (
     CLIENT_ID,
     GROUP_IDS,
@@ -691,19 +692,18 @@ def _seed_audit(tenant: Tenant, rng: random.Random, now: datetime, admins: list[
             )
         else:
             definition = tenant.role_definitions[HELPDESK_ADMINISTRATOR]
-            activity = "Add member to role" if index % 2 else "Remove member from role"
+            added = bool(index % 2)
             add(
                 initiated_by=_user_initiator(tenant.users[PERSONAS["ana.admin"]["id"]], rng),
                 category="RoleManagement",
-                activity=activity,
-                target_resources=[
-                    user_target(target),
-                    {
-                        "id": definition["id"],
-                        "displayName": definition["displayName"],
-                        "type": "Role",
-                    },
-                ],
+                activity="Add member to role" if added else "Remove member from role",
+                # Entra's shape: the directoryRole object as the Role target, the template id in
+                # the member's Role.TemplateId (entra_emulator.roles_events).
+                target_resources=role_member_targets(
+                    definition,
+                    {"@odata.type": "#microsoft.graph.user", **target},
+                    removed=not added,
+                ),
                 activity_time=when(),
             )
     for schedule in tenant.eligibility_schedules.values():

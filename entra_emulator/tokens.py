@@ -109,13 +109,21 @@ class TokenService:
 
     # --- issuing --------------------------------------------------------------------------------
 
+    @property
+    def v1_issuer(self) -> str:
+        """The issuer of v1.0 access tokens, ``https://sts.windows.net/{tenant}/`` (the v1.0
+        example of https://learn.microsoft.com/entra/identity-platform/access-tokens; the
+        v2.0 issuer "ends in /v2.0")."""
+        return f"https://sts.windows.net/{self.tenant_id}/"
+
     def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode(
-            claims,
-            self.signing_key,
-            algorithm="RS256",
-            headers={"typ": "JWT", "kid": self.kid, "x5t": self.kid},
-        )
+        """Sign RS256 with ``kid``; ``x5t`` too for a v1.0 token only ("a legacy claim emitted
+        only in v1.0 access tokens", "only in v1.0 ID tokens": the access token and ID token
+        claims references)."""
+        headers = {"typ": "JWT", "kid": self.kid}
+        if claims.get("ver") == "1.0":
+            headers["x5t"] = self.kid
+        return jwt.encode(claims, self.signing_key, algorithm="RS256", headers=headers)
 
     def _base_claims(self, audience: str, lifetime: int) -> dict[str, Any]:
         now = int(self.clock())
@@ -132,9 +140,28 @@ class TokenService:
         }
 
     def issue_id_token(
-        self, *, client_id: str, user: dict[str, Any], nonce: str | None, auth_time: int
+        self,
+        *,
+        client_id: str,
+        user: dict[str, Any],
+        nonce: str | None,
+        auth_time: int,
+        email: bool = False,
+        roles: list[str] | None = None,
     ) -> str:
-        """An id_token for ``client_id``; echoes ``nonce`` when the authorize request had one."""
+        """An id_token for ``client_id``; echoes ``nonce`` when the authorize request had one.
+
+        The v2.0 ID token's default claims only, from "ID token claims reference"
+        (https://learn.microsoft.com/entra/identity-platform/id-token-claims-reference): aud,
+        iss, iat, nbf, exp, name, preferred_username ("Present only in v2.0 tokens"), oid, sub,
+        tid, uti, rh, ver, nonce, and ``roles`` (the app roles of the person signing in).
+        ``email`` only when the ``email`` scope was asked ("On the v2.0 endpoint, your app can
+        also request the email OpenID Connect scope"). Not ``upn`` nor ``auth_time``: both are
+        optional claims, present only when the app registration configures them
+        (https://learn.microsoft.com/entra/identity-platform/optional-claims-reference), which the
+        emulator's apps do not. ``auth_time`` is accepted for the callers' sake and not emitted.
+        """
+        del auth_time  # an optional claim (see above); the session keeps it
         claims = self._base_claims(client_id, ID_TOKEN_LIFETIME)
         claims.update(
             {
@@ -142,12 +169,12 @@ class TokenService:
                 "oid": user["id"],
                 "name": user["displayName"],
                 "preferred_username": user["userPrincipalName"],
-                "upn": user["userPrincipalName"],
-                "email": user.get("mail"),
-                "auth_time": auth_time,
-                "azp": client_id,
             }
         )
+        if email and user.get("mail"):
+            claims["email"] = user["mail"]
+        if roles:
+            claims["roles"] = sorted(roles)
         if nonce:
             claims["nonce"] = nonce
         return self.sign(claims)
@@ -161,27 +188,68 @@ class TokenService:
         roles: list[str] | None = None,
         scopes: list[str] | None = None,
         azpacr: str = "1",
+        version: int = 2,
     ) -> str:
-        """A delegated access token: app ``roles`` for the portal audience, ``scp`` for Graph."""
+        """A delegated access token: app ``roles`` for the portal audience, ``scp`` for Graph.
+
+        ``version`` 1 gives a v1.0 token (``_v1_user_claims``): an API whose
+        ``requestedAccessTokenVersion`` is null or 1 gets those ("The values of null and 1
+        result in v1.0 tokens", https://learn.microsoft.com/entra/identity-platform/access-tokens).
+
+        A v2.0 access token's claims only, from "Access token claims reference"
+        (https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference): aud,
+        iss, iat, nbf, exp, azp and azpacr ("only present in v2.0 tokens"), preferred_username,
+        name, oid, sub, tid, uti, rh, ver, roles / scp. Not ``amr``, ``appid``, ``acr`` nor
+        ``unique_name`` ("only present in v1.0 tokens"), nor ``upn`` (a "v1.0 basic claim": "The
+        v1.0 tokens include the following claims if applicable, but not v2.0 tokens by default";
+        one of the "v2.0-specific optional claims": "always included in v1.0 tokens, but not
+        included in v2.0 tokens unless requested", which the emulator's apps do not), nor
+        ``idtyp`` ("By default it's only emitted for app-only tokens"; user tokens need the
+        ``include_user_token`` property:
+        https://learn.microsoft.com/entra/identity-platform/optional-claims-reference).
+        """
         claims = self._base_claims(audience, ACCESS_TOKEN_LIFETIME)
-        claims.update(
-            {
-                "sub": _pairwise_sub(user["id"], audience),
-                "oid": user["id"],
-                "name": user["displayName"],
-                "preferred_username": user["userPrincipalName"],
-                "upn": user["userPrincipalName"],
-                "azp": client_id,
-                "azpacr": azpacr,
-                "idtyp": "user",
-                "amr": ["pwd", "mfa"],
-            }
-        )
+        if version == 1:
+            claims.update(self._v1_user_claims(client_id, user, azpacr))
+        else:
+            claims.update(
+                {
+                    "sub": _pairwise_sub(user["id"], audience),
+                    "oid": user["id"],
+                    "name": user["displayName"],
+                    "preferred_username": user["userPrincipalName"],
+                    "azp": client_id,
+                    "azpacr": azpacr,
+                }
+            )
         if roles:
             claims["roles"] = sorted(roles)
         if scopes:
             claims["scp"] = " ".join(sorted(scopes))
         return self.sign(claims)
+
+    def _v1_user_claims(self, client_id: str, user: dict[str, Any], azpacr: str) -> dict[str, Any]:
+        """The claims of a v1.0 user access token, from the access token claims reference: the
+        v1.0 issuer, ``ver`` 1.0, ``appid`` / ``appidacr`` in place of azp / azpacr, ``acr``,
+        ``amr``, ``unique_name`` and the "v1.0 basic claims" (upn, given_name, family_name).
+        Docs silent: which ``amr`` values a given sign-in yields (here password and MFA)."""
+        claims: dict[str, Any] = {
+            "iss": self.v1_issuer,
+            "ver": "1.0",
+            "sub": _pairwise_sub(user["id"], client_id),
+            "oid": user["id"],
+            "name": user["displayName"],
+            "unique_name": user["userPrincipalName"],
+            "upn": user["userPrincipalName"],
+            "appid": client_id,
+            "appidacr": azpacr,
+            "acr": "1",
+            "amr": ["pwd", "mfa"],
+        }
+        for claim, field_name in (("given_name", "givenName"), ("family_name", "surname")):
+            if user.get(field_name):
+                claims[claim] = user[field_name]
+        return claims
 
     def issue_app_token(
         self,
@@ -192,7 +260,9 @@ class TokenService:
         roles: list[str],
         azpacr: str,
     ) -> str:
-        """An app-only access token carrying the granted application permissions in ``roles``."""
+        """An app-only access token carrying the granted application permissions in ``roles``,
+        and ``idtyp`` "app" ("By default it's only emitted for app-only tokens",
+        https://learn.microsoft.com/entra/identity-platform/optional-claims-reference)."""
         claims = self._base_claims(audience, ACCESS_TOKEN_LIFETIME)
         claims.update(
             {

@@ -87,6 +87,17 @@ _APP_ROLES = operation(
     select=("id", "appId", "appRoles"),
 )
 
+# The app registration itself (the application object, not its service principal): what the
+# sign-in needs from it (redirect URIs, token version, Application ID URIs). The preflight
+# (manage.py tenant_check) reads it; nothing else does.
+_APPLICATION = operation(
+    "applications.application",
+    "GET",
+    "/v1.0/applications(appId='{app_id}')",
+    reference="https://learn.microsoft.com/graph/api/application-get",
+    select=("id", "appId", "displayName", "identifierUris", "web", "api"),
+)
+
 _APP_ROLE_ASSIGNED_TO = operation(
     "applications.app_role_assigned_to",
     "GET",
@@ -104,6 +115,38 @@ _APP_ROLE_ASSIGNED_TO = operation(
 )
 
 
+@dataclass(frozen=True)
+class Application:
+    """What the sign-in needs from the app registration: ``web.redirectUris``,
+    ``api.requestedAccessTokenVersion`` (None: Entra's default, v1 tokens for this API) and the
+    ``identifierUris`` (Application ID URIs, "Expose an API")."""
+
+    id: str
+    app_id: str
+    display_name: str
+    identifier_uris: tuple[str, ...]
+    redirect_uris: tuple[str, ...]
+    requested_access_token_version: int | None
+
+    @classmethod
+    def from_graph(cls, data: Mapping[str, Any]) -> Application:
+        def strings(value: Any) -> tuple[str, ...]:
+            return tuple(v for v in value or () if isinstance(v, str))
+
+        web_value, api_value = data.get("web"), data.get("api")
+        web: Mapping[str, Any] = web_value if isinstance(web_value, Mapping) else {}
+        api: Mapping[str, Any] = api_value if isinstance(api_value, Mapping) else {}
+        version = api.get("requestedAccessTokenVersion")
+        return cls(
+            id=str(data.get("id") or ""),
+            app_id=str(data.get("appId") or ""),
+            display_name=str(data.get("displayName") or ""),
+            identifier_uris=strings(data.get("identifierUris")),
+            redirect_uris=strings(web.get("redirectUris")),
+            requested_access_token_version=version if isinstance(version, int) else None,
+        )
+
+
 def _guid(app_id: str) -> str:
     # The id goes inside a quoted key literal (appId='...'): only a GUID may, so nothing can
     # close the quote. Raises ValueError otherwise.
@@ -118,6 +161,24 @@ def list_app_roles(client: GraphClient, app_id: str) -> list[AppRole]:
     data = client.call(_APP_ROLES, path={"app_id": _guid(app_id)}).data
     roles = data.get("appRoles") if isinstance(data, Mapping) else None
     return [AppRole.from_graph(r) for r in roles or () if isinstance(r, Mapping)]
+
+
+def service_principal_id(client: GraphClient, app_id: str) -> str:
+    """The object id of the service principal of application ``app_id`` (its client id, a GUID:
+    ValueError otherwise): what Entra's audit events name as ``initiatedBy.app.servicePrincipalId``.
+    Raises GraphError as it comes."""
+    # Reference: https://learn.microsoft.com/graph/api/serviceprincipal-get
+    data = client.call(_APP_ROLES, path={"app_id": _guid(app_id)}).data
+    return str(data.get("id") or "").lower() if isinstance(data, Mapping) else ""
+
+
+def get_application(client: GraphClient, app_id: str) -> Application:
+    """The app registration of application ``app_id`` (its client id, a GUID: ValueError
+    otherwise), addressed by the alternate key ``appId``. Needs Application.Read.All. Raises
+    GraphError as it comes (404 ``Request_ResourceNotFound``: no such app in this tenant)."""
+    # Reference: https://learn.microsoft.com/graph/api/application-get
+    data = client.call(_APPLICATION, path={"app_id": _guid(app_id)}).data
+    return Application.from_graph(data if isinstance(data, Mapping) else {})
 
 
 def list_app_role_assigned_to(client: GraphClient, app_id: str) -> list[AppRoleAssignment]:

@@ -2,6 +2,7 @@
 
 Entra keeps 7 days (Free) or 30 days (P1/P2); the portal's own cache is the longer history, kept
 up to date by an incremental sync that calls :func:`iter_directory_audits` with ``since``.
+Graph documents no default order for the list: ask with ``newest_first`` when order matters.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _LIST_DIRECTORY_AUDITS = operation(
         "targetResources/id",
         "initiatedBy/user/id",
     ),
+    # The directoryAudit resource: activityDateTime "Supports $filter (eq, ge, le) and
+    # $orderby". Graph documents no default order, so a caller that needs one asks for it.
+    orderby=("activityDateTime",),
     paged=True,
 )
 
@@ -69,10 +73,15 @@ def directory_audits_page(
     initiated_by_user_id: str | None = None,
     top: int = 100,
     next_link: str | None = None,
+    newest_first: bool | None = None,
 ) -> Page[DirectoryAudit]:
     """One page of audit events matching the conditions; with ``next_link`` (from the previous
     page) the conditions are ignored and the link is followed verbatim. A sync can store
-    ``next_link`` and resume from it."""
+    ``next_link`` and resume from it.
+
+    ``newest_first`` True or False asks Graph for that order (``$orderby=activityDateTime``);
+    None asks for none, and Graph documents no default order: a caller that reads only the
+    first page must ask."""
     # Reference: https://learn.microsoft.com/graph/api/directoryaudit-list
     query: dict[str, str] | None = None
     if next_link is None:
@@ -89,6 +98,8 @@ def directory_audits_page(
         )
         if condition:
             query["$filter"] = condition
+        if newest_first is not None:
+            query["$orderby"] = "activityDateTime " + ("desc" if newest_first else "asc")
     page = client.get_page(_LIST_DIRECTORY_AUDITS, query=query, next_link=next_link)
     return Page(typed_items(page.values, DirectoryAudit.from_graph), page.next_link, page.count)
 

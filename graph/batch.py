@@ -159,7 +159,7 @@ def _send_chunk(
     for index in chunk:
         call = calls[index]
         item: dict[str, Any] = {"id": str(index), "method": call.op.method, "url": _inner_url(call)}
-        headers = dict(call.op.headers)
+        headers = {**call.op.headers, **client.priority_headers(call.op.throttle_class)}
         if call.body is not None:
             item["body"] = dict(call.body)
             headers["Content-Type"] = "application/json"

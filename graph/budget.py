@@ -113,6 +113,7 @@ def classify_path(path_or_url: str) -> str:
         "directoryObjects",
         "directoryRoles",
         "servicePrincipals",
+        "applications",
     }:
         return IDENTITY
     raise ValueError(f"{path_or_url!r} has no throttling class; add it to graph.budget")

@@ -14,10 +14,20 @@ Retry rules (``_send``):
 * a connection that was never established (refused, DNS, TLS handshake) is retried for all;
 * without ``Retry-After`` the wait is exponential with full jitter; a wait longer than
   ``max_retry_wait`` is not slept: the error is raised at once (with ``retry_after``).
+
+Egress: the session never reads the environment (``trust_env`` is off, so ``REQUESTS_CA_BUNDLE``
+cannot replace ``ca_bundle``); an HTTPS proxy comes only from ``GraphConfig.https_proxy`` and
+``no_proxy`` (the portal fills them from ``HTTPS_PROXY`` / ``NO_PROXY``), applied per URL by
+:func:`proxy_for` to Graph and to MSAL's login-host calls alike. Through the proxy's CONNECT
+tunnel TLS is still end to end, verified against ``ca_bundle``.
+
+Priority: calls of the interactive view (an agent is waiting) in the identity and access class
+carry ``x-ms-throttle-priority: high``; background views (sync, bulk) send no priority (normal).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import threading
@@ -47,6 +57,12 @@ from graph.token import TokenSource
 _CALLER_QUERY_OPTIONS = {"$filter", "$search", "$top", "$count", "$orderby"}
 # Characters left readable in query values; everything else (", +, &, #, %, space) is encoded.
 _QUERY_SAFE = "$'(),:/@"
+# Graph's request header for the identity and access throttling class: "We recommend setting
+# priority to high only for the requests initiated by the user"; absent means normal.
+# https://learn.microsoft.com/en-us/graph/throttling-limits (Identity and access service limits,
+# "Other headers", "Request headers")
+THROTTLE_PRIORITY_HEADER = "x-ms-throttle-priority"
+_PRIORITY_CLASSES = {"identity"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,10 @@ class GraphConfig:
     budget_prefix: str = "graph:budget"
     # The first backoff step without Retry-After (seconds); later steps double it.
     backoff_base: float = 1.0
+    # An HTTP(S) proxy for every call (CONNECT tunnels; may hold user:password, so not in repr),
+    # and the hosts that bypass it (NO_PROXY syntax, see bypasses_proxy).
+    https_proxy: str = field(default="", repr=False)
+    no_proxy: str = ""
 
     def __post_init__(self) -> None:
         for name in ("tenant_id", "client_id", "login_host", "graph_url", "redis_url"):
@@ -81,7 +101,76 @@ class GraphConfig:
             raise ValueError(f"GraphConfig.graph_url must be https, not {self.graph_url!r}")
         if self.timeout <= 0 or self.max_retries < 0 or self.max_retry_wait < 0:
             raise ValueError("GraphConfig timeout must be > 0, retries and retry wait >= 0")
+        if self.https_proxy:
+            check_proxy_url(self.https_proxy)
         object.__setattr__(self, "graph_url", self.graph_url.rstrip("/"))
+
+
+def check_proxy_url(url: str) -> None:
+    """Raises ValueError unless ``url`` is an ``http://`` or ``https://`` proxy URL with a host
+    (the message never repeats the URL: it may carry a password)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError("the proxy URL is malformed (expected http://host:port)") from exc
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("the proxy URL must be http://host:port or https://host:port")
+    if parts.path not in {"", "/"} or parts.query or parts.fragment or port == 0:
+        raise ValueError("the proxy URL must be only scheme://[user:password@]host:port")
+
+
+def bypasses_proxy(url: str, no_proxy: str) -> bool:
+    """True when ``url``'s host is listed in ``no_proxy``, read as curl and requests read
+    ``NO_PROXY``: comma-separated entries; ``*`` matches every host; a name matches itself and
+    its subdomains (a leading dot is ignored); ``name:port`` only that port; an IP address or
+    CIDR range (``10.0.0.0/8``) matches IP-literal hosts. Names compare case-insensitively."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if "/" in entry:
+            try:
+                network = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                continue
+            if address is not None and address.version == network.version:
+                if address in network:
+                    return True
+            continue
+        name, wanted_port = entry, None
+        if entry.startswith("["):  # [::1]:443
+            name, _, rest = entry[1:].partition("]")
+            wanted_port = rest[1:] if rest.startswith(":") else None
+        elif entry.count(":") == 1:
+            name, wanted_port = entry.split(":")
+        if wanted_port is not None and wanted_port != str(port):
+            continue
+        name = name.lstrip(".").rstrip(".")
+        if not name:
+            continue
+        if host == name or (address is None and host.endswith("." + name)):
+            return True
+    return False
+
+
+def proxy_for(url: str, https_proxy: str, no_proxy: str) -> str | None:
+    """The proxy URL to reach ``url`` through, or None for a direct connection."""
+    if not https_proxy or bypasses_proxy(url, no_proxy):
+        return None
+    return https_proxy
 
 
 @dataclass(frozen=True)
@@ -104,19 +193,37 @@ class RawPage:
 
 
 class _HttpSession(requests.Session):
-    """A Session that never reads proxy or CA settings from the environment and applies a
-    default timeout to every request (MSAL calls ``post``/``get`` without one)."""
+    """A Session that never reads proxy or CA settings from the environment, sends each request
+    through the configured proxy unless ``no_proxy`` lists its host, and applies a default
+    timeout to every request (MSAL calls ``post``/``get`` without one)."""
 
-    def __init__(self, verify: str | bool, timeout: float) -> None:
+    def __init__(
+        self, verify: str | bool, timeout: float, *, https_proxy: str = "", no_proxy: str = ""
+    ) -> None:
         super().__init__()
-        # REQUESTS_CA_BUNDLE would otherwise override ``verify`` (see GRAPH.md).
+        # REQUESTS_CA_BUNDLE would otherwise override ``verify`` (see GRAPH.md), and HTTPS_PROXY
+        # would be read behind the configuration's back.
         self.trust_env = False
         self.verify = verify
         self._default_timeout = timeout
+        self._https_proxy = https_proxy
+        self._no_proxy = no_proxy
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", (self._default_timeout, self._default_timeout))
+        target = url.decode() if isinstance(url, bytes) else url
+        proxy = proxy_for(target, self._https_proxy, self._no_proxy)
+        # Only https is ever called; an explicit empty mapping keeps the connection direct.
+        kwargs["proxies"] = {"https": proxy} if proxy else {}
         return super().request(method, url, *args, **kwargs)
+
+
+def http_session(
+    verify: str | bool, timeout: float, *, https_proxy: str = "", no_proxy: str = ""
+) -> requests.Session:
+    """A session with the client's egress rules (no environment, the proxy per URL, a default
+    timeout), for another caller of the login host."""
+    return _HttpSession(verify, timeout, https_proxy=https_proxy, no_proxy=no_proxy)
 
 
 class _Shared:
@@ -133,7 +240,12 @@ class _Shared:
 
     def _build(self) -> None:
         config = self.config
-        self.session = _HttpSession(config.ca_bundle or True, config.timeout)
+        self.session = _HttpSession(
+            config.ca_bundle or True,
+            config.timeout,
+            https_proxy=config.https_proxy,
+            no_proxy=config.no_proxy,
+        )
         self.tokens = TokenSource(
             tenant_id=config.tenant_id,
             client_id=config.client_id,
@@ -194,6 +306,14 @@ class GraphClient:
     @property
     def budget(self) -> RequestBudget:
         return self._shared.budget
+
+    def priority_headers(self, throttle_class: str) -> dict[str, str]:
+        """The throttling-priority header for a call of ``throttle_class`` from this view:
+        ``high`` when an agent is waiting (interactive) on an identity and access call, none
+        (Graph's normal) otherwise. $batch callers add it to each inner request."""
+        if self.priority is Priority.INTERACTIVE and throttle_class in _PRIORITY_CLASSES:
+            return {THROTTLE_PRIORITY_HEADER: "high"}
+        return {}
 
     def check_token(self) -> None:
         """Raises GraphAuthError or GraphTokenUnavailable unless an app token can be had."""
@@ -277,6 +397,12 @@ class GraphClient:
                 0, "ForeignNextLink", f"@odata.nextLink points outside {self.config.graph_url}"
             )
 
+    def _priority_for(self, costs: Mapping[str, int]) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for throttle_class in costs:
+            headers.update(self.priority_headers(throttle_class))
+        return headers
+
     def _backoff(self, attempt: int) -> float:
         # Full jitter: a random wait up to base * 2^attempt, so retries do not synchronise.
         return random.uniform(0, self.config.backoff_base * (2**attempt))  # noqa: S311
@@ -311,6 +437,7 @@ class GraphClient:
             client_request_id = str(uuid.uuid4())
             request_headers = {
                 **headers,
+                **self._priority_for(costs),
                 "Authorization": f"Bearer {access_token}",
                 "client-request-id": client_request_id,
                 "return-client-request-id": "true",

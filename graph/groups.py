@@ -43,6 +43,14 @@ def list_members(client: GraphClient, group_id: str) -> list[DirectoryObject]:
     ]
 
 
+def first_members(client: GraphClient, group_id: str, *, top: int = 1) -> list[DirectoryObject]:
+    """The first ``top`` direct members of the group, in one request: enough to learn that the
+    group exists (GraphNotFound when it does not) without reading a large group whole."""
+    # Reference: https://learn.microsoft.com/graph/api/group-list-members
+    page = client.get_page(_MEMBERS, path={"group_id": group_id}, query={"$top": str(top)})
+    return [DirectoryObject.from_graph(item) for item in page.values]
+
+
 # Added for directory role administration (roles.services): the groups a role may be given
 # to. Reference: https://learn.microsoft.com/graph/api/group-list
 _ROLE_ASSIGNABLE_GROUPS = operation(

@@ -2,8 +2,12 @@
 PIM's ``roleAssignmentScheduleRequests``), PIM eligibility.
 
 Template ids of the roles the portal cares about (the same in every tenant) are in
-:data:`ROLE_TEMPLATES`; a role definition's ``id`` equals its template id for built-in roles, but
-the portal always looks definitions up by ``templateId`` rather than assume it.
+:data:`ROLE_TEMPLATES` (the template IDs of
+https://learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference). A
+built-in role definition's ``id`` is its template id, so the portal looks a definition up with
+``$filter=id eq``: ``templateId`` is not a filterable property of roleDefinitions (only id,
+displayName and isBuiltIn "Support $filter (eq, in)":
+https://learn.microsoft.com/graph/api/resources/unifiedroledefinition), and Graph refuses it.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ _LIST_DEFINITIONS = operation(
     f"{_BASE}/roleDefinitions",
     reference="https://learn.microsoft.com/graph/api/rbacapplication-list-roledefinitions",
     select=("id", "displayName", "templateId", "isBuiltIn", "isEnabled", "description"),
-    filter_properties=("templateId",),
+    # unifiedRoleDefinition: "Supports $filter (eq, in)" on id, displayName, isBuiltIn only.
+    filter_properties=("id",),
     paged=True,
 )
 _LIST_ASSIGNMENTS = operation(
@@ -164,11 +169,17 @@ def _role_filter(role_definition_id: str | None, principal_id: str | None) -> di
 
 
 def get_role_definition_by_template(client: GraphClient, template_id: str) -> RoleDefinition | None:
-    """The tenant's role definition for a built-in role template, or None if there is none."""
+    """The tenant's role definition for a built-in role template, or None if there is none.
+
+    A built-in definition's id is its template id; ``$filter`` on ``id`` is documented, on
+    ``templateId`` it is not (Graph answers 400), so the id is asked for and the answer's
+    ``templateId`` checked locally."""
     # Reference: https://learn.microsoft.com/graph/api/rbacapplication-list-roledefinitions
-    query = {"$filter": f"templateId eq {odata.quote(template_id)}"}
+    query = {"$filter": f"id eq {odata.quote(template_id)}"}
     for item in client.iterate(_LIST_DEFINITIONS, query=query):
-        return RoleDefinition.from_graph(item)
+        definition = RoleDefinition.from_graph(item)
+        if (definition.template_id or definition.id).lower() == template_id.lower():
+            return definition
     return None
 
 

@@ -8,13 +8,18 @@ login host is down) and reused. It authenticates with a client certificate when 
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import re
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jwt
 import msal
 import requests
 from cryptography import x509
@@ -27,6 +32,10 @@ from graph.errors import GraphAuthError, GraphTokenUnavailable
 _PEM_BLOCK = re.compile(
     r"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n.+?\r?\n-----END (?P=label)-----", re.DOTALL
 )
+
+# How long a client assertion is good for: the certificate-credentials page asks for "5-10 minutes
+# after nbf at most"; the exchange sends it at once.
+ASSERTION_LIFETIME_SECONDS = 300
 
 # MSAL error codes that mean "the login service has a problem", not "your credentials are bad".
 _TRANSIENT_TOKEN_ERRORS = {"temporarily_unavailable", "server_error", "service_unavailable"}
@@ -78,6 +87,50 @@ class CertificateCredential:
             "thumbprint": self.thumbprint,
             "public_certificate": self.public_certificate,
         }
+
+    def client_assertion(
+        self, *, client_id: str, audience: str, lifetime_seconds: int = ASSERTION_LIFETIME_SECONDS
+    ) -> str:
+        """A client assertion (OpenID Connect ``private_key_jwt``) proving the app to ``audience``,
+        the token endpoint, wherever a client secret would go (the authorization-code exchange).
+
+        The format of "Microsoft identity platform application authentication certificate
+        credentials" (https://learn.microsoft.com/entra/identity-platform/certificate-credentials):
+        header alg PS256, typ JWT and ``x5t#S256`` (base64url SHA-256 thumbprint of the
+        certificate's DER); claims aud (the token endpoint), iss = sub = the client id, a unique
+        jti, nbf/iat now and exp a few minutes later ("5-10 minutes after nbf at most").
+        """
+        certificate = x509.load_pem_x509_certificate(self.public_certificate.encode())
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        x5t_s256 = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).decode().rstrip("=")
+        now = int(time.time())
+        claims = {
+            "aud": audience,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": str(uuid.uuid4()),
+            "nbf": now,
+            "iat": now,
+            "exp": now + lifetime_seconds,
+        }
+        return jwt.encode(
+            claims,
+            self.private_key,
+            algorithm="PS256",
+            headers={"typ": "JWT", "x5t#S256": x5t_s256},
+        )
+
+
+def load_certificate_credential(path: str | Path) -> CertificateCredential:
+    """``CertificateCredential.from_pem_file(path)``, read once per version of the file (a
+    replaced file, e.g. a rotated certificate, is read again). Raises ValueError as it does."""
+    stat = Path(path).stat()
+    return _load_certificate_credential(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_certificate_credential(path: str, _mtime_ns: int, _size: int) -> CertificateCredential:
+    return CertificateCredential.from_pem_file(path)
 
 
 class TokenSource:

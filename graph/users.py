@@ -105,8 +105,11 @@ def get_users(client: GraphClient, user_ids: Sequence[str]) -> dict[str, User | 
 def search_users(
     client: GraphClient, text: str, *, top: int = 25, next_link: str | None = None
 ) -> Page[User]:
-    """Users whose display name, UPN or mail contains a word starting with ``text``
-    (Graph's tokenised ``$search``), with ``@odata.count``. Pass the previous page's
+    """Users whose display name has words starting with the words of ``text`` (Graph
+    tokenises only displayName and description), or whose UPN or mail starts with ``text``
+    (every other property is matched as ``startswith``), with ``@odata.count``. So "lee" finds
+    Ann Lee by her name, and "ann.lee@" by her address, but the domain alone finds no one:
+    https://learn.microsoft.com/graph/search-query-parameter. Pass the previous page's
     ``next_link`` to get the next page (``text`` is then ignored).
 
     Raises ValueError for input ``odata.search_term`` refuses.

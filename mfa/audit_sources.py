@@ -8,38 +8,38 @@ this module, which registers mfa as audit's request source.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from django.db.models import Q
 
-from audit.correlation import (
-    ADMIN_DELETED_METHOD,
-    ADMIN_REGISTERED_METHOD,
-    MFA_REQUIREMENT_PROPERTY,
-    SESSIONS_REVOKED,
-    USER_UPDATED,
-)
+from audit import activities as entra
 from audit.models import DirectoryAuditRecord
 from audit.sources import PortalChange, RequestSource, request_source_register
 from mfa.models import ActionKind, ActionRequest, Status, Tier, VerificationMethod
 
-# What each kind of portal request makes Entra write (GRAPH.md, "audit events"; the emulator
-# writes the same). Re-registration may also revoke sessions; issuing a pass may first remove
-# the person's earlier one.
+# What each kind of portal request makes Entra write: every name Microsoft's audit activity
+# reference gives for the act (audit/activities.py; the reference does not say which of them
+# Entra picks). Re-registration may also revoke sessions; issuing a pass may first remove the
+# person's earlier one. A FIDO2 key or a Windows Hello credential may be logged by the Device
+# Registration Service rather than as "Admin deleted security info".
 EXPECTED_ACTIVITIES: dict[str, frozenset[str]] = {
-    ActionKind.REREGISTER: frozenset({ADMIN_DELETED_METHOD, SESSIONS_REVOKED}),
-    ActionKind.REVOKE_SESSIONS: frozenset({SESSIONS_REVOKED}),
-    ActionKind.ISSUE_TAP: frozenset({ADMIN_REGISTERED_METHOD, ADMIN_DELETED_METHOD}),
-    ActionKind.SET_MFA_STATE: frozenset({USER_UPDATED}),
-    ActionKind.DELETE_METHOD: frozenset({ADMIN_DELETED_METHOD}),
+    ActionKind.REREGISTER: frozenset({*entra.METHOD_DELETIONS, entra.SESSIONS_REVOKED}),
+    ActionKind.REVOKE_SESSIONS: frozenset({entra.SESSIONS_REVOKED}),
+    ActionKind.ISSUE_TAP: frozenset(
+        {entra.ADMIN_REGISTERED_SECURITY_INFO, entra.ADMIN_DELETED_SECURITY_INFO}
+    ),
+    ActionKind.SET_MFA_STATE: frozenset(entra.PER_USER_MFA_ACTIVITIES),
+    ActionKind.DELETE_METHOD: frozenset(entra.METHOD_DELETIONS),
 }
 
 
 def expected_activities(request: ActionRequest) -> frozenset[str]:
-    """What ``request`` makes Entra write; a re-registration revokes sessions only when asked."""
+    """What ``request`` makes Entra write; a re-registration revokes sessions only when asked.
+    (A change of per-user MFA may also be an "Update user": :func:`portal_changes`.)"""
     activities = EXPECTED_ACTIVITIES.get(request.kind, frozenset())
     if request.kind == ActionKind.REREGISTER and not (request.params or {}).get("revoke_sessions"):
-        activities = activities - {SESSIONS_REVOKED}
+        activities = activities - {entra.SESSIONS_REVOKED}
     return activities
 
 
@@ -48,23 +48,27 @@ def _requester_oid(request: ActionRequest) -> str:
     return str(getattr(profile, "oid", "") or request.requester.get_username())
 
 
-def portal_change(request: ActionRequest) -> PortalChange:
-    """``request`` (started) as correlation sees it."""
+def portal_changes(request: ActionRequest) -> list[PortalChange]:
+    """``request`` (started) as correlation sees it: one change, or for a change of per-user
+    MFA two, since "Update user" is the request's only when it modified
+    StrongAuthenticationRequirement, while the reference's per-user MFA names need no property."""
     assert request.started_at is not None
-    return PortalChange(
+    change = PortalChange(
         pk=request.pk,
         target_ids=frozenset({request.target_id}),
         activities=expected_activities(request),
         started_at=request.started_at,
         finished_at=request.finished_at,
         agent_oid=_requester_oid(request),
-        # "Update user" is the portal's only when it changed the per-user MFA state.
-        required_properties=(
-            frozenset({MFA_REQUIREMENT_PROPERTY})
-            if request.kind == ActionKind.SET_MFA_STATE
-            else frozenset()
-        ),
     )
+    if request.kind != ActionKind.SET_MFA_STATE:
+        return [change]
+    update_user = replace(
+        change,
+        activities=frozenset({entra.USER_UPDATED}),
+        required_properties=frozenset({entra.MFA_REQUIREMENT_PROPERTY}),
+    )
+    return [change, update_user]
 
 
 def action_request_changes(
@@ -88,7 +92,7 @@ def action_request_changes(
         .select_related("requester__portal_profile")
         .order_by("-started_at", "-id")
     )
-    return [portal_change(request) for request in requests]
+    return [change for request in requests for change in portal_changes(request)]
 
 
 REQUEST_SOURCE = RequestSource(

@@ -6,7 +6,8 @@ The rules (DESIGN.md, "Policy"):
   through a role-assignable group), belongs to a group in ``PORTAL_PROTECTED_GROUP_IDS``, or holds
   any of the portal's own app roles (Agent, Lead, Admin, directly or through a group, read from
   the portal app's role assignments in Entra): the helpdesk's own staff are the easiest way
-  around four-eyes.
+  around four-eyes. A tenant without PIM (no Entra ID P2, ``accounts.capabilities``) has no
+  eligibilities: there the tier comes from active and group-held roles alone.
 * Any portal role (Agent, Lead, Admin) may request actions; an action on a privileged target, or
   one of ``PORTAL_MANUAL_CHECK_NEEDS_APPROVAL`` backed only by a manual caller check, waits for an
   approval (who may give it: :func:`check_may_decide`).
@@ -28,6 +29,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 from django.conf import settings
@@ -36,6 +38,7 @@ from django.utils import timezone
 
 # The role sets are declared once, in accounts.roles; kept importable from here because
 # mfa/services.py reads ``policy.APPROVER_ROLES``.
+from accounts.capabilities import pim_read
 from accounts.roles import APPROVER_ROLES as APPROVER_ROLES
 from accounts.roles import REQUESTER_ROLES as REQUESTER_ROLES
 from accounts.roles import Role, has_role, portal_roles_of
@@ -242,7 +245,9 @@ def target_profile(
                 how="active",
             )
         )
-    for schedule in graph_roles.list_role_eligibility_schedules(client, principal_id=user.id):
+    # No PIM (no Entra ID P2, accounts.capabilities): nobody is eligible, nothing is read.
+    eligible = partial(graph_roles.list_role_eligibility_schedules, client)
+    for schedule in pim_read(client, partial(eligible, principal_id=user.id)) or ():
         holdings.append(
             RoleHolding(
                 role_name=_role_name(client, schedule.role_definition_id),
@@ -267,7 +272,7 @@ def target_profile(
                     via_group=name,
                 )
             )
-        for schedule in graph_roles.list_role_eligibility_schedules(client, principal_id=group.id):
+        for schedule in pim_read(client, partial(eligible, principal_id=group.id)) or ():
             holdings.append(
                 RoleHolding(
                     role_name=_role_name(client, schedule.role_definition_id),

@@ -42,6 +42,7 @@ from mfa import tap_vault
 from mfa.models import ActionKind, ActionRequest, Status
 from outbox.engine import Run
 from outbox.flow import Outcome
+from roles.propagation import first_step_at, poll_again_or_give_up
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,9 @@ def _graph_failure(exc: GraphError) -> dict[str, str]:
 
 
 # --- the kinds -----------------------------------------------------------------------------------
+
+
+_CHECKING_REMAINS = "Checking what remains…"
 
 
 def _run_reregister(run: Run[ActionRequest]) -> Outcome:
@@ -218,20 +222,37 @@ def _run_reregister(run: Run[ActionRequest]) -> Outcome:
             ),
         )
 
-    revoke_ok = True
-    if row.params.get("revoke_sessions"):
+    revoke_ok = "revoke_failed" not in row.result
+    if row.params.get("revoke_sessions") and revoke_ok:
         revoke_ok = _revoke_step(run)
 
-    index = run.step("Checking what remains…")
+    index = run.step(_CHECKING_REMAINS)
     after = graph_methods.list_methods(run.client, user_id)
     after_ids = {m.id for m in after}
     removed = [e for e in row.result["removed"] if e["id"] not in after_ids]
     not_removed = [e for e in row.result["removed"] if e["id"] in after_ids]
+    if not_removed:
+        # Graph accepted these deletes but still lists them: directory reads lag behind writes.
+        # List again after a backoff (the engine defers the run; the journal says each delete
+        # was done, so none is sent again) up to PORTAL_RELIST_TIMEOUT_SECONDS after the first
+        # re-list; only then report them as still registered.
+        run.step_end(index, state="waiting", suffix="some deletions not visible yet")
+        elapsed = poll_again_or_give_up(
+            run,
+            since=first_step_at(row.steps, _CHECKING_REMAINS) or timezone.now(),
+            limit_seconds=settings.PORTAL_RELIST_TIMEOUT_SECONDS,
+            waiting="Waiting for Entra to stop listing the removed methods",
+            detail="Still listed after the delete: " + ", ".join(e["label"] for e in not_removed),
+        )
+        index = run.step(f"Checking what remains… (after {elapsed:.0f} s)")
     failed = list(row.result["failed"]) + [
         {
             **e,
             "code": "StillRegistered",
-            "message": "Graph still lists this method after the delete.",
+            "message": (
+                "Graph accepted the delete but still lists this method after "
+                f"{settings.PORTAL_RELIST_TIMEOUT_SECONDS} s; check Entra."
+            ),
             "request_id": "",
         }
         for e in not_removed

@@ -1,11 +1,12 @@
 """Finding people: the directory search of ``/users/`` and the privileged badge of each result.
 
 Search goes to Graph's ``$search`` on display name, UPN and mail (``graph.users.search_users``,
-which quotes the input). Marking results as privileged must not cost a Graph call per result: the
-ids of every person who holds a directory role (active or eligible, directly or through a
-role-assignable group) or belongs to a protected group are read in a few paged calls and kept in
-the shared Django cache for ``PRIVILEGED_CACHE_SECONDS``. The person page always decides the tier
-afresh through ``mfa.policy.target_profile``; the badge only helps the agent pick the right row.
+which quotes the input): words of the display name, or the start of the UPN or mail. Marking
+results as privileged must not cost a Graph call per result: the ids of every person who holds a
+directory role (active or eligible, directly or through a role-assignable group) or belongs to a
+protected group are read in a few paged calls and kept in the shared Django cache for
+``PRIVILEGED_CACHE_SECONDS``. The person page always decides the tier afresh through
+``mfa.policy.target_profile``; the badge only helps the agent pick the right row.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from accounts.capabilities import is_licence_refusal, note_pim_refused, tenant_capabilities
 from graph import GraphClient
 from graph import groups as graph_groups
 from graph import roles as graph_roles
@@ -70,8 +72,16 @@ def privileged_ids(client: GraphClient) -> frozenset[str] | None:
     try:
         for assignment in graph_roles.list_all_role_assignments(client):
             _people_of(client, assignment.principal, assignment.principal_id, found)
-        for schedule in graph_roles.list_all_role_eligibility_schedules(client):
-            _people_of(client, schedule.principal, schedule.principal_id, found)
+        if tenant_capabilities(client).pim:
+            try:
+                schedules = graph_roles.list_all_role_eligibility_schedules(client)
+            except GraphError as exc:
+                if not is_licence_refusal(exc):
+                    raise
+                note_pim_refused(exc)  # the tenant lost PIM since the last probe
+                schedules = []
+            for schedule in schedules:
+                _people_of(client, schedule.principal, schedule.principal_id, found)
         for group_id in settings.PORTAL_PROTECTED_GROUP_IDS:
             found.update(
                 m.id.lower()

@@ -211,8 +211,13 @@ def entra_events(client: GraphClient, *, target_id: str) -> EntraEvents:
     if events is not None:
         return EntraEvents(rows=events, error=None)
     try:
+        # Graph documents no default order: ask for the newest first, or the first page could
+        # be any ENTRA_EVENTS_TOP of the person's events.
         page = graph_audit.directory_audits_page(
-            client.with_priority("sync"), target_id=target_id, top=ENTRA_EVENTS_TOP
+            client.with_priority("sync"),
+            target_id=target_id,
+            top=ENTRA_EVENTS_TOP,
+            newest_first=True,
         )
     except GraphError as exc:
         return EntraEvents(rows=[], error=exc)

@@ -39,6 +39,8 @@ def graph_config_from_settings() -> GraphConfig:
             login_host=settings.ENTRA_LOGIN_HOST,
             graph_url=settings.GRAPH_URL,
             ca_bundle=settings.ENTRA_CA_BUNDLE,
+            https_proxy=settings.ENTRA_HTTPS_PROXY,
+            no_proxy=settings.ENTRA_NO_PROXY,
             timeout=settings.GRAPH_TIMEOUT_SECONDS,
             max_retries=settings.GRAPH_MAX_RETRIES,
             max_retry_wait=settings.GRAPH_MAX_RETRY_WAIT_SECONDS,

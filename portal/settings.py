@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from portal.config import KNOWN_DEMO_SECRETS, ConfigError, Env, generated_secret, is_loopback_host
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR: Path = Path(os.environ.get("PORTAL_VAR_DIR", BASE_DIR / "var"))
 
 env = Env()
 
@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "outbox",
     "roles",
     "mfa",
+    "preflight",
 ]
 
 MIDDLEWARE = [
@@ -151,6 +152,24 @@ ENTRA_CLIENT_CERT_PATH = env.str("ENTRA_CLIENT_CERT_PATH", default="")
 ENTRA_LOGIN_HOST = env.str("ENTRA_LOGIN_HOST", default="login.microsoftonline.com")
 GRAPH_URL = env.url_str("GRAPH_URL", default="https://graph.microsoft.com")
 ENTRA_CA_BUNDLE = env.str("ENTRA_CA_BUNDLE", default="")
+# The egress proxy of every call to the login host and Graph (sign-in, tokens, Graph): the
+# standard HTTPS_PROXY / NO_PROXY (lower-case names first, as curl and requests read them), read
+# here once; nothing else in the environment is (REQUESTS_CA_BUNDLE never replaces
+# ENTRA_CA_BUNDLE). The demo ignores both: its emulator is on loopback, which no proxy reaches.
+ENTRA_HTTPS_PROXY = ""
+ENTRA_NO_PROXY = ""
+if not DEMO:
+    ENTRA_HTTPS_PROXY = os.environ.get("https_proxy") or env.str("HTTPS_PROXY", default="")
+    ENTRA_NO_PROXY = os.environ.get("no_proxy") or env.str("NO_PROXY", default="")
+if ENTRA_HTTPS_PROXY:
+    try:
+        _proxy = urlsplit(ENTRA_HTTPS_PROXY)
+        _proxy_ok = bool(_proxy.scheme in {"http", "https"} and _proxy.hostname and _proxy.port)
+    except ValueError:
+        _proxy_ok = False
+    if not _proxy_ok:
+        # Not repeated in the message: the URL may carry the proxy's password.
+        raise ConfigError("HTTPS_PROXY", "must be http://[user:password@]host:port")
 GRAPH_TIMEOUT_SECONDS = env.float("GRAPH_TIMEOUT_SECONDS", default=15.0)
 GRAPH_MAX_RETRIES = env.int("GRAPH_MAX_RETRIES", default=4)
 GRAPH_MAX_RETRY_WAIT_SECONDS = env.float("GRAPH_MAX_RETRY_WAIT_SECONDS", default=60.0)
@@ -321,7 +340,7 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 LANGUAGE_CODE = "en-gb"
-TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+TIME_ZONE: str = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 

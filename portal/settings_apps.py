@@ -10,6 +10,7 @@ from datetime import time
 from pathlib import Path
 
 import portal.settings as _base  # the core settings, already read: this module is imported last
+from audit import activities as _audit_activities  # plain names, no Django: safe in settings
 from portal.config import ConfigError, Env
 
 env = Env()
@@ -101,6 +102,11 @@ PORTAL_REDISPATCH_AFTER_SECONDS = env.int("PORTAL_REDISPATCH_AFTER_SECONDS", def
 # A `running` request whose worker sent no heartbeat for this long is taken to be orphaned (the
 # worker died) and may be claimed again; longer than any single Graph call with its retries.
 PORTAL_ACTION_LEASE_SECONDS = env.int("PORTAL_ACTION_LEASE_SECONDS", default=300)
+# A re-registration whose deleted methods Graph still lists (directory read-after-write lag)
+# re-lists after a backoff for up to this long before it reports them (mfa.runners).
+PORTAL_RELIST_TIMEOUT_SECONDS = env.int("PORTAL_RELIST_TIMEOUT_SECONDS", default=120)
+if not 0 <= PORTAL_RELIST_TIMEOUT_SECONDS <= 3600:
+    raise ConfigError("PORTAL_RELIST_TIMEOUT_SECONDS", "must be between 0 and 3600 seconds")
 # Throttled or transient Graph failures are retried this many times before a request fails.
 PORTAL_ACTION_MAX_ATTEMPTS = env.int("PORTAL_ACTION_MAX_ATTEMPTS", default=5)
 # Without Graph's Retry-After, the n-th retry waits min(60, this * 2 ** (n - 1)) seconds.
@@ -109,7 +115,14 @@ if PORTAL_RETRY_BACKOFF_SECONDS <= 0:
     raise ConfigError("PORTAL_RETRY_BACKOFF_SECONDS", "must be more than 0")
 # A target's roles and tier are cached this long (the person page and the action form share it).
 PORTAL_TARGET_CACHE_SECONDS = env.int("PORTAL_TARGET_CACHE_SECONDS", default=180)
-for _name in ("PORTAL_ACTION_LEASE_SECONDS", "PORTAL_ACTION_MAX_ATTEMPTS"):
+# What the tenant's licence allows (PIM or not, accounts.capabilities) is learnt from Graph once
+# and kept this long; a PIM call Graph refuses for the licence updates it at once.
+PORTAL_CAPABILITIES_CACHE_SECONDS = env.int("PORTAL_CAPABILITIES_CACHE_SECONDS", default=3600)
+for _name in (
+    "PORTAL_ACTION_LEASE_SECONDS",
+    "PORTAL_ACTION_MAX_ATTEMPTS",
+    "PORTAL_CAPABILITIES_CACHE_SECONDS",
+):
     if globals()[_name] < 1:
         raise ConfigError(_name, "must be at least 1")
 
@@ -158,6 +171,12 @@ ROLES_EXPIRY_WARNING_DAYS = env.int("ROLES_EXPIRY_WARNING_DAYS", default=14)
 ROLES_DRIFT_LOOKBACK_DAYS = env.int("ROLES_DRIFT_LOOKBACK_DAYS", default=30)
 # Beat re-reads every holder this often (sync priority); the page's button does it at once.
 ROLES_REFRESH_SECONDS = env.int("ROLES_REFRESH_SECONDS", default=900)
+# PIM provisions requests asynchronously and directory reads lag: a role change Graph accepted is
+# read back with backoff (the engine's retry, a visible "provisioning" step, never re-sent) for up
+# to this long; then it ends "not yet visible after N s; check Entra" (roles.runners).
+ROLES_PROPAGATION_TIMEOUT_SECONDS = env.int("ROLES_PROPAGATION_TIMEOUT_SECONDS", default=300)
+if not 0 <= ROLES_PROPAGATION_TIMEOUT_SECONDS <= 3600:
+    raise ConfigError("ROLES_PROPAGATION_TIMEOUT_SECONDS", "must be between 0 and 3600 seconds")
 # The portal's tiering follows Entra's: only people who hold Privileged Authentication
 # Administrator in the tenant (checked through Graph, cached this long) act on privileged people.
 PORTAL_MIRROR_ENTRA_TIERING = env.bool("PORTAL_MIRROR_ENTRA_TIERING", default=True)
@@ -205,42 +224,12 @@ AUDIT_SYNC_INITIAL_DAYS = env.int("AUDIT_SYNC_INITIAL_DAYS", default=30)
 # AUDIT_KEEP_ACTIVITIES; "Activity:Property" keeps that activity only when it modifies the
 # property (per-user MFA is an "Update user" that changes StrongAuthenticationRequirement).
 AUDIT_KEEP_CATEGORIES = env.list(
-    "AUDIT_KEEP_CATEGORIES", default=["UserManagement", "RoleManagement"]
+    "AUDIT_KEEP_CATEGORIES", default=list(_audit_activities.DEFAULT_KEEP_CATEGORIES)
 )
+# The default names every activity the portal relies on, exactly as Microsoft's audit activity
+# reference spells them (audit/activities.py cites each group).
 AUDIT_KEEP_ACTIVITIES = env.list(
-    "AUDIT_KEEP_ACTIVITIES",
-    default=[
-        # authentication methods
-        "Admin deleted security info",
-        "Admin registered security info",
-        "Admin updated security info",
-        "User deleted security info",
-        "User registered security info",
-        "User changed default security info",
-        # sessions
-        "Update StsRefreshTokenValidFrom Timestamp",
-        "Revoke all refresh tokens for user",
-        # per-user MFA
-        "Update user:StrongAuthenticationRequirement",
-        "Disable Strong Authentication",
-        "Enable Strong Authentication",
-        # passwords
-        "Reset user password",
-        "Reset password (by admin)",
-        "Reset password (self-service)",
-        "Change user password",
-        "Change password (self-service)",
-        # role membership (direct and PIM)
-        "Add member to role",
-        "Remove member from role",
-        "Add eligible member to role in PIM completed (permanent)",
-        "Add eligible member to role in PIM completed (timebound)",
-        "Remove eligible member from role in PIM completed",
-        "Add member to role in PIM completed (permanent)",
-        "Add member to role in PIM completed (timebound)",
-        "Remove member from role in PIM completed (permanent)",
-        "Remove member from role in PIM completed (timebound)",
-    ],
+    "AUDIT_KEEP_ACTIVITIES", default=list(_audit_activities.DEFAULT_KEEP_ACTIVITIES)
 )
 # An Entra event belongs to a portal request when it falls between the request's start minus
 # this slack and its end plus this slack (Entra's timestamps and the portal's clock differ a bit).

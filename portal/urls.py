@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("mfa.urls")),
     path("roles/", include("roles.urls")),
     path("", include("audit.urls")),
+    path("preflight/", include("preflight.urls")),
     path("signed-out/", accounts_views.signed_out, name="signed_out"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

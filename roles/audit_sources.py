@@ -16,22 +16,56 @@ from datetime import timedelta
 
 from django.db.models import Q
 
-from audit.correlation import is_role_membership
+from audit.correlation import is_pim_activity, is_role_membership
 from audit.models import DirectoryAuditRecord
 from audit.sources import PortalChange, change_source_register
 from roles.catalog import ADD_ACTIVITIES, REMOVE_ACTIVITIES
-from roles.models import RoleChange, RoleChangeRequest
+from roles.models import HoldKind, RoleChange, RoleChangeRequest
+
+
+def _is_pim(activity: str) -> bool:
+    return is_pim_activity(activity)
+
+
+def _is_eligible(activity: str) -> bool:
+    return "eligible" in activity.lower()
+
+
+def change_activities(change: RoleChangeRequest) -> frozenset[str]:
+    """The Entra activities ``change`` writes, by the way the runner makes it
+    (``roles.runners``):
+
+    - a permanent active assignment (roleAssignments): the directory's "Add member to role";
+    - an active assignment with an end (a PIM request): PIM's "Add member to role in PIM
+      completed (...)" *and* the directory's "Add member to role", which Entra writes initiated
+      by the MS-PIM service (``audit.correlation``: a change with a PIM activity accepts it);
+    - an eligibility (a PIM request): the eligible activities only (no active membership);
+    - a removal of an active holder: either way (direct, or PIM for a time-bound one), with the
+      directory's "Remove member from role"; of an eligible holder: the eligible removals.
+    """
+    if change.change == RoleChange.ADD:
+        names = ADD_ACTIVITIES
+        if change.hold_kind == HoldKind.ELIGIBLE_UNTIL:
+            return frozenset(a for a in names if _is_eligible(a))
+        if change.hold_kind == HoldKind.ACTIVE_UNTIL:
+            return frozenset(a for a in names if not _is_eligible(a))
+        return frozenset(a for a in names if not _is_pim(a) and not _is_eligible(a))
+    names = REMOVE_ACTIVITIES
+    if change.hold_kind in (HoldKind.ELIGIBLE, HoldKind.ELIGIBLE_UNTIL):
+        return frozenset(a for a in names if _is_eligible(a))
+    return frozenset(a for a in names if not _is_eligible(a))
 
 
 def portal_change(change: RoleChangeRequest) -> PortalChange:
-    """``change`` (started) as correlation sees it. Role changes always run as the portal's app
-    (no delegated mode), so no agent is named."""
+    """``change`` (started) as correlation sees it: it names the principal and the role's
+    template id (Entra's membership events name the template in ``Role.TemplateId``; the Role
+    target there is the directoryRole object). Role changes always run as the portal's app (no
+    delegated mode), so no agent is named."""
     assert change.started_at is not None
-    activities = ADD_ACTIVITIES if change.change == RoleChange.ADD else REMOVE_ACTIVITIES
     return PortalChange(
         pk=change.pk,
         target_ids=frozenset({change.principal_id, change.role_template_id}),
-        activities=frozenset(activities),
+        activities=change_activities(change),
         started_at=change.started_at,
         finished_at=change.finished_at,
         linked_entra_ids=frozenset(change.entra_event_ids or ()),
@@ -53,6 +87,7 @@ def role_change_changes(
         .filter(Q(finished_at__isnull=True) | Q(finished_at__gte=earliest))
         .only(
             "change",
+            "hold_kind",
             "principal_id",
             "role_template_id",
             "started_at",

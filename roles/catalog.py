@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.cache import cache
 
+from audit import activities as audit_activities
 from graph import GraphClient
 from graph import roles as graph_roles
 
@@ -25,23 +26,10 @@ ROLES_SHOWN: tuple[str, ...] = (PAA, AUTH_ADMIN, AUTH_POLICY_ADMIN, PRA, GLOBAL_
 ROLES_NEVER_EMPTY: tuple[str, ...] = (GLOBAL_ADMIN, PAA)
 
 
-# Entra's audit activities for a role given to someone, and taken away.
-ADD_ACTIVITIES: tuple[str, ...] = (
-    "Add member to role",
-    "Add member to role in PIM completed (permanent)",
-    "Add member to role in PIM completed (timebound)",
-    "Add eligible member to role in PIM completed (permanent)",
-    "Add eligible member to role in PIM completed (timebound)",
-)
-
-
-REMOVE_ACTIVITIES: tuple[str, ...] = (
-    "Remove member from role",
-    "Remove member from role in PIM completed (permanent)",
-    "Remove member from role in PIM completed (timebound)",
-    "Remove eligible member from role in PIM completed (permanent)",
-    "Remove eligible member from role in PIM completed (timebound)",
-)
+# Entra's audit activities for a role given to someone, and taken away (directly or through
+# PIM), as Microsoft's audit activity reference spells them (audit/activities.py).
+ADD_ACTIVITIES: tuple[str, ...] = audit_activities.ROLE_ADD_ACTIVITIES
+REMOVE_ACTIVITIES: tuple[str, ...] = audit_activities.ROLE_REMOVE_ACTIVITIES
 
 
 _DEFINITION_CACHE_SECONDS = 24 * 3600
@@ -70,8 +58,10 @@ def role_needs_approval(role_name: str) -> bool:
 
 
 def role_definition_id(client: GraphClient, role_name: str) -> str:
-    """The tenant's role definition id for a built-in role, looked up by template id (cached a
-    day). Falls back to the template id, which is the definition id of built-in roles, when the
+    """The tenant's role definition id for a built-in role (cached a day): asked for with
+    ``$filter=id eq '<template id>'`` (built-in definition ids are their template ids; Graph
+    does not support a ``$filter`` on ``templateId``), the answer's templateId checked locally
+    (``graph.roles.get_role_definition_by_template``). Falls back to the template id when the
     tenant lists no definition for it."""
     template = role_template(role_name)
     key = f"accounts:role-definition:{template}"

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from audit.correlation import correlation_window, explains
+from audit.correlation import correlation_window, explains, record_ids
 from audit.models import DirectoryAuditRecord
 from roles.audit_sources import portal_change
 from roles.catalog import ADD_ACTIVITIES, ROLES_SHOWN, role_template
@@ -58,7 +58,9 @@ def drift_events(holders: RoleHolders, *, now: datetime | None = None) -> list[d
             explains(change, record, slack=slack, client_id=client_id) for change in portal_adds
         ):
             continue
-        ids = {str(i).lower() for i in record.target_ids or ()}
+        # The template id is in the member's Role.TemplateId: the Role target of the directory's
+        # event is the directoryRole object, whose id is the tenant's own (audit.correlation).
+        ids = record_ids(record)
         for template, (name, principals) in holders_by_role.items():
             if template not in ids:
                 continue

@@ -48,7 +48,11 @@ class _KeyedForm(forms.Form):
 
 class AddHolderForm(_KeyedForm):
     """Who gets which role, how, until when, and why. ``principal`` is ``user:<id>`` or
-    ``group:<id>``, chosen from the search results or the role-assignable groups."""
+    ``group:<id>``, chosen from the search results or the role-assignable groups.
+
+    ``pim_unavailable``: why the tenant has no PIM (``accounts.capabilities``), or empty. When
+    set, the form offers only "Active and permanent" (eligible and time-bound assignments are
+    PIM's) and has no end date; another kind posted anyway is refused with that reason."""
 
     role = forms.ChoiceField(label="Role")
     principal = forms.CharField(
@@ -80,12 +84,23 @@ class AddHolderForm(_KeyedForm):
     )
     ticket = forms.CharField(label="Ticket", max_length=64)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pim_unavailable: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         role = self.fields["role"]
         assert isinstance(role, forms.ChoiceField)
         role.choices = [(r, r) for r in managed_roles()]
         self.fields["ticket"].help_text = f"For example {settings.PORTAL_TICKET_HINT}."
+        self.pim_unavailable = pim_unavailable
+        if pim_unavailable:
+            kind = self.fields["kind"]
+            assert isinstance(kind, forms.ChoiceField)
+            kind.choices = [(HoldKind.ACTIVE_PERMANENT, "Active and permanent")]
+            kind.initial = HoldKind.ACTIVE_PERMANENT
+            kind.help_text = "Eligible and time-bound assignments need PIM (Entra ID P2)."
+            kind.error_messages["invalid_choice"] = (
+                f"Eligible and time-bound assignments are unavailable: {pim_unavailable}"
+            )
+            del self.fields["ends_on"]
 
     def clean_principal(self) -> tuple[str, str]:
         match = PRINCIPAL_RE.match(str(self.cleaned_data["principal"]).strip())

@@ -6,6 +6,10 @@ A holder holds a role in one of three ways: an **active** assignment (``roleAssi
 **role-assignable group**, whose members (expanded to people through ``transitiveMembers``) then
 hold it too.
 
+Eligibilities and time-bound active assignments are PIM's, which needs Microsoft Entra ID P2: in
+a tenant without it (``accounts.capabilities``) nothing of PIM is read, every holding is active
+and permanent, and the snapshot says why (``RoleHolders.pim_unavailable``).
+
 Whether a holder is also a portal agent comes from the app roles of the portal's own app
 registration (:func:`read_portal_roles`), read with the holders into the same snapshot, so people
 who never signed in count too; only when Graph cannot say does the page fall back to
@@ -23,6 +27,7 @@ from typing import Any, Literal
 from django.utils import timezone
 
 from accounts.app_roles import portal_role_grants
+from accounts.capabilities import pim_read, tenant_capabilities
 from graph import GraphClient
 from graph import groups as graph_groups
 from graph import roles as graph_roles
@@ -90,12 +95,15 @@ class RoleHolders:
     ``portal_roles``: the portal roles (Agent, Lead, Admin) of everyone who holds one of the
     portal's app roles, directly or through a group, by person id (lower case), read from Graph
     with the holders; None when Graph could not say (then ``portal_roles_error`` says why, and
-    the page falls back to the people who signed in)."""
+    the page falls back to the people who signed in). ``pim_unavailable``: empty when PIM was
+    read; else why it was not (the tenant's licence and Graph's answer), and no holding is
+    eligible or time-bound."""
 
     taken_at: datetime
     roles: Mapping[str, tuple[Holding, ...]] = field(default_factory=dict)
     portal_roles: Mapping[str, tuple[str, ...]] | None = None
     portal_roles_error: str = ""
+    pim_unavailable: str = ""
 
     def of(self, role_name: str) -> tuple[Holding, ...]:
         return tuple(self.roles.get(role_name, ()))
@@ -116,6 +124,7 @@ class RoleHolders:
             if self.portal_roles is None
             else {oid: list(roles) for oid, roles in self.portal_roles.items()},
             "portal_roles_error": self.portal_roles_error,
+            "pim_unavailable": self.pim_unavailable,
         }
 
     @classmethod
@@ -145,7 +154,13 @@ class RoleHolders:
         error = str(data.get("portal_roles_error") or "")
         if portal is None and not error:
             error = "this read of the holders predates reading portal roles from Entra"
-        return cls(taken_at=taken, roles=roles, portal_roles=portal, portal_roles_error=error)
+        return cls(
+            taken_at=taken,
+            roles=roles,
+            portal_roles=portal,
+            portal_roles_error=error,
+            pim_unavailable=str(data.get("pim_unavailable") or ""),
+        )
 
 
 def _principal_fields(principal: DirectoryObject | None, principal_id: str) -> dict[str, str]:
@@ -208,13 +223,18 @@ def read_role(
     client: GraphClient, role_name: str, *, memo: dict[str, tuple[Member, ...]] | None = None
 ) -> tuple[Holding, ...]:
     """Every holding of ``role_name`` read from Graph now: active assignments (with the start
-    and end of the time-bound ones), then PIM eligibilities, group members expanded. Raises
-    GraphError as it comes."""
+    and end of the time-bound ones), then PIM eligibilities, group members expanded. In a tenant
+    without PIM (``accounts.capabilities``) only the active assignments, all read as permanent.
+    Raises GraphError as it comes."""
     memo = {} if memo is None else memo
     definition = role_definition_id(client, role_name)
     holdings: list[Holding] = []
     assignments = graph_roles.list_role_assignments(client, role_definition_id=definition)
-    bounds = active_schedule_bounds(client, definition) if assignments else {}
+    bounds = (
+        pim_read(client, lambda: active_schedule_bounds(client, definition)) or {}
+        if assignments
+        else {}
+    )
     for assignment in assignments:
         if assignment.directory_scope_id != "/":
             continue  # scoped to an administrative unit: not a tenant-wide holder
@@ -236,9 +256,11 @@ def read_role(
                 upn=fields["upn"],
             )
         )
-    for schedule in graph_roles.list_role_eligibility_schedules(
-        client, role_definition_id=definition
-    ):
+    schedules = pim_read(
+        client,
+        lambda: graph_roles.list_role_eligibility_schedules(client, role_definition_id=definition),
+    )
+    for schedule in schedules or ():
         if schedule.directory_scope_id != "/":
             continue
         fields = _principal_fields(schedule.principal, schedule.principal_id)
@@ -298,8 +320,13 @@ def read_role_holders(client: GraphClient) -> RoleHolders:
         # still worth showing.
         logger.warning("could not read the portal's app role holders: %s", exc.code)
         portal, error = None, f"{exc.code}: {exc.message}"
+    capabilities = tenant_capabilities(client)
     return RoleHolders(
-        taken_at=timezone.now(), roles=roles, portal_roles=portal, portal_roles_error=error
+        taken_at=timezone.now(),
+        roles=roles,
+        portal_roles=portal,
+        portal_roles_error=error,
+        pim_unavailable="" if capabilities.pim else capabilities.pim_unavailable_reason,
     )
 
 

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.capabilities import TenantCapabilities, tenant_capabilities
 from accounts.roles import display_name_of
 from audit.models import PortalEvent
 from audit.services import portal_event_record
@@ -54,6 +55,7 @@ __all__ = [
     "Principal",
     "RoleChangeDeferred",
     "open_removals",
+    "pim_kinds_refusal",
     "principal_lookup",
     "role_change_approve",
     "role_change_cancel",
@@ -70,6 +72,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 ADD_KINDS = (HoldKind.ACTIVE_PERMANENT, HoldKind.ACTIVE_UNTIL, HoldKind.ELIGIBLE_UNTIL)
 REMOVE_KINDS = (HoldKind.ACTIVE, HoldKind.ELIGIBLE)
+# The kinds that go through PIM (roleEligibilityScheduleRequests, roleAssignmentScheduleRequests),
+# which needs Microsoft Entra ID P2:
+# https://learn.microsoft.com/entra/id-governance/privileged-identity-management/pim-getting-started
+PIM_HOLD_KINDS = (HoldKind.ACTIVE_UNTIL, HoldKind.ELIGIBLE_UNTIL, HoldKind.ELIGIBLE)
 MAX_END_DAYS = 366
 
 
@@ -113,6 +119,17 @@ def principal_lookup(client: GraphClient, *, principal_id: str, principal_type: 
                 return Principal(group.id, PrincipalType.GROUP, group.display_name or group.id, "")
         raise InvalidRequest("Only a role-assignable group can hold a directory role.")
     raise InvalidRequest("Choose a person or a role-assignable group.")
+
+
+def pim_kinds_refusal(capabilities: TenantCapabilities) -> str:
+    """Why eligible and time-bound holdings cannot be asked for in this tenant; empty when they
+    can (the tenant has PIM)."""
+    if capabilities.pim:
+        return ""
+    return (
+        "Eligible and time-bound assignments are unavailable in this tenant: "
+        f"{capabilities.pim_unavailable_reason} Choose an active, permanent assignment instead."
+    )
 
 
 def _clean_end(hold_kind: str, ends_at: datetime | None, now: datetime) -> datetime | None:
@@ -184,6 +201,11 @@ def role_change_create(
     role_change_check_not_own_roles(requester, principal_id)
 
     client = _client(client)
+    if hold_kind in PIM_HOLD_KINDS:
+        # Without PIM (no Entra ID P2) Graph refuses these: say so before anything is recorded.
+        no_pim = pim_kinds_refusal(tenant_capabilities(client))
+        if no_pim:
+            raise InvalidRequest(no_pim)
     now = timezone.now()
     holdings = read_role(client, role_name)
     assignment_id = ""

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.capabilities import tenant_capabilities
 from accounts.roles import role_required
 from graph import groups as graph_groups
 from graph import users as graph_users
@@ -70,6 +71,13 @@ def removal_refusal(
     return ""
 
 
+def pim_unavailable() -> str:
+    """Why the tenant has no PIM (its licence and Graph's answer), or empty when it has
+    (``accounts.capabilities``: learnt once and cached)."""
+    capabilities = tenant_capabilities()
+    return "" if capabilities.pim else capabilities.pim_unavailable_reason
+
+
 def _holders_context(request: HttpRequest) -> dict[str, Any]:
     snapshot = latest_snapshot()
     refresh = refresh_in_progress()
@@ -121,6 +129,7 @@ def _holders_context(request: HttpRequest) -> dict[str, Any]:
         "refresh_failed": failed,
         "roles": roles,
         "warnings": [*page.configuration_warnings(), *warnings],
+        "pim_unavailable": pim_unavailable(),
     }
 
 
@@ -200,8 +209,9 @@ def role_add(request: HttpRequest) -> HttpResponse:
     """Add a holder: person (searched) or role-assignable group, role, kind, end, why. A refusal
     is shown above the form; 503 when Redis is down (nothing was recorded)."""
     status = 200
+    no_pim = pim_unavailable()
     if request.method == "POST":
-        form = AddHolderForm(request.POST)
+        form = AddHolderForm(request.POST, pim_unavailable=no_pim)
         if form.is_valid():
             principal_type, principal_id = form.cleaned_data["principal"]
             try:
@@ -230,7 +240,10 @@ def role_add(request: HttpRequest) -> HttpResponse:
         q = request.POST.get("q", "")
     else:
         role = request.GET.get("role", "")
-        form = AddHolderForm(initial={"role": role} if role in catalog.managed_roles() else {})
+        form = AddHolderForm(
+            initial={"role": role} if role in catalog.managed_roles() else {},
+            pim_unavailable=no_pim,
+        )
         q = request.GET.get("q", "")
     people, problem = _search_people(q)
     groups, group_problem = _assignable_groups()
@@ -246,6 +259,7 @@ def role_add(request: HttpRequest) -> HttpResponse:
             "group_problem": group_problem,
             "chosen": request.POST.get("principal", ""),
             "approval_roles": settings.ROLES_REQUIRING_APPROVAL,
+            "pim_unavailable": no_pim,
         },
         status=status,
     )

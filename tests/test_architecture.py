@@ -3,7 +3,7 @@ module grows past what one reader holds in mind.
 
 The order (DESIGN.md, "Code layout"; docs/DEVNOTES.md) is
 
-    mfa -> roles -> outbox -> audit -> accounts -> graph
+    preflight -> mfa -> roles -> outbox -> audit -> accounts -> graph
 
 and an app may import only the apps to its right. Every import counts, at the top of a module or
 inside a function: a lazy import is still a dependency. A lower app that must reach a higher one
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("mfa", "roles", "outbox", "audit", "accounts", "graph")
+LAYERS = ("preflight", "mfa", "roles", "outbox", "audit", "accounts", "graph")
 # What an app may take from the project package: the process's Graph client and Celery app.
 PORTAL_ALLOWED = frozenset({"portal.graph_client", "portal.celery"})
 MAX_MODULE_LINES = 700

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
+from audit import activities as entra
 from audit.models import PortalEvent
 
 Source = Literal["portal", "entra"]
@@ -23,20 +24,24 @@ Q_MAX_LENGTH = 200
 
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
-# Entra activities offered in the kind filter (GRAPH.md, "audit events"); any other activity
-# name given in the URL filters as well.
+# Entra activities offered in the kind filter, as Microsoft's audit activity reference spells
+# them (audit/activities.py); any other activity name given in the URL filters as well.
 KNOWN_ENTRA_ACTIVITIES: tuple[str, ...] = (
-    "Admin deleted security info",
-    "Admin registered security info",
-    "User deleted security info",
-    "User registered security info",
-    "Update StsRefreshTokenValidFrom Timestamp",
-    "Update user",
-    "Reset user password",
-    "Add member to role",
-    "Remove member from role",
-    "Disable Strong Authentication",
-    "Enable Strong Authentication",
+    entra.ADMIN_DELETED_SECURITY_INFO,
+    entra.ADMIN_REGISTERED_SECURITY_INFO,
+    entra.USER_DELETED_SECURITY_INFO,
+    entra.USER_REGISTERED_SECURITY_INFO,
+    entra.PASSKEY_DELETED,
+    entra.FIDO2_KEY_DELETED,
+    entra.WINDOWS_HELLO_DELETED,
+    entra.SESSIONS_REVOKED,
+    entra.PER_USER_MFA_STATE_UPDATED,
+    entra.USER_UPDATED,
+    entra.STRONG_AUTHENTICATION_DISABLED,
+    entra.STRONG_AUTHENTICATION_ENABLED,
+    entra.PASSWORD_RESET,
+    *entra.ROLE_ADD_ACTIVITIES,
+    *entra.ROLE_REMOVE_ACTIVITIES,
 )
 
 K = PortalEvent.Kind

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from audit import sync
 from audit.models import AuditSyncState, DirectoryAuditRecord, PortalEvent
+from entra_emulator.audit_api import retention_cutoff
 from graph import BudgetRate, GraphClient, GraphPermissionDenied
 from graph import sessions as graph_sessions
 from portal.graph_client import get_graph_client, graph_config_from_settings
@@ -60,7 +61,9 @@ def _at(event: dict[str, Any]) -> datetime:
 def emulator_ids(
     server: Any, since: datetime, keep: Callable[[dict[str, Any]], bool] = _default_kept
 ) -> set[str]:
-    """Ids of the emulator's audit events since ``since`` that the cache should hold."""
+    """Ids of the emulator's audit events since ``since`` that the cache should hold: Graph
+    lists only those within the licence's retention (30 days for P2)."""
+    since = max(since, retention_cutoff(server.tenant.licence, timezone.now()))
     with server.tenant.lock:
         events = list(server.tenant.audit_events)
     return {e["id"] for e in events if _at(e) >= since and keep(e)}

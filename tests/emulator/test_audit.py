@@ -1,4 +1,4 @@
-"""The directory audit log: event shape, filters, newest-first paging."""
+"""The directory audit log: event shape, filters, ordered paging."""
 
 from __future__ import annotations
 
@@ -60,22 +60,42 @@ def test_events_have_graphs_shape() -> None:
         )
 
 
-def test_pages_run_newest_first_without_gaps_even_while_events_arrive() -> None:
+def test_pages_run_either_way_without_gaps_even_while_events_arrive() -> None:
     events = [_event(i, "RoleManagement" if i % 3 == 0 else "UserManagement") for i in range(10)]
-    first, after = select_page(events, matches=None, top=4, before=None)
-    assert [e["targetResources"][0]["id"] for e in first] == [f"user-{i}" for i in (9, 8, 7, 6)]
-    events.append(_event(99))  # a new event must not shift the next page
-    second, after2 = select_page(events, matches=None, top=4, before=after)
-    assert [e["targetResources"][0]["id"] for e in second] == [f"user-{i}" for i in (5, 4, 3, 2)]
-    third, end = select_page(events, matches=None, top=4, before=after2)
-    assert len(third) == 2 and end is None
+    events.insert(3, _event(-5))  # stored out of time order: the order is by activityDateTime
+    ids = [f"user-{i}" for i in (9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -5)]
+
+    def read(newest_first: bool, arriving: dict[str, Any] | None = None) -> list[str]:
+        seen: list[str] = []
+        page, after = select_page(
+            events, matches=None, top=4, after=None, newest_first=newest_first
+        )
+        while True:
+            seen.extend(e["targetResources"][0]["id"] for e in page)
+            if arriving is not None:
+                events.append(arriving)  # a new event must not shift the next page
+                arriving = None
+            if after is None:
+                return seen
+            page, after = select_page(
+                events, matches=None, top=4, after=after, newest_first=newest_first
+            )
+
+    assert read(True, _event(99)) == ids
+    assert read(False, _event(100)) == [*reversed(ids), "user-99", "user-100"]
     roles, _ = select_page(
-        events, matches=lambda e: e["category"] == "RoleManagement", top=10, before=None
+        events,
+        matches=lambda e: e["category"] == "RoleManagement",
+        top=10,
+        after=None,
+        newest_first=True,
     )
     assert len(roles) == 4
     assert decode_audit_skiptoken(encode_audit_skiptoken(17)) == 17
     with pytest.raises(GraphHttpError):
         decode_audit_skiptoken("not-a-token")
+    with pytest.raises(GraphHttpError):
+        select_page(events, matches=None, top=4, after=len(events), newest_first=True)
 
 
 @pytest.fixture
@@ -89,25 +109,40 @@ def graph(server: Any) -> GraphCaller:
     return GraphCaller(server, app_token(server))
 
 
-def test_list_is_newest_first_and_pages_by_next_link(server: Any, graph: GraphCaller) -> None:
-    total = len(server.tenant.audit_events)
-    assert total > 200  # 60 days of seeded history
-    answer = graph.get(PATH, params={"$top": "100"})
+def _read_all(graph: GraphCaller, params: dict[str, str]) -> list[dict[str, Any]]:
+    answer = graph.get(PATH, params=params)
     assert answer.status_code == 200, answer.text
     seen: list[dict[str, Any]] = []
     body = answer.json()
     while True:
         seen.extend(body["value"])
         if "@odata.nextLink" not in body:
-            break
+            return seen
         body = graph.follow(body["@odata.nextLink"]).json()
-    assert len(seen) == total
-    assert len({e["id"] for e in seen}) == total
-    stamps = [e["activityDateTime"] for e in seen]
+
+
+def test_list_pages_by_next_link_in_the_order_asked(server: Any, graph: GraphCaller) -> None:
+    """``$orderby=activityDateTime desc`` pages newest first; with no ``$orderby`` (Graph
+    documents no default order) the emulator answers oldest first."""
+    retained = [
+        e
+        for e in server.tenant.audit_events
+        if datetime.fromisoformat(e["activityDateTime"]) >= datetime.now(UTC) - timedelta(days=30)
+    ]
+    assert len(retained) > 100  # 30 of the 60 seeded days (P2 retention)
+    newest = _read_all(graph, {"$top": "100", "$orderby": "activityDateTime desc"})
+    assert len(newest) == len(retained)
+    assert len({e["id"] for e in newest}) == len(retained)
+    stamps = [e["activityDateTime"] for e in newest]
     assert stamps == sorted(stamps, reverse=True)
+    unordered = _read_all(graph, {"$top": "100"})
+    assert [e["id"] for e in unordered] == [e["id"] for e in reversed(newest)]
+    oldest = _read_all(graph, {"$top": "100", "$orderby": "activityDateTime asc"})
+    assert [e["id"] for e in oldest] == [e["id"] for e in unordered]
+    assert graph.get(PATH, params={"$orderby": "category"}).status_code == 400
     assert graph.get(PATH, params={"$top": "1001"}).status_code == 400
-    one = graph.get(f"{PATH}/{seen[0]['id']}")
-    assert one.status_code == 200 and one.json()["id"] == seen[0]["id"]
+    one = graph.get(f"{PATH}/{newest[0]['id']}")
+    assert one.status_code == 200 and one.json()["id"] == newest[0]["id"]
     assert graph.get(f"{PATH}/no-such-event").status_code == 404
 
 

@@ -298,10 +298,13 @@ def test_per_user_mfa_is_beta_only_and_enabled_turns_enforced(
     assert graph.get(path, version="beta").json()["perUserMfaState"] == "enforced"
     assert graph.patch(path, version="beta", json={"perUserMfaState": "on"}).status_code == 400
     assert graph.get(path).status_code == 400  # no such segment in v1.0
-    event = _audits(server, "Update user")[-1]
-    change = event["targetResources"][0]["modifiedProperties"][0]
-    assert change["displayName"] == "StrongAuthenticationRequirement"
-    assert "enforced" in change["newValue"]
+    # The audit activity reference's per-user MFA row (Authentication Methods).
+    event = _audits(server, "Update per-user multifactor authentication state")[-1]
+    assert (event["category"], event["loggedByService"]) == (
+        "UserManagement",
+        "Authentication Methods",
+    )
+    assert event["targetResources"][0]["id"] == SAM
 
 
 def test_delegated_calls_are_audited_with_the_signed_in_user(server: Any) -> None:

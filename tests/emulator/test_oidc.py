@@ -244,7 +244,8 @@ def test_portal_token_carries_app_roles_and_id_token_echoes_nonce(emu: EmulatorS
     )
     assert access["roles"] == ["Helpdesk.Agent"]
     assert access["tid"] == TENANT_ID and access["ver"] == "2.0"
-    assert access["upn"] == access["preferred_username"] == ADA["upn"]
+    assert access["preferred_username"] == ADA["upn"]
+    assert "upn" not in access and "amr" not in access  # v1.0-only claims
     assert access["azp"] == CLIENT_ID and access["name"] == "Ada Agent"
     id_token = jwt.decode(
         body["id_token"], signing_key(emu), algorithms=["RS256"], audience=CLIENT_ID, issuer=issuer

@@ -69,10 +69,18 @@ def graph(server: Any) -> GraphCaller:
     return GraphCaller(server, app_token(server))
 
 
-def test_role_definitions_filter_by_template_id(graph: GraphCaller) -> None:
-    answer = graph.get(
+def test_role_definitions_filter_by_id_not_by_template_id(graph: GraphCaller) -> None:
+    # unifiedRoleDefinition supports $filter on id, displayName and isBuiltIn only
+    # (learn.microsoft.com/graph/api/resources/unifiedroledefinition): templateId is refused.
+    refused = graph.get(
         f"{BASE}/roleDefinitions",
         params={"$filter": f"templateId eq '{PRIVILEGED_AUTHENTICATION_ADMINISTRATOR}'"},
+    )
+    assert refused.status_code == 400, refused.text
+    assert "templateId" in refused.json()["error"]["message"]
+    answer = graph.get(
+        f"{BASE}/roleDefinitions",
+        params={"$filter": f"id eq '{PRIVILEGED_AUTHENTICATION_ADMINISTRATOR}'"},
     )
     assert answer.status_code == 200, answer.text
     [definition] = answer.json()["value"]

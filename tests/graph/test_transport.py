@@ -460,6 +460,8 @@ def test_batch_splits_and_maps_every_inner_status(
         "id": "0",
         "method": "GET",
         "url": f"/users/u0?$select={','.join(users.USER_SELECT)}",
+        # An agent is waiting: each inner request carries Graph's priority header.
+        "headers": {"x-ms-throttle-priority": "high"},
     }
     assert isinstance(result["u3"], GraphNotFound)
     assert isinstance(result["u4"], GraphPermissionDenied)

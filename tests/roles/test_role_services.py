@@ -375,7 +375,9 @@ def test_active_until_a_date_goes_through_pim_and_is_removed_with_admin_remove(
     entra_audit_sync(since=timezone.now() - timedelta(hours=1))
     services.role_changes_correlate()
     row.refresh_from_db()
-    assert len(row.entra_event_ids) == 1
+    # PIM's own event first, then the directory's, initiated by MS-PIM (tests/roles/
+    # test_pim_attribution.py).
+    assert len(row.entra_event_ids) == 2
     linked = DirectoryAuditRecord.objects.get(entra_id=row.entra_event_ids[0])
     assert linked.activity == "Add member to role in PIM completed (timebound)"
     assert not [w for w in page.role_rows(holders)[1] if w.code == "outside_portal"]

@@ -109,6 +109,8 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     "roles/changes/<uuid:public_id>/": {"GET": admins(200), "POST": NOT_ALLOWED},
     "roles/changes/<uuid:public_id>/decide/": {"GET": NOT_ALLOWED, "POST": admins(302)},
     "roles/changes/<uuid:public_id>/cancel/": {"GET": NOT_ALLOWED, "POST": admins(302)},
+    # the tenant check (preflight): the page shows the last run; a POST runs the checks
+    "preflight/": {"GET": admins(200), "POST": admins(302)},
     # audit
     "audit/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
     "audit/export.<slug:fmt>": {"GET": helpdesk(200), "POST": NOT_ALLOWED},

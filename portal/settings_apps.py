@@ -118,6 +118,12 @@ PORTAL_TARGET_CACHE_SECONDS = env.int("PORTAL_TARGET_CACHE_SECONDS", default=180
 # What the tenant's licence allows (PIM or not, accounts.capabilities) is learnt from Graph once
 # and kept this long; a PIM call Graph refuses for the licence updates it at once.
 PORTAL_CAPABILITIES_CACHE_SECONDS = env.int("PORTAL_CAPABILITIES_CACHE_SECONDS", default=3600)
+# A person's methods, sign-in preferences and per-user MFA state (mfa.person_cache) are kept
+# this long for the person page; forgotten sooner on the portal's own write, an Entra event the
+# audit sync sees, or Refresh. Actions never use it.
+PORTAL_PERSON_CACHE_SECONDS = env.int("PORTAL_PERSON_CACHE_SECONDS", default=300)
+if not 1 <= PORTAL_PERSON_CACHE_SECONDS <= 86400:
+    raise ConfigError("PORTAL_PERSON_CACHE_SECONDS", "must be between 1 and 86400 seconds")
 for _name in (
     "PORTAL_ACTION_LEASE_SECONDS",
     "PORTAL_ACTION_MAX_ATTEMPTS",

@@ -115,3 +115,16 @@ def test_a_refusal_met_later_is_noted(no_p2: Any, pim_calls: list[str]) -> None:
     calls = len(pim_calls)
     policy.target_profile(client, SAM.oid, use_cache=False)
     assert len(pim_calls) == calls
+
+
+def test_search_marks_privileged_people_without_p2(no_p2: Any) -> None:
+    """Search's privileged badges come from active and group-held roles when PIM is refused."""
+    from django.core.cache import cache
+
+    from mfa import search
+
+    cache.delete(search._PRIVILEGED_KEY)
+    ids = search.privileged_ids(get_graph_client())
+    assert ids is not None, "Graph refused PIM and the search lost every badge"
+    assert PRIYA.oid.lower() in ids and SAM.oid.lower() not in ids
+    cache.delete(search._PRIVILEGED_KEY)

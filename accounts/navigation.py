@@ -80,6 +80,12 @@ AREAS: tuple[NavItem, ...] = (
         "Check the tenant's setup for the portal: permissions, app roles, licence, policies.",
         ADMIN_ROLES,
     ),
+    NavItem(
+        "ops_budget",
+        "Graph budget",
+        "The shared Graph budget now and over the last hour: use, waits, 429s, who is waiting.",
+        ADMIN_ROLES,
+    ),
 )
 
 

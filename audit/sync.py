@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.correlation import correlate_records
 from audit.models import AuditSyncState, DirectoryAuditRecord
+from audit.signals import send_security_events_seen_on_commit
 from graph import GraphBadRequest, GraphClient
 from graph.audit_logs import directory_audits_page
 from graph.results import DirectoryAudit, Page, thaw
@@ -227,6 +229,8 @@ def _store_page(
         # Re-read: rows that existed keep their primary key and links; new ones get theirs.
         stored = list(DirectoryAuditRecord.objects.filter(entra_id__in=records))
         correlation = correlate_records(stored)
+        # mfa's person cache forgets whom these new events changed (audit.signals).
+        send_security_events_seen_on_commit(r for r in stored if r.entra_id not in existing)
         state.resume_link = page.next_link or ""
         state.lease_expires_at = now + timedelta(seconds=settings.AUDIT_SYNC_LEASE_SECONDS)
         state.events_ingested = F("events_ingested") + inserted
@@ -350,4 +354,102 @@ def entra_audit_sync(
         resumed=resumed,
         finished=finished,
         watermark=watermark,
+    )
+
+
+# --- one person, on demand -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonSyncResult:
+    """What one person's on-demand sync did: events read, kept by the keep rule, newly stored."""
+
+    target_id: str
+    seen: int
+    kept: int
+    inserted: int
+
+
+# One page of a person's newest events: far more than the person page shows (10).
+PERSON_SYNC_TOP = 100
+# How long "a sync of this person is under way" is believed without the task ending it.
+PERSON_SYNC_MARK_SECONDS = 60
+
+
+def _person_sync_key(target_id: str) -> str:
+    return f"audit:person-sync:{target_id.lower()}"
+
+
+def person_sync_mark(target_id: str) -> None:
+    """Note that a sync of ``target_id`` was asked for (the task ends the note)."""
+    cache.set(_person_sync_key(target_id), True, timeout=PERSON_SYNC_MARK_SECONDS)
+
+
+def person_sync_forget(target_id: str) -> None:
+    """End the note of :func:`person_sync_mark` (the task could not be queued)."""
+    cache.delete(_person_sync_key(target_id))
+
+
+def person_sync_pending(target_id: str) -> bool:
+    """Whether a sync of ``target_id`` was asked for and has not ended (at most
+    PERSON_SYNC_MARK_SECONDS ago)."""
+    return bool(cache.get(_person_sync_key(target_id)))
+
+
+def entra_audit_sync_person(
+    *, target_id: str, client: GraphClient | None = None, top: int = PERSON_SYNC_TOP
+) -> PersonSyncResult:
+    """Read the newest ``top`` Entra audit events about ``target_id``
+    (one page, newest first) and store those the keep rule accepts, correlated as the sync does.
+
+    Independent of the tenant-wide run: it takes no lease and moves no watermark (the next run
+    re-reads these events and the dedupe by ``entra_id`` ignores them). ``client``: the caller's
+    view (an agent's on-demand sync passes theirs); by default the process client at ``sync``
+    priority. Raises ValueError for an id Graph's filter cannot take, and any GraphError.
+    """
+    try:
+        return _sync_person(target_id, client or get_graph_client().with_priority("sync"), top=top)
+    finally:
+        cache.delete(_person_sync_key(target_id))
+
+
+def _sync_person(target_id: str, client: GraphClient, *, top: int) -> PersonSyncResult:
+    page = directory_audits_page(client, target_id=target_id, top=top, newest_first=True)
+    rule = KeepRule.from_settings()
+    now = timezone.now()
+    records: dict[str, DirectoryAuditRecord] = {}
+    for audit in page.items:
+        if not rule.keeps(audit):
+            continue
+        try:
+            record = record_from_audit(audit, synced_at=now)
+        except ValueError:
+            continue
+        records.setdefault(record.entra_id, record)
+    with transaction.atomic():
+        existing = set(
+            DirectoryAuditRecord.objects.filter(entra_id__in=records).values_list(
+                "entra_id", flat=True
+            )
+        )
+        DirectoryAuditRecord.objects.bulk_create(
+            [r for key, r in records.items() if key not in existing],
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+        stored = list(DirectoryAuditRecord.objects.filter(entra_id__in=records))
+        correlate_records(stored)
+        send_security_events_seen_on_commit(r for r in stored if r.entra_id not in existing)
+    logger.info(
+        "audit sync of %s: %d events read, %d kept, %d new",
+        target_id,
+        len(page.items),
+        len(records),
+        len(records) - len(existing),
+    )
+    return PersonSyncResult(
+        target_id=target_id,
+        seen=len(page.items),
+        kept=len(records),
+        inserted=len(records) - len(existing),
     )

@@ -13,6 +13,7 @@ from typing import Any
 from celery import shared_task
 
 from audit import anchors, retention, sync
+from portal.graph_client import get_graph_client
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,17 @@ def entra_audit_sync() -> dict[str, Any]:
         logger.info("audit sync: another run holds the lease; skipped")
         return {"skipped": True}
     return {"pages": result.pages, "inserted": result.inserted, "finished": result.finished}
+
+
+@shared_task(name="audit.tasks.entra_audit_sync_person", ignore_result=True)
+def entra_audit_sync_person(target_id: str, agent_oid: str = "") -> dict[str, Any]:
+    """An agent's "sync this person now" (the person page's Entra events panel): the person's
+    newest Entra events into the cache (audit.sync.entra_audit_sync_person), read for that agent
+    at interactive priority in their fair share of the budget. Safe twice: the dedupe ignores
+    what is stored already."""
+    client = get_graph_client().for_agent(agent_oid) if agent_oid else None
+    result = sync.entra_audit_sync_person(target_id=target_id, client=client)
+    return {"seen": result.seen, "kept": result.kept, "inserted": result.inserted}
 
 
 @shared_task(name="audit.tasks.entra_audit_prune", ignore_result=True)

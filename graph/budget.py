@@ -9,11 +9,19 @@ from the same buckets (an atomic Lua script on Redis, Redis's clock for every pr
   ``interactive_reserve`` tokens, and a lower priority yields while a higher one is waiting (each
   waiter registers itself in a sorted set with an expiry), so an interactive call waits at most
   about one refill slot while a sync is running.
+* Fair shares: a call may carry a ``fair_key`` (the agent's Entra object id; calls without one
+  share one key). Within a priority the waiting keys are served round-robin, least recently
+  served first, so one agent with many parallel calls gets one grant per round while others
+  wait (``graph/budget_scripts.py`` has the rule and the keys).
 * After a 429, :meth:`RequestBudget.record_pause` stores "paused until now + Retry-After" for the
-  class and empties its bucket; every process waits the pause out before its next call.
+  class and empties its bucket; every process, every key and every priority waits the pause out
+  before its next call.
 
 ``acquire`` sleeps (it never spins) until a token is granted, and raises ``GraphThrottled`` when
-it cannot get one before its timeout.
+it cannot get one before its timeout. ``try_acquire`` never sleeps; ``estimate`` tells how long a
+call would wait and its place. The same scripts count, per minute for the last hour, the tokens
+used, the calls that waited and for how long, the 429s and the pauses: :meth:`snapshot` reads
+them with the waiters of now (the operations view, /readyz's stall check).
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
 
+from graph import budget_scripts
 from graph.errors import GraphThrottled, GraphTransient
 
 REPORTS = "reports"
@@ -119,100 +129,56 @@ def classify_path(path_or_url: str) -> str:
     raise ValueError(f"{path_or_url!r} has no throttling class; add it to graph.budget")
 
 
-# KEYS: bucket hash, pause key, interactive waiters, bulk waiters.
-# ARGV: capacity, window_ms, tokens wanted, priority rank, reserve, waiter id, waiter ttl ms.
-# Returns {granted (0/1), milliseconds to wait before asking again}.
-_ACQUIRE = """
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local capacity = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local wanted = tonumber(ARGV[3])
-local rank = tonumber(ARGV[4])
-local reserve = tonumber(ARGV[5])
-local waiter = ARGV[6]
-local ttl = tonumber(ARGV[7])
-local rate = capacity / window
-local slot = math.max(1, math.ceil(1 / rate))
+# A fair key may hold anything but the separator of the waiter members (see budget_scripts).
+ANONYMOUS = "-"
+_HOUR_MINUTES = 60
 
-local function wait_as_waiter(ms)
-  if rank < 2 then
-    redis.call('ZADD', KEYS[3 + rank], now + ttl, waiter)
-    redis.call('PEXPIRE', KEYS[3 + rank], ttl + window)
-  end
-  return {0, math.max(1, ms)}
-end
 
-local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
-if pause > now then
-  return wait_as_waiter(pause - now)
-end
+@dataclass(frozen=True)
+class BudgetWait:
+    """What a call would wait now: about ``seconds``, behind ``position - 1`` others
+    (``position`` 0: it would be granted at once; 1: it is next)."""
 
-local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(bucket[1])
-local ts = tonumber(bucket[2])
-if tokens == nil or ts == nil then
-  tokens = capacity
-  ts = now
-end
-if now > ts then
-  tokens = math.min(capacity, tokens + (now - ts) * rate)
-  ts = now
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
-redis.call('PEXPIRE', KEYS[1], window * 4)
+    seconds: float
+    position: int
 
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-local yield_to_higher = false
-for r = 0, rank - 1 do
-  if redis.call('ZCARD', KEYS[3 + r]) > 0 then yield_to_higher = true end
-end
 
-local floor = 0
-if rank > 0 then floor = reserve end
-if ts > now then
-  -- The bucket was emptied by a 429 pause and refills only from the pause's end.
-  return wait_as_waiter(ts - now + math.ceil((wanted + floor - tokens) / rate))
-end
-if yield_to_higher then
-  return wait_as_waiter(slot)
-end
-if tokens - wanted >= floor then
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - wanted))
-  if rank < 2 then redis.call('ZREM', KEYS[3 + rank], waiter) end
-  return {1, 0}
-end
-return wait_as_waiter(math.ceil((wanted + floor - tokens) / rate))
-"""
+class BudgetBusy(GraphThrottled):
+    """A call of a no-wait client view (:meth:`graph.client.GraphClient.without_waiting`) found no
+    budget at once. ``wait`` is the estimate (seconds, place in the queue) for that call;
+    ``retry_after`` is ``wait.seconds``. Nothing was sent to Graph."""
 
-# KEYS: pause key, bucket hash. ARGV: pause ms, window ms.
-_PAUSE = """
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pause_ms = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local until_ms = now + pause_ms
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if until_ms > current then
-  redis.call('SET', KEYS[1], tostring(until_ms), 'PX', pause_ms + 1000)
-  -- Graph's own bucket is empty after a 429: start ours empty when the pause ends, too.
-  redis.call('HSET', KEYS[2], 'tokens', '0', 'ts', tostring(until_ms))
-  redis.call('PEXPIRE', KEYS[2], pause_ms + window * 4)
-end
-return until_ms
-"""
+    def __init__(self, throttle_class: str, wait: BudgetWait) -> None:
+        self.throttle_class = throttle_class
+        self.wait = wait
+        super().__init__(
+            0,
+            "BudgetExhausted",
+            f"no {throttle_class} request budget now (about {wait.seconds:.0f} s, "
+            f"place {wait.position})",
+            retry_after=wait.seconds,
+        )
 
-# KEYS: pause key. Returns milliseconds of pause left (0 when none).
-_PAUSE_LEFT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local pause = tonumber(redis.call('GET', KEYS[1]) or '0')
-if pause > now then return pause - now end
-return 0
-"""
+
+def _fair_key(fair_key: str | None) -> str:
+    if fair_key is None or fair_key == "":
+        return ANONYMOUS
+    if "|" in fair_key:
+        raise ValueError(f"a fair key cannot contain '|': {fair_key!r}")
+    return fair_key
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bytes):
+        value = value.decode()
+    try:
+        return int(float(str(value)))
+    except ValueError:
+        return 0
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RequestBudget:
@@ -242,15 +208,26 @@ class RequestBudget:
         self.interactive_reserve = interactive_reserve
         self.prefix = prefix
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
-        self._acquire = self._redis.register_script(_ACQUIRE)
-        self._pause = self._redis.register_script(_PAUSE)
-        self._pause_left = self._redis.register_script(_PAUSE_LEFT)
+        self._acquire = self._redis.register_script(budget_scripts.ACQUIRE)
+        self._pause = self._redis.register_script(budget_scripts.PAUSE)
+        self._pause_left = self._redis.register_script(budget_scripts.PAUSE_LEFT)
 
     def _keys(self, cls: str) -> list[str]:
+        """bucket, pause, waiting:0..2, served, since, state, stats prefix (budget_scripts)."""
         if cls not in self.rates:
             raise ValueError(f"unknown throttling class {cls!r}")
         base = f"{self.prefix}:{cls}"
-        return [f"{base}:bucket", f"{base}:pause", f"{base}:waiting:0", f"{base}:waiting:1"]
+        return [
+            f"{base}:bucket",
+            f"{base}:pause",
+            f"{base}:waiting:0",
+            f"{base}:waiting:1",
+            f"{base}:waiting:2",
+            f"{base}:served",
+            f"{base}:since",
+            f"{base}:state",
+            f"{base}:stats",
+        ]
 
     def max_burst(self, cls: str, priority: Priority | str) -> int:
         """The most tokens one ``acquire`` at ``priority`` can ever get at once for ``cls``."""
@@ -258,53 +235,82 @@ class RequestBudget:
         reserve = 0 if Priority(priority) is Priority.INTERACTIVE else self.interactive_reserve
         return rate.requests - reserve
 
+    def _check_tokens(self, cls: str, priority: Priority, tokens: int) -> None:
+        if not 1 <= tokens <= self.max_burst(cls, priority):
+            raise ValueError(
+                f"{tokens} tokens can never be granted at once for {cls} at {priority} priority "
+                f"(at most {self.max_burst(cls, priority)})"
+            )
+
+    def _ask(
+        self,
+        cls: str,
+        priority: Priority,
+        tokens: int,
+        fair_key: str,
+        waiter: str,
+        ttl_ms: int,
+        mode: int,
+        waited_ms: int = 0,
+    ) -> tuple[bool, int, int]:
+        """One run of the acquire script: (granted, ms to wait, calls ahead)."""
+        rate = self.rates[cls]
+        granted, wait_ms, ahead = self._acquire(
+            keys=self._keys(cls),
+            args=[
+                rate.requests,
+                # Refill a little slower than Graph does: our clock starts when a token is
+                # taken, Graph's when the request arrives, and network jitter between the two
+                # must never add up to a burst Graph sees as too fast.
+                int(rate.per_seconds * 1000 * REFILL_SAFETY_FACTOR),
+                tokens,
+                priority.rank,
+                self.interactive_reserve,
+                fair_key,
+                waiter,
+                ttl_ms,
+                mode,
+                waited_ms,
+            ],
+        )
+        return bool(int(granted)), int(wait_ms), int(ahead)
+
     def acquire(
         self,
         cls: str,
         priority: Priority | str = Priority.INTERACTIVE,
         timeout: float = 30.0,
         tokens: int = 1,
+        fair_key: str | None = None,
     ) -> None:
         """Take ``tokens`` from the ``cls`` bucket, sleeping until they are granted.
+
+        ``fair_key`` (an agent's Entra object id) shares the class round-robin between keys:
+        while another key of the same priority that was served longer ago is waiting, this call
+        waits its turn; calls without a key share one key. A higher priority always goes first.
 
         Raises GraphThrottled (``retry_after`` = the expected wait) when the tokens cannot be had
         within ``timeout`` seconds, GraphTransient when Redis cannot be reached, and ValueError
         when ``tokens`` exceeds :meth:`max_burst` (such a request could never be granted).
         """
         priority = Priority(priority)
-        if not 1 <= tokens <= self.max_burst(cls, priority):
-            raise ValueError(
-                f"{tokens} tokens can never be granted at once for {cls} at {priority} priority "
-                f"(at most {self.max_burst(cls, priority)})"
-            )
-        rate = self.rates[cls]
-        keys = self._keys(cls)
+        self._check_tokens(cls, priority, tokens)
+        key = _fair_key(fair_key)
         waiter = uuid.uuid4().hex
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         ttl_ms = int(min(timeout, 3600) * 1000) + 1000
+        granted = False
         try:
             while True:
-                granted, wait_ms = self._acquire(
-                    keys=keys,
-                    args=[
-                        rate.requests,
-                        # Refill a little slower than Graph does: our clock starts when a
-                        # token is taken, Graph's when the request arrives, and network jitter
-                        # between the two must never add up to a burst Graph sees as too fast.
-                        int(rate.per_seconds * 1000 * REFILL_SAFETY_FACTOR),
-                        tokens,
-                        priority.rank,
-                        self.interactive_reserve,
-                        waiter,
-                        ttl_ms,
-                    ],
+                waited_ms = int((time.monotonic() - started) * 1000)
+                granted, wait_ms, _ = self._ask(
+                    cls, priority, tokens, key, waiter, ttl_ms, 0, waited_ms
                 )
-                if int(granted):
+                if granted:
                     return
-                wait = int(wait_ms) / 1000
-                left = deadline - time.monotonic()
-                if wait > left:
-                    self._forget_waiter(keys, priority, waiter)
+                wait = wait_ms / 1000
+                if wait > deadline - time.monotonic():
                     raise GraphThrottled(
                         0,
                         "BudgetExhausted",
@@ -317,17 +323,68 @@ class RequestBudget:
             raise GraphTransient(
                 0, "BudgetUnavailable", f"the shared request budget (Redis) failed: {exc}"
             ) from exc
+        finally:
+            if not granted:
+                self._forget_waiter(cls, priority, f"{key}|{waiter}")
 
-    def _forget_waiter(self, keys: list[str], priority: Priority, waiter: str) -> None:
-        if priority.rank < 2:
-            self._redis.zrem(keys[2 + priority.rank], waiter)
+    def try_acquire(
+        self,
+        cls: str,
+        priority: Priority | str = Priority.INTERACTIVE,
+        fair_key: str | None = None,
+        tokens: int = 1,
+        *,
+        hold_seconds: float = 0.0,
+    ) -> bool:
+        """Take ``tokens`` if :meth:`acquire` would grant them at once; never sleeps.
+
+        With ``hold_seconds`` > 0 a refused call keeps ``fair_key``'s place in the queue that
+        long (others of its priority wait their turn behind it), as a waiting page that will ask
+        again does; a grant ends the hold. Raises GraphTransient when Redis cannot be reached.
+        """
+        priority = Priority(priority)
+        self._check_tokens(cls, priority, tokens)
+        key = _fair_key(fair_key)
+        ttl_ms = int(hold_seconds * 1000) if hold_seconds > 0 else 0
+        try:
+            granted, _, _ = self._ask(cls, priority, tokens, key, "hold", ttl_ms, 1)
+        except redis.RedisError as exc:
+            raise GraphTransient(
+                0, "BudgetUnavailable", f"the shared request budget (Redis) failed: {exc}"
+            ) from exc
+        return granted
+
+    def estimate(
+        self, cls: str, priority: Priority | str = Priority.INTERACTIVE, fair_key: str | None = None
+    ) -> BudgetWait:
+        """How long a one-token call of ``fair_key`` at ``priority`` would wait now, and its
+        place; changes nothing. Raises GraphTransient when Redis cannot be reached."""
+        priority = Priority(priority)
+        key = _fair_key(fair_key)
+        try:
+            granted, wait_ms, ahead = self._ask(cls, priority, 1, key, "estimate", 0, 2)
+        except redis.RedisError as exc:
+            raise GraphTransient(
+                0, "BudgetUnavailable", f"the shared request budget (Redis) failed: {exc}"
+            ) from exc
+        if granted:
+            return BudgetWait(0.0, 0)
+        return BudgetWait(wait_ms / 1000, ahead + 1)
+
+    def _forget_waiter(self, cls: str, priority: Priority, member: str) -> None:
+        keys = self._keys(cls)
+        try:
+            self._redis.zrem(keys[2 + priority.rank], member)
+            self._redis.hdel(keys[6], member)
+        except redis.RedisError:
+            pass  # the waiter expires on its own
 
     def record_pause(self, cls: str, retry_after: float) -> None:
         """Every process must wait ``retry_after`` seconds before its next ``cls`` call (a 429)."""
         keys = self._keys(cls)
         try:
             self._pause(
-                keys=[keys[1], keys[0]],
+                keys=[keys[1], keys[0], keys[8]],
                 args=[max(1, int(retry_after * 1000)), int(self.rates[cls].per_seconds * 1000)],
             )
         except redis.RedisError as exc:
@@ -339,6 +396,120 @@ class RequestBudget:
         """Seconds left of the current ``cls`` pause (0.0 when there is none)."""
         return int(self._pause_left(keys=[self._keys(cls)[1]])) / 1000
 
+    def snapshot(self) -> dict[str, Any]:
+        """The budget as Redis holds it now, JSON-safe::
+
+            {"at": epoch s, "classes": {cls: {
+                "rate": "5/10", "capacity": 5, "tokens": 2.4, "paused_for": 0.0,
+                "last_grant_ago": 1.2 | None, "stalled_for": 0.0,
+                "waiting": {"interactive": 2, "bulk": 0, "sync": 1},
+                "waiters": [{"key": oid, "priority": "interactive", "calls": 2,
+                             "waiting_for": 3.1}, ...],   # longest waiting first
+                "served": {fair key: seconds since its last grant},  # the last hour
+                "minutes": [{"at": epoch s, "used": 3, "calls": 3, "waits": 1,
+                             "waited_s": 2.0, "throttled": 0, "pauses": 0,
+                             "paused_s": 0.0, "by_priority": {...}}, ...],  # 60, oldest first
+                "hour": {the same sums over the 60 minutes}}}}
+
+        ``stalled_for``: seconds since the budget last moved while calls wait (the last grant,
+        or the first waiter's arrival after a time when none waited; 0 when nobody waits): calls
+        that give up and are replaced by new ones do not reset it, only a grant does. Raises
+        GraphTransient when Redis cannot be reached.
+        """
+        try:
+            seconds, micros = self._redis.time()
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            return {
+                "at": now_ms / 1000,
+                "classes": {cls: self._class_snapshot(cls, now_ms) for cls in self.rates},
+            }
+        except redis.RedisError as exc:
+            raise GraphTransient(
+                0, "BudgetUnavailable", f"the shared request budget (Redis) failed: {exc}"
+            ) from exc
+
+    def _class_snapshot(self, cls: str, now_ms: int) -> dict[str, Any]:
+        keys = self._keys(cls)
+        rate = self.rates[cls]
+        minute = now_ms // 60000
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(keys[0], "tokens", "ts")
+        pipe.get(keys[1])
+        for rank in range(3):
+            pipe.zrangebyscore(keys[2 + rank], now_ms + 1, "+inf")
+        pipe.hgetall(keys[6])
+        pipe.hmget(keys[7], "last_grant", "moved")
+        pipe.hgetall(keys[5])
+        for m in range(minute - _HOUR_MINUTES + 1, minute + 1):
+            pipe.hgetall(f"{keys[8]}:{m}")
+        answers = pipe.execute()
+        (tokens_raw, ts_raw), pause_raw = answers[0], answers[1]
+        waiting_sets, since_raw, last_raw, served_raw = answers[2:5], *answers[5:8]
+        minute_rows = answers[8:]
+
+        window_ms = rate.per_seconds * 1000 * REFILL_SAFETY_FACTOR
+        if tokens_raw is None or ts_raw is None:
+            tokens = float(rate.requests)
+        else:
+            tokens, ts = float(tokens_raw), float(ts_raw)
+            if now_ms > ts:
+                tokens = min(rate.requests, tokens + (now_ms - ts) * rate.requests / window_ms)
+        pause_left = max(0, _int(pause_raw or 0) - now_ms) / 1000
+        since = {_text(k): _int(v) for k, v in since_raw.items()}
+        waiters: dict[tuple[str, str], dict[str, Any]] = {}
+        waiting: dict[str, int] = {}
+        oldest = now_ms
+        for rank, members in enumerate(waiting_sets):
+            priority = list(_RANKS)[rank]
+            waiting[priority.value] = len(members)
+            for raw in members:
+                member = _text(raw)
+                key = member.split("|", 1)[0]
+                arrived = since.get(member, now_ms)
+                oldest = min(oldest, arrived)
+                row = waiters.setdefault(
+                    (key, priority.value),
+                    {"key": key, "priority": priority.value, "calls": 0, "waiting_for": 0.0},
+                )
+                row["calls"] += 1
+                row["waiting_for"] = max(row["waiting_for"], (now_ms - arrived) / 1000)
+        last_grant = _int(last_raw[0]) if last_raw[0] is not None else None
+        stalled_for = 0.0
+        if waiters:
+            moved = _int(last_raw[1]) if last_raw[1] is not None else oldest
+            stalled_for = max(0, now_ms - moved) / 1000
+        minutes = [
+            _minute_row((minute - _HOUR_MINUTES + 1 + i) * 60, row)
+            for i, row in enumerate(minute_rows)
+        ]
+        return {
+            "rate": f"{rate.requests}/{rate.per_seconds:g}",
+            "capacity": rate.requests,
+            "tokens": round(tokens, 2),
+            "paused_for": pause_left,
+            "last_grant_ago": None if last_grant is None else (now_ms - last_grant) / 1000,
+            "stalled_for": stalled_for,
+            "waiting": waiting,
+            "waiters": sorted(waiters.values(), key=lambda w: -w["waiting_for"]),
+            "served": {_text(k): max(0, now_ms - _int(v)) / 1000 for k, v in served_raw.items()},
+            "minutes": minutes,
+            "hour": _sum_minutes(minutes),
+        }
+
+    def stalls(self, threshold: float) -> dict[str, str]:
+        """The classes stalled for longer than ``threshold`` seconds, each with why: calls wait
+        and nothing was granted for that long, or a 429 pause has more than that left."""
+        found: dict[str, str] = {}
+        for cls, state in self.snapshot()["classes"].items():
+            if state["paused_for"] > threshold:
+                found[cls] = f"paused by a 429 for {state['paused_for']:.0f} s more"
+            elif state["stalled_for"] > threshold:
+                waiting = sum(state["waiting"].values())
+                found[cls] = (
+                    f"{waiting} call(s) waiting and no grant for {state['stalled_for']:.0f} s"
+                )
+        return found
+
     def ping(self) -> None:
         """Raises GraphTransient when Redis cannot be reached."""
         try:
@@ -348,3 +519,44 @@ class RequestBudget:
 
     def close(self) -> None:
         self._redis.close()
+
+
+_MINUTE_FIELDS = ("used", "calls", "waits", "waited_s", "throttled", "pauses", "paused_s")
+
+
+def _minute_row(at: int, raw: Mapping[Any, Any]) -> dict[str, Any]:
+    values = {_text(k): _int(v) for k, v in raw.items()}
+    by_priority = {
+        p.value: {
+            "used": values.get(f"granted:{p.rank}", 0),
+            "calls": values.get(f"calls:{p.rank}", 0),
+            "waits": values.get(f"waits:{p.rank}", 0),
+            "waited_s": values.get(f"waited_ms:{p.rank}", 0) / 1000,
+        }
+        for p in Priority
+    }
+    return {
+        "at": at,
+        "used": sum(row["used"] for row in by_priority.values()),
+        "calls": sum(row["calls"] for row in by_priority.values()),
+        "waits": sum(row["waits"] for row in by_priority.values()),
+        "waited_s": sum(row["waited_s"] for row in by_priority.values()),
+        "throttled": values.get("throttled", 0),
+        "pauses": values.get("pauses", 0),
+        "paused_s": values.get("paused_ms", 0) / 1000,
+        "by_priority": by_priority,
+    }
+
+
+def _sum_minutes(minutes: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {name: 0 for name in _MINUTE_FIELDS}
+    total["by_priority"] = {
+        p.value: {"used": 0, "calls": 0, "waits": 0, "waited_s": 0.0} for p in Priority
+    }
+    for row in minutes:
+        for name in _MINUTE_FIELDS:
+            total[name] += row[name]
+        for priority, values in row["by_priority"].items():
+            for name, value in values.items():
+                total["by_priority"][priority][name] += value
+    return total

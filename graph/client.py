@@ -23,6 +23,8 @@ tunnel TLS is still end to end, verified against ``ca_bundle``.
 
 Priority: calls of the interactive view (an agent is waiting) in the identity and access class
 carry ``x-ms-throttle-priority: high``; background views (sync, bulk) send no priority (normal).
+Fair shares: :meth:`GraphClient.for_agent` gives a view whose calls carry the agent's key to the
+budget, which serves keys round-robin (see :mod:`graph.budget`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,14 @@ from urllib.parse import quote, urlencode, urlsplit
 import requests
 import urllib3.exceptions
 
-from graph.budget import DEFAULT_BUDGETS, BudgetRate, Priority, RequestBudget, classify_path
+from graph.budget import (
+    DEFAULT_BUDGETS,
+    BudgetBusy,
+    BudgetRate,
+    Priority,
+    RequestBudget,
+    classify_path,
+)
 from graph.errors import (
     GraphError,
     GraphProtocolError,
@@ -294,14 +303,44 @@ class GraphClient:
         config: GraphConfig,
         *,
         priority: Priority | str = Priority.INTERACTIVE,
+        fair_key: str | None = None,
+        no_wait_hold: float | None = None,
         _shared: _Shared | None = None,
     ) -> None:
         self.config = config
         self.priority = Priority(priority)
+        self.fair_key = fair_key
+        # None: calls wait for the budget; a number: calls never wait (see without_waiting).
+        self.no_wait_hold = no_wait_hold
         self._shared = _shared or _Shared(config)
 
+    def _view(self, **changes: Any) -> GraphClient:
+        values: dict[str, Any] = {
+            "priority": self.priority,
+            "fair_key": self.fair_key,
+            "no_wait_hold": self.no_wait_hold,
+        }
+        values.update(changes)
+        return GraphClient(self.config, _shared=self._shared, **values)
+
     def with_priority(self, priority: Priority | str) -> GraphClient:
-        return GraphClient(self.config, priority=priority, _shared=self._shared)
+        """A view of this client whose calls take the budget at ``priority`` (same fair key)."""
+        return self._view(priority=Priority(priority))
+
+    def without_waiting(self, hold_seconds: float = 0.0) -> GraphClient:
+        """A view whose calls never wait for the budget: when no token can be had at once
+        (``RequestBudget.try_acquire``) a call raises ``graph.budget.BudgetBusy`` carrying the
+        estimate, before anything is sent. ``hold_seconds`` > 0 keeps the agent's place in the
+        queue that long (a page that will ask again)."""
+        return self._view(no_wait_hold=max(0.0, hold_seconds))
+
+    def for_agent(self, key: str) -> GraphClient:
+        """A view whose calls draw their fair share of the budget as ``key`` (the agent's Entra
+        object id): agents are served round-robin while the budget is short. Raises ValueError
+        for a key holding ``|``."""
+        if "|" in key:
+            raise ValueError(f"a fair key cannot contain '|': {key!r}")
+        return self._view(fair_key=key or None)
 
     @property
     def budget(self) -> RequestBudget:
@@ -403,6 +442,27 @@ class GraphClient:
             headers.update(self.priority_headers(throttle_class))
         return headers
 
+    def _take_budget(self, throttle_class: str, tokens: int) -> None:
+        budget = self._shared.budget
+        if self.no_wait_hold is None:
+            budget.acquire(
+                throttle_class,
+                self.priority,
+                timeout=self.config.max_retry_wait,
+                tokens=tokens,
+                fair_key=self.fair_key,
+            )
+        elif not budget.try_acquire(
+            throttle_class,
+            self.priority,
+            self.fair_key,
+            tokens,
+            hold_seconds=self.no_wait_hold,
+        ):
+            raise BudgetBusy(
+                throttle_class, budget.estimate(throttle_class, self.priority, self.fair_key)
+            )
+
     def _backoff(self, attempt: int) -> float:
         # Full jitter: a random wait up to base * 2^attempt, so retries do not synchronise.
         return random.uniform(0, self.config.backoff_base * (2**attempt))  # noqa: S311
@@ -431,9 +491,7 @@ class GraphClient:
             # our bucket stays in step with Graph's.
             access_token = shared.tokens.token()
             for throttle_class, tokens in costs.items():
-                shared.budget.acquire(
-                    throttle_class, self.priority, timeout=config.max_retry_wait, tokens=tokens
-                )
+                self._take_budget(throttle_class, tokens)
             client_request_id = str(uuid.uuid4())
             request_headers = {
                 **headers,

@@ -18,6 +18,7 @@ Actions never read from here: a runner reads Graph afresh before it writes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
 from graph import GraphClient
 from graph import methods as graph_methods
@@ -38,6 +40,8 @@ from graph.results import (
     PreferredSecondaryMethod,
     SignInPreferences,
 )
+
+logger = logging.getLogger(__name__)
 
 METHODS = "methods"
 PREFERENCES = "preferences"
@@ -55,7 +59,8 @@ class PersonSecurity:
     """What is known of a person's security info, each part with when it was read from Graph.
 
     ``methods`` None: not known. ``preferences`` None with ``"preferences"`` in ``parts``: known
-    to be unneeded or empty (a person without methods has no default; it is not read for them).
+    to be unneeded or empty (a person with no MFA method, only the password, has no default; it
+    is not read for them).
     ``mfa_state`` None: not known. ``fetched`` maps each part held to when Graph answered it;
     ``fetched_at`` is the oldest of them (None when nothing is held).
     """
@@ -195,7 +200,11 @@ def _decode(part: str, value: Any) -> Any:
 def cached(oid: str) -> PersonSecurity | None:
     """What the cache holds about ``oid`` (any part still fresh), or None when nothing is held.
     Never calls Graph. A part that cannot be read back counts as not held."""
-    stored = cache.get_many([_key(oid, part) for part in PARTS])
+    try:
+        stored = cache.get_many([_key(oid, part) for part in PARTS])
+    except (RedisError, OSError):
+        logger.warning("person cache unavailable: reading Graph instead")
+        return None
     values: dict[str, Any] = {}
     fetched: dict[str, datetime] = {}
     for part in PARTS:
@@ -222,15 +231,18 @@ def _store(oid: str, values: Mapping[str, Any], *, started: float | None) -> Non
     """Keep ``values`` (part -> graph result) unless a forget came after ``started``."""
     if not values:
         return
-    if started is not None:
-        forgotten = cache.get(_forgotten_key(oid))
-        if isinstance(forgotten, (int, float)) and forgotten >= started:
-            return
-    at = datetime.now(UTC).isoformat()
-    cache.set_many(
-        {_key(oid, part): {"at": at, "value": _encode(part, v)} for part, v in values.items()},
-        timeout=lifetime(),
-    )
+    try:
+        if started is not None:
+            forgotten = cache.get(_forgotten_key(oid))
+            if isinstance(forgotten, (int, float)) and forgotten >= started:
+                return
+        at = datetime.now(UTC).isoformat()
+        cache.set_many(
+            {_key(oid, p): {"at": at, "value": _encode(p, v)} for p, v in values.items()},
+            timeout=lifetime(),
+        )
+    except (RedisError, OSError):
+        logger.warning("person cache unavailable: %s not kept", ", ".join(values))
 
 
 def load(client: GraphClient, oid: str, *, parts: Iterable[str] = PARTS) -> PersonSecurity:
@@ -239,8 +251,8 @@ def load(client: GraphClient, oid: str, *, parts: Iterable[str] = PARTS) -> Pers
 
     Every part is a reports-class call (graph.budget.classify_path: all of
     ``/users/{id}/authentication/...``): ``methods`` is the methods list, ``preferences`` beta
-    signInPreferences (read only when the person has methods: the methods are read first when
-    not held), ``mfa_state`` beta authentication requirements. Raises GraphError as it comes;
+    signInPreferences (read only when the person has an MFA method; the methods are read first
+    when not held), ``mfa_state`` beta authentication requirements. Raises GraphError as it comes;
     parts read before the failure are kept.
     """
     wanted = [p for p in PARTS if p in set(parts)]
@@ -259,9 +271,12 @@ def load(client: GraphClient, oid: str, *, parts: Iterable[str] = PARTS) -> Pers
                 methods = held.methods
             if methods is None:
                 read[METHODS] = methods = tuple(graph_methods.list_methods(client, oid))
-            # The default is only worth a reports-class call when there are methods.
+            # The default is one of the MFA methods (all deletable kinds): only worth a
+            # reports-class call when there is one (not for the password alone).
             read[PREFERENCES] = (
-                graph_requirements.get_sign_in_preferences(client, oid) if methods else None
+                graph_requirements.get_sign_in_preferences(client, oid)
+                if any(m.kind.deletable for m in methods)
+                else None
             )
         if MFA_STATE in wanted:
             read[MFA_STATE] = graph_requirements.get_per_user_mfa_state(client, oid)
@@ -283,18 +298,25 @@ def load(client: GraphClient, oid: str, *, parts: Iterable[str] = PARTS) -> Pers
 
 
 def forget(oid: str) -> None:
-    """Drop everything held about ``oid``, and keep a read already under way from storing."""
-    cache.set(_forgotten_key(oid), time.time(), timeout=max(lifetime(), 60))
-    cache.delete_many([_key(oid, part) for part in PARTS])
+    """Drop everything held about ``oid``, and keep a read already under way from storing.
+
+    Never raises for Redis (a runner calls it after its writes): when Redis cannot be reached
+    nothing is held anyway, and a warning is logged."""
+    try:
+        cache.set(_forgotten_key(oid), time.time(), timeout=max(lifetime(), 60))
+        cache.delete_many([_key(oid, part) for part in PARTS])
+    except (RedisError, OSError):
+        logger.warning("person cache unavailable: could not forget a person")
 
 
 def refill_methods(oid: str, methods: Iterable[AuthenticationMethod]) -> None:
     """After the portal's own write on ``oid``: forget everything, then keep the methods the
     runner's verifying re-list just read (fresh, so no read is needed to show them). When the
-    list is empty the default is known to be absent and is kept as such."""
+    list holds no MFA method (the password alone) the default is known to be absent and is kept
+    as such."""
     forget(oid)
     rows = tuple(methods)
     values: dict[str, Any] = {METHODS: rows}
-    if not rows:
+    if not any(m.kind.deletable for m in rows):
         values[PREFERENCES] = None
     _store(oid, values, started=None)

@@ -75,7 +75,8 @@ logger = logging.getLogger(__name__)
 # 2: profiles carry the person's portal roles.
 _CACHE_VERSION = 2
 _ROLE_NAME_CACHE_SECONDS = 24 * 3600
-_TAP_POLICY_CACHE_SECONDS = 60
+# An action form's POST checks this copy (Graph still refuses a pass outside the policy).
+_TAP_POLICY_CACHE_SECONDS = 600
 # Requests that touch the same thing of one person: at most one open request per family.
 KIND_FAMILIES: dict[str, str] = {
     ActionKind.REREGISTER: "methods",
@@ -653,8 +654,8 @@ def check_repeat(
 
 
 def tap_policy(client: GraphClient, *, use_cache: bool = True) -> TemporaryAccessPassPolicy:
-    """The tenant's TAP policy, from Graph (cached for a minute: it changes rarely and every read
-    costs a token of the small reports budget)."""
+    """The tenant's TAP policy, from Graph (cached for ten minutes: it changes rarely and every
+    read costs a token of the small reports budget)."""
     key = "mfa:tap-policy"
     if use_cache:
         cached = cache.get(key)

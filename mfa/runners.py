@@ -38,7 +38,7 @@ from graph.errors import (
     GraphTransient,
 )
 from graph.results import AuthenticationMethod, MethodKind, PerUserMfa
-from mfa import tap_vault
+from mfa import person_cache, tap_vault
 from mfa.models import ActionKind, ActionRequest, Status
 from outbox.engine import Run
 from outbox.flow import Outcome
@@ -257,6 +257,8 @@ def _run_reregister(run: Run[ActionRequest]) -> Outcome:
         }
         for e in not_removed
     ]
+    # The verifying re-list is fresh: the person page shows it without another read.
+    person_cache.refill_methods(user_id, after)
     remaining = [method_label(m) for m in after if m.kind.deletable]
     kept = [method_label(m) for m in after if not m.kind.deletable]
     row.result = {
@@ -645,6 +647,33 @@ RUNNERS: dict[str, Callable[[Run[ActionRequest]], Outcome]] = {
 }
 
 
+# Kinds whose writes change what mfa.person_cache holds (methods, default, per-user MFA state).
+_CHANGES_SECURITY_INFO = frozenset(
+    {
+        ActionKind.REREGISTER,
+        ActionKind.ISSUE_TAP,
+        ActionKind.SET_MFA_STATE,
+        ActionKind.DELETE_METHOD,
+    }
+)
+
+
 def run_action(run: Run[ActionRequest]) -> Outcome:
-    """The runner of the request's kind."""
-    return RUNNERS[run.row.kind](run)
+    """The runner of the request's kind.
+
+    Runners never read mfa.person_cache: each reads Graph afresh before it writes. When one
+    ends, the person's cached security info is forgotten (a re-registration instead refills it
+    with its verifying re-list, which is fresh), so the person page never shows the state from
+    before the portal's own write.
+    """
+    kind = run.row.kind
+    try:
+        outcome = RUNNERS[kind](run)
+    except BaseException:
+        # A write may have landed before the failure (or the deferral): read it again.
+        if kind in _CHANGES_SECURITY_INFO:
+            person_cache.forget(run.row.target_id)
+        raise
+    if kind in _CHANGES_SECURITY_INFO and kind != ActionKind.REREGISTER:
+        person_cache.forget(run.row.target_id)
+    return outcome

@@ -1,41 +1,31 @@
-"""What the helpdesk pages read: the person page, a person's recent Entra events, the Graph facts
-an action form needs, the request list, the approvals queue and the agents an override can help.
+"""What the helpdesk pages read: the person page's shell, a person's recent Entra events (from
+the local audit cache), the Graph facts an action form needs, the request list, the approvals
+queue and the agents an override can help.
 
 Views call one of these and render what it returns, so a view never calls Graph or builds a query
-itself. A Graph failure that spoils only one section of a page (the methods, the default method,
-the MFA state, the Entra events) is returned beside that section, with Graph's code and
-request-id, and the rest of the page still shows; a failure the page cannot do without is raised
-(``GraphError``) for the view to turn into its 502/503 page.
+itself. The person page's Graph panels (methods, default method, per-user MFA) are fragments read
+by ``mfa.panels``; a failure the page cannot do without is raised (``GraphError``) for the view to
+turn into its 502/503 page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
-from graph import GraphClient
-from graph import audit_logs as graph_audit
-from graph import methods as graph_methods
-from graph import requirements as graph_requirements
-from graph.errors import GraphError
-from graph.results import AuthenticationMethod, PerUserMfaState, SignInPreferences
+from audit.models import AuditSyncState
+from audit.selectors import HistoryFilters, HistoryRow, history_query
 from mfa import policy
-from mfa.forms import METHOD_NAMES
 from mfa.models import ActionKind, ActionRequest, Status
 from mfa.permissions import can_decide, can_see_all_requests, can_see_request
 
-T = TypeVar("T")
-
 ENTRA_EVENTS_TOP = 10
-ENTRA_EVENTS_CACHE_SECONDS = 60
 RECENT_REQUESTS_SHOWN = 10
 REQUEST_LIST_LIMIT = 200
 PARAM_LABELS: dict[str, str] = {
@@ -45,14 +35,6 @@ PARAM_LABELS: dict[str, str] = {
     "state": "New state",
     "method_label": "Method",
 }
-
-
-def _read(call: Callable[[], T]) -> tuple[T | None, GraphError | None]:
-    """Run one Graph read for a section of a page: its value, or the error to show there."""
-    try:
-        return call(), None
-    except GraphError as exc:
-        return None, exc
 
 
 def with_viewable(user: Any, requests: list[ActionRequest]) -> list[ActionRequest]:
@@ -78,21 +60,16 @@ def params_for_display(action_request: ActionRequest) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True)
-class PersonPage:
-    """Everything the person page shows about one person, besides the caller verification.
+class PersonShell:
+    """What the person page draws at once, besides the caller verification: identity-class data
+    and the portal's own rows only, never a reports-class Graph call. The methods, sign-in
+    preference and per-user MFA panels are fragments (``mfa.panels``), the Entra events panel
+    reads the local audit cache (:func:`entra_events`).
 
-    Each Graph section has its value or its error (``methods_error`` and so on); ``methods`` are
-    rows of ``method``, ``name`` and ``is_default``; ``actions`` the actions the agent may take.
+    ``actions`` are the actions the agent may take.
     """
 
     profile: policy.TargetProfile
-    methods: list[dict[str, Any]]
-    methods_error: GraphError | None
-    preferences: SignInPreferences | None
-    preferences_error: GraphError | None
-    default_known: bool
-    mfa_state: PerUserMfaState | None
-    mfa_error: GraphError | None
     actions: list[dict[str, Any]]
     no_action_reason: str
     approval_needed: bool
@@ -102,31 +79,11 @@ class PersonPage:
         """The template context of ``mfa/user_detail.html`` (without the verification part)."""
         return {
             "profile": self.profile,
-            "methods": self.methods,
-            "methods_error": self.methods_error,
-            "preferences": self.preferences,
-            "preferences_error": self.preferences_error,
-            "default_known": self.default_known,
-            "mfa_state": self.mfa_state,
-            "mfa_error": self.mfa_error,
             "actions": self.actions,
             "no_action_reason": self.no_action_reason,
             "approval_needed": self.approval_needed,
             "recent_requests": self.recent_requests,
         }
-
-
-def _method_rows(
-    methods: list[AuthenticationMethod], default_id: str | None
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "method": m,
-            "name": METHOD_NAMES.get(m.kind.type_name, m.odata_type or "Unknown method"),
-            "is_default": m.id == default_id,
-        }
-        for m in methods
-    ]
 
 
 def _actions(agent: Any, profile: policy.TargetProfile) -> tuple[list[dict[str, Any]], str]:
@@ -151,38 +108,14 @@ def _actions(agent: Any, profile: policy.TargetProfile) -> tuple[list[dict[str, 
     return actions, no_action_reason
 
 
-def person_page(client: GraphClient, *, agent: Any, profile: policy.TargetProfile) -> PersonPage:
-    """The person page of ``profile``'s person as ``agent`` sees it.
-
-    Three Graph reads, in this order: the methods; the sign-in preferences (only when there are
-    methods: it costs the small reports budget); the per-user MFA state. Each failure is kept in
-    its section's ``..._error``; nothing is raised for them.
-    """
+def person_shell(*, agent: Any, profile: policy.TargetProfile) -> PersonShell:
+    """The person page of ``profile``'s person as ``agent`` sees it, from the profile already
+    read (identity class) and the portal's database: no Graph call at all."""
     target_id = profile.user.id
-    methods, methods_error = _read(lambda: graph_methods.list_methods(client, target_id))
-    # The default method comes from beta signInPreferences (graph/requirements.py says why not
-    # the v1.0 report). Only worth a call of the small reports budget when there are methods.
-    preferences: SignInPreferences | None = None
-    preferences_error: GraphError | None = None
-    if methods:
-        preferences, preferences_error = _read(
-            lambda: graph_requirements.get_sign_in_preferences(client, target_id)
-        )
-    default_id = graph_requirements.default_method_id(methods or [], preferences)
-    mfa_state, mfa_error = _read(
-        lambda: graph_requirements.get_per_user_mfa_state(client, target_id)
-    )
     actions, no_action_reason = _actions(agent, profile)
     recent = list(ActionRequest.objects.for_target(target_id)[:RECENT_REQUESTS_SHOWN])
-    return PersonPage(
+    return PersonShell(
         profile=profile,
-        methods=_method_rows(methods or [], default_id),
-        methods_error=methods_error,
-        preferences=preferences,
-        preferences_error=preferences_error,
-        default_known=default_id is not None,
-        mfa_state=mfa_state,
-        mfa_error=mfa_error,
         actions=actions,
         no_action_reason=no_action_reason,
         approval_needed=policy.needs_approval(profile),
@@ -192,68 +125,29 @@ def person_page(client: GraphClient, *, agent: Any, profile: policy.TargetProfil
 
 @dataclass(frozen=True)
 class EntraEvents:
-    """A person's recent Entra audit events as plain rows (``when``, ``activity``, ``by``,
-    ``result``), or the Graph error that kept them from the page."""
+    """A person's recent Entra audit events from the local cache (``DirectoryAuditRecord``),
+    newest first, as history rows (``at``, ``kind_label``, ``initiated_by_name``, ``outcome``),
+    and when the tenant-wide sync last finished (None: never)."""
 
-    rows: list[dict[str, Any]]
-    error: GraphError | None
-
-
-def entra_events(client: GraphClient, *, target_id: str) -> EntraEvents:
-    """The last ENTRA_EVENTS_TOP directory audit events about ``target_id``.
-
-    Read at ``sync`` priority, so it never takes budget an agent's action needs, and cached for
-    ENTRA_EVENTS_CACHE_SECONDS: the same person's page is often reloaded during one call. A
-    failure is not cached. Raises ValueError for an id Graph's filter cannot take.
-    """
-    key = f"mfa:entra-events:{target_id}"
-    events = cache.get(key)
-    if events is not None:
-        return EntraEvents(rows=events, error=None)
-    try:
-        # Graph documents no default order: ask for the newest first, or the first page could
-        # be any ENTRA_EVENTS_TOP of the person's events.
-        page = graph_audit.directory_audits_page(
-            client.with_priority("sync"),
-            target_id=target_id,
-            top=ENTRA_EVENTS_TOP,
-            newest_first=True,
-        )
-    except GraphError as exc:
-        return EntraEvents(rows=[], error=exc)
-    # Plain values: Graph's typed result keeps read-only JSON that does not pickle.
-    rows = [
-        {
-            "when": event.activity_date_time,
-            "activity": event.activity_display_name,
-            "by": (
-                event.initiated_by_user.user_principal_name or event.initiated_by_user.display_name
-                if event.initiated_by_user
-                else f"app {event.initiated_by_app.display_name}"
-                if event.initiated_by_app
-                else "unknown"
-            ),
-            "result": event.result or "",
-        }
-        for event in page.items
-    ]
-    cache.set(key, rows, timeout=ENTRA_EVENTS_CACHE_SECONDS)
-    return EntraEvents(rows=rows, error=None)
+    rows: list[HistoryRow]
+    synced_at: datetime | None
 
 
-def action_form_extras(
-    client: GraphClient, *, kind: str, profile: policy.TargetProfile
-) -> dict[str, Any]:
-    """Graph facts an action form needs (TAP policy, the methods to choose from), as keyword
-    arguments of the form.
-
-    Raises GraphError when Graph cannot give them.
-    """
-    if kind == ActionKind.ISSUE_TAP:
-        return {"tap_policy": policy.tap_policy(client)}
-    if kind == ActionKind.DELETE_METHOD:
-        return {"methods": graph_methods.list_methods(client, profile.user.id)}
-    return {}
+def entra_events(*, viewer: Any, target_id: str) -> EntraEvents:
+    """The last ENTRA_EVENTS_TOP cached Entra events about ``target_id`` that ``viewer`` may
+    read (an agent may read the whole history of a person they open). No Graph call: the
+    audit sync fills the cache, and "sync this person now" (``audit.tasks``) tops it up."""
+    page = history_query(
+        HistoryFilters(target=target_id.lower(), source="entra"),
+        viewer,
+        page_size=ENTRA_EVENTS_TOP,
+    )
+    synced_at = (
+        AuditSyncState.objects.filter(pk=AuditSyncState.SINGLETON_ID)
+        .values_list("last_finished_at", flat=True)
+        .first()
+    )
+    return EntraEvents(rows=page.rows, synced_at=synced_at)
 
 
 # --- requests and approvals -----------------------------------------------------------------

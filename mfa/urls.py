@@ -27,7 +27,32 @@ app_name = "mfa"
 urlpatterns = [
     path("users/", people.user_search, name="user_search"),
     path("users/<guid:oid>/", people.user_detail, name="user_detail"),
-    path("users/<guid:oid>/entra-events/", people.user_entra_events, name="user_entra_events"),
+    # The person page's panels: Graph fragments that may wait for the budget, Refresh, and the
+    # Entra events from the local audit cache with "sync this person now".
+    path(
+        "users/<guid:oid>/panels/methods/",
+        people.user_panel,
+        {"panel": "methods"},
+        name="user_panel_methods",
+    ),
+    path(
+        "users/<guid:oid>/panels/mfa/", people.user_panel, {"panel": "mfa"}, name="user_panel_mfa"
+    ),
+    path(
+        "users/<guid:oid>/panels/refresh/",
+        people.user_panels_refresh,
+        name="user_panels_refresh",
+    ),
+    path(
+        "users/<guid:oid>/panels/entra-events/",
+        people.user_entra_events,
+        name="user_entra_events",
+    ),
+    path(
+        "users/<guid:oid>/panels/entra-events/sync/",
+        people.user_entra_sync,
+        name="user_entra_sync",
+    ),
     path("users/<guid:oid>/verify/send/", verification.verify_send, name="verify_send"),
     path("users/<guid:oid>/verify/check/", verification.verify_check, name="verify_check"),
     path("users/<guid:oid>/verify/manual/", verification.verify_manual, name="verify_manual"),

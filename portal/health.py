@@ -1,15 +1,18 @@
 """Liveness and readiness.
 
 ``/healthz``: the process answers; touches nothing else (no database, no Redis, no sign-in).
-``/readyz``: the portal can serve: the database answers, Redis answers, and a Graph token can be
-had (``portal.graph_client.check_token()``, which raises on failure). The checks run in parallel,
+``/readyz``: the portal can serve: the database answers, Redis answers, a Graph token can be
+had (``portal.graph_client.check_token()``, which raises on failure), and no throttling class of
+the shared Graph budget is stalled: calls waiting with no grant for longer than
+``GRAPH_BUDGET_STALL_SECONDS``, or a 429 pause with more than that left. The checks run in parallel,
 each bounded by ``CHECK_TIMEOUT_SECONDS``; one that has not finished by then is reported as
 failed by name. Answers 200 when every check passed, else 503, with a JSON body::
 
     {"status": "ok" | "failing",
      "checks": {"database": {"ok": true, "ms": 2},
                 "redis": {"ok": false, "error": "ConnectionError: ...", "ms": 1},
-                "graph_token": {"ok": true, "ms": 40}}}
+                "graph_token": {"ok": true, "ms": 40},
+                "graph_budget": {"ok": false, "error": "RuntimeError: reports: ...", "ms": 1}}}
 """
 
 from __future__ import annotations
@@ -62,10 +65,20 @@ def check_graph_token() -> None:
     check_token()
 
 
+def check_graph_budget() -> None:
+    """Raises RuntimeError naming each throttling class whose budget is stalled."""
+    from portal.graph_client import budget_stalls  # imported here: it builds the Graph client
+
+    stalls = budget_stalls()
+    if stalls:
+        raise RuntimeError("; ".join(f"{cls}: {why}" for cls, why in sorted(stalls.items())))
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
     "redis": check_redis,
     "graph_token": check_graph_token,
+    "graph_budget": check_graph_budget,
 }
 
 
@@ -115,7 +128,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: 200 when the database, Redis and a Graph token are all fine, else 503."""
+    """Readiness: 200 when the database, Redis, a Graph token and the Graph budget are all fine,
+    else 503."""
     results = run_checks()
     ready = all(result["ok"] for result in results.values())
     return JsonResponse(

@@ -65,6 +65,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The agent of this request draws its own fair share of the Graph budget (graph.budget).
+    "portal.graph_client.AgentFairShareMiddleware",
     "accounts.middleware.RoleRecheckMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -177,6 +179,11 @@ GRAPH_MAX_RETRY_WAIT_SECONDS = env.float("GRAPH_MAX_RETRY_WAIT_SECONDS", default
 GRAPH_BUDGET_REPORTS = env.str("GRAPH_BUDGET_REPORTS", default="5/10")
 GRAPH_BUDGET_IDENTITY = env.str("GRAPH_BUDGET_IDENTITY", default="3500/10")
 GRAPH_INTERACTIVE_RESERVE = env.int("GRAPH_INTERACTIVE_RESERVE", default=1)
+# /readyz fails when calls wait on a class and nothing was granted for this long, or a 429 pause
+# has more than this left (portal/health.py).
+GRAPH_BUDGET_STALL_SECONDS = env.float("GRAPH_BUDGET_STALL_SECONDS", default=120.0)
+if not GRAPH_BUDGET_STALL_SECONDS > 0:
+    raise ConfigError("GRAPH_BUDGET_STALL_SECONDS", "must be a number of seconds above 0")
 
 for _name in ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID"):
     if not globals()[_name]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import include, path
 
 from accounts import views as accounts_views
-from portal import health, views
+from portal import health, ops, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,6 +14,7 @@ urlpatterns = [
     path("roles/", include("roles.urls")),
     path("", include("audit.urls")),
     path("preflight/", include("preflight.urls")),
+    path("ops/", ops.budget_view, name="ops_budget"),
     path("signed-out/", accounts_views.signed_out, name="signed_out"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

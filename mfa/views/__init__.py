@@ -1,6 +1,7 @@
 """The helpdesk pages (URL namespace ``mfa``), one module per job:
 
-- ``people``: search and the person page (with its lazy Entra-events fragment);
+- ``people``: search, the person page's shell and its panels (methods, per-user MFA and Entra
+  events, each a fragment; ``mfa.panels`` decides cache, read now or wait);
 - ``actions``: the form of one action, which makes the request;
 - ``verification``: caller verification (send a code, check it, a manual check) and the demo
   mailbox where the codes land;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -9,8 +11,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts.roles import REQUESTER_ROLES, role_required
+from graph import GraphClient
 from graph.errors import GraphError
-from mfa import policy, selectors, services
+from mfa import person_cache, policy, services
 from mfa.forms import ACTION_FORMS
 from mfa.models import ActionKind
 from mfa.verification import verification_current, verification_valid_until
@@ -34,16 +37,59 @@ KIND_HELP: dict[str, str] = {
 }
 
 
+def form_extras(
+    client: GraphClient, *, kind: str, target_id: str, cached_only: bool = False
+) -> dict[str, Any] | None:
+    """What an action form needs from Graph, as keyword arguments of the form, from the caches
+    the form's GET (or the person page) filled: the tenant's TAP policy (``policy.tap_policy``,
+    cached ten minutes) and the person's methods (``mfa.person_cache``). When the person cache
+    has lost the methods, they are read (one reports-class call), or with ``cached_only`` None is
+    returned instead (the caller reads them after its policy check).
+
+    The choice of a method to delete may come from the cache: the runner deletes it in Graph,
+    which answers "not registered" for one that has gone meanwhile. Raises GraphError.
+    """
+    if kind == ActionKind.ISSUE_TAP:
+        return {"tap_policy": policy.tap_policy(client)}
+    if kind == ActionKind.DELETE_METHOD:
+        held = person_cache.cached(target_id)
+        if held is None or held.methods is None:
+            if cached_only:
+                return None
+            held = person_cache.load(client, target_id, parts=(person_cache.METHODS,))
+        return {"methods": list(held.methods or ())}
+    return {}
+
+
 @require_http_methods(["GET", "POST"])
 @role_required(*REQUESTER_ROLES)
 def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
     """The form of one action. A valid POST makes (or, for a repeated token, finds) the request
-    and redirects to its page; a refusal by the policy is shown above the form (409)."""
+    and redirects to its page; a refusal by the policy is shown above the form (409).
+
+    Graph calls. A POST is validated first, from the caches of ``form_extras``. One that fails
+    validation is answered from the cached profile: no Graph call while the profile is cached
+    (PORTAL_TARGET_CACHE_SECONDS), else the profile's identity-class reads. A valid one reads the
+    person's profile afresh, once, because the tier decides whether a second person must
+    approve: identity-class calls only (the person, manager, memberships, role assignments and
+    eligibilities, the portal's app role assignments). No POST makes a reports-class call, except
+    "Delete one method" when the person cache lost the methods (one read, after the policy
+    check): the runner reads what it needs fresh, before it writes.
+    """
     form_class = ACTION_FORMS.get(kind)
     if form_class is None:
         raise Http404("No such action")
-    # The tier decides whether a second person must approve: read it afresh before deciding.
-    found = profile_or_problem(request, oid, use_cache=request.method == "GET")
+    client = get_graph_client()
+    posted = request.method == "POST"
+    form = None
+    try:
+        extras = form_extras(client, kind=kind, target_id=oid, cached_only=True)
+    except GraphError as exc:
+        return graph_problem_response(request, exc, what="Preparing this form")
+    if posted and extras is not None:
+        form = form_class(request.POST, **extras)
+    # The tier decides whether a second person must approve: read it afresh for a valid POST.
+    found = profile_or_problem(request, oid, use_cache=not (form is not None and form.is_valid()))
     if isinstance(found, HttpResponse):
         return found
     profile = found
@@ -51,45 +97,56 @@ def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
         policy.check_may_request(request.user, profile, kind)
     except policy.PolicyError as exc:
         raise PermissionDenied(exc.message) from exc
-    try:
-        extras = selectors.action_form_extras(get_graph_client(), kind=kind, profile=profile)
-    except GraphError as exc:
-        return graph_problem_response(request, exc, what="Preparing this form")
+    if extras is None:
+        # The methods to choose from are no longer cached: read them, now that the agent may act.
+        try:
+            extras = form_extras(client, kind=kind, target_id=profile.user.id) or {}
+        except GraphError as exc:
+            return graph_problem_response(request, exc, what="Preparing this form")
+        if posted:
+            form = form_class(request.POST, **extras)
+            if form.is_valid():
+                fresh = profile_or_problem(request, oid, use_cache=False)
+                if isinstance(fresh, HttpResponse):
+                    return fresh
+                profile = fresh
+                try:
+                    policy.check_may_request(request.user, profile, kind)
+                except policy.PolicyError as exc:
+                    raise PermissionDenied(exc.message) from exc
     verification = verification_current(agent=request.user, target_id=profile.user.id)
     # The agent did this to this person moments ago (two tabs, a second click on a fresh form):
     # say so before they submit, and ask for a confirmation with a reason.
     repeat_of = policy.recent_success(request.user, target_id=profile.user.id, kind=kind)
     policy_error = ""
-    if request.method == "POST":
-        form = form_class(request.POST, **extras)
-        if form.is_valid():
-            # One that has just expired still goes to the service, whose refusal then says
-            # "too old, verify again" instead of "missing".
-            backing = verification or verification_current(
-                agent=request.user, target_id=profile.user.id, include_expired=True
-            )
-            try:
-                action_request = services.action_request_create(
-                    agent=request.user,
-                    profile=profile,
-                    kind=kind,
-                    reason=form.cleaned_data["reason"],
-                    ticket=form.cleaned_data["ticket"],
-                    params=form.params(),
-                    verification=backing,
-                    idempotency_key=form.cleaned_data["idempotency_key"],
-                    http_request=request,
-                    repeat_reason=form.confirmed_repeat_reason(),
-                )
-            except policy.RepeatNeedsConfirmation as exc:
-                policy_error = exc.message
-                repeat_of = exc.previous
-            except policy.PolicyError as exc:
-                policy_error = exc.message
-            else:
-                return redirect("mfa:request_detail", action_request.public_id)
-    else:
+    if form is None:
         form = form_class(**extras)
+    elif form.is_valid():
+        # One that has just expired still goes to the service, whose refusal then says
+        # "too old, verify again" instead of "missing".
+        backing = verification or verification_current(
+            agent=request.user, target_id=profile.user.id, include_expired=True
+        )
+        try:
+            action_request = services.action_request_create(
+                agent=request.user,
+                profile=profile,
+                kind=kind,
+                reason=form.cleaned_data["reason"],
+                ticket=form.cleaned_data["ticket"],
+                params=form.params(),
+                verification=backing,
+                idempotency_key=form.cleaned_data["idempotency_key"],
+                http_request=request,
+                repeat_reason=form.confirmed_repeat_reason(),
+            )
+        except policy.RepeatNeedsConfirmation as exc:
+            policy_error = exc.message
+            repeat_of = exc.previous
+        except policy.PolicyError as exc:
+            policy_error = exc.message
+        else:
+            return redirect("mfa:request_detail", action_request.public_id)
     # The tier, and the kind's own rule (e.g. a TAP backed only by a manual check).
     approval_reasons = policy.approval_reasons(
         profile, kind, request.POST if request.method == "POST" else None, verification

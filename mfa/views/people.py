@@ -1,18 +1,26 @@
-"""Search and the person page: who the person is, their methods, MFA state, roles and tier,
-recent requests, the caller verification and the actions this agent may take."""
+"""Search and the person page: who the person is, roles and tier, recent requests, the caller
+verification and the actions this agent may take (the shell, drawn at once), and its panels:
+methods and per-user MFA (fragments that may wait for Graph's budget), the Entra events (local
+audit cache) with "sync this person now", and Refresh."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
+from kombu.exceptions import OperationalError
 
 from accounts.roles import REQUESTER_ROLES, role_required
+from audit import sync as audit_sync
+from audit import tasks as audit_tasks
 from graph.errors import GraphError
-from mfa import policy, selectors
+from mfa import panels, person_cache, policy, selectors
 from mfa.forms import SEARCH_MAX_LENGTH, CheckCodeForm, ManualCheckForm, SendCodeForm
 from mfa.mailbox import mailbox_active
 from mfa.search import people_search
@@ -24,6 +32,12 @@ from mfa.verification import (
 )
 from mfa.views.pages import graph_problem, is_htmx, profile_or_problem
 from portal.graph_client import get_graph_client
+
+logger = logging.getLogger(__name__)
+
+PANEL_TITLES = {panels.METHODS_PANEL: "Sign-in methods", panels.MFA_PANEL: "Per-user MFA"}
+# While "sync this person now" runs, the events panel asks again this often (seconds).
+ENTRA_SYNC_POLL_SECONDS = 2
 
 
 @require_GET
@@ -94,27 +108,105 @@ def _verification_context(request: HttpRequest, profile: policy.TargetProfile) -
     }
 
 
+def _agent_key(user: Any) -> str:
+    """The agent's fair-share key in the Graph budget: their Entra object id."""
+    profile = getattr(user, "portal_profile", None)
+    return str(getattr(profile, "oid", "") or getattr(user, "username", ""))
+
+
+def _entra_context(request: HttpRequest, oid: str) -> dict[str, Any]:
+    events = selectors.entra_events(viewer=request.user, target_id=oid)
+    return {
+        "oid": oid,
+        "entra_events": events.rows,
+        "entra_synced_at": events.synced_at,
+        "entra_sync_pending": audit_sync.person_sync_pending(oid),
+        "entra_retry_seconds": ENTRA_SYNC_POLL_SECONDS,
+    }
+
+
 @require_GET
 @role_required(*REQUESTER_ROLES)
 def user_detail(request: HttpRequest, oid: str) -> HttpResponse:
-    """``/users/<oid>/``: the person page (``mfa.selectors.person_page``) with the caller
-    verification panel; Http404 for an unknown person, a 502/503 page when reading them fails."""
+    """``/users/<oid>/``: the person page's shell (``mfa.selectors.person_shell``: identity-class
+    data only) with the caller verification panel and the Entra events from the local cache; the
+    methods and per-user MFA panels load as fragments (:func:`user_panel`). Http404 for an
+    unknown person, a 502/503 page when reading them fails."""
     found = profile_or_problem(request, oid)
     if isinstance(found, HttpResponse):
         return found
-    page = selectors.person_page(get_graph_client(), agent=request.user, profile=found)
-    context = {**page.context(), **_verification_context(request, found)}
+    shell = selectors.person_shell(agent=request.user, profile=found)
+    context = {
+        **shell.context(),
+        **_verification_context(request, found),
+        **_entra_context(request, found.user.id),
+    }
     return render(request, "mfa/user_detail.html", context)
 
 
 @require_GET
 @role_required(*REQUESTER_ROLES)
+def user_panel(request: HttpRequest, oid: str, panel: str) -> HttpResponse:
+    """``/users/<oid>/panels/<methods|mfa>/``: one Graph panel of the person page
+    (``mfa.panels.person_panel``): from the cache, read now, or waiting for the budget (the
+    panel says how long and asks again by itself). A fragment for the page's script; a page of
+    its own without it."""
+    shown = panels.person_panel(
+        get_graph_client(), oid=oid, panel=panel, agent_key=_agent_key(request.user)
+    )
+    context = shown.context()
+    template = f"mfa/_panel_{panel}.html"
+    if not is_htmx(request):
+        context.update(panel_template=template, title=PANEL_TITLES[panel])
+        template = "mfa/panel_page.html"
+    response = render(request, template, context)
+    response["Vary"] = "HX-Request"
+    # What a panel shows changes with the cache and the budget: never keep it.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@role_required(*REQUESTER_ROLES)
+def user_panels_refresh(request: HttpRequest, oid: str) -> HttpResponse:
+    """Refresh: forget what the portal holds about the person's methods, default method and MFA
+    state (``mfa.person_cache.forget``) and reload the page, whose panels then read Graph."""
+    person_cache.forget(oid)
+    return redirect(reverse("mfa:user_detail", args=[oid]) + "#panels")
+
+
+@require_GET
+@role_required(*REQUESTER_ROLES)
 def user_entra_events(request: HttpRequest, oid: str) -> HttpResponse:
-    """The person's recent Entra audit events (a fragment the person page loads lazily); a Graph
-    failure shows in the fragment."""
-    try:
-        events = selectors.entra_events(get_graph_client(), target_id=oid)
-    except ValueError as exc:
-        raise Http404("No such person") from exc
-    context = {"entra_events": events.rows, "entra_error": events.error}
-    return render(request, "mfa/_entra_events.html", context)
+    """The person's recent Entra events from the local audit cache (no Graph call): the panel
+    the page's script fetches again while a "sync this person now" runs."""
+    response = render(request, "mfa/_panel_entra.html", _entra_context(request, oid))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@role_required(*REQUESTER_ROLES)
+def user_entra_sync(request: HttpRequest, oid: str) -> HttpResponse:
+    """ "Sync this person now": queue the read of the person's newest Entra events into the local
+    cache (``audit.tasks.entra_audit_sync_person``, for this agent at interactive priority) and
+    go back to the page, whose events panel fills in when the task has run."""
+    if audit_sync.person_sync_pending(oid):
+        # One is queued already: a second press would spend the reports budget again.
+        return redirect(reverse("mfa:user_detail", args=[oid]) + "#entra-title")
+    audit_sync.person_sync_mark(oid)
+    agent_key = _agent_key(request.user)
+
+    def enqueue() -> None:
+        try:
+            audit_tasks.entra_audit_sync_person.apply_async(
+                args=(oid, agent_key), queue="interactive"
+            )
+        except OperationalError:
+            logger.exception("could not queue the audit sync of %s", oid)
+            audit_sync.person_sync_forget(oid)
+            messages.error(request, "The portal's queue cannot be reached: try again shortly.")
+
+    transaction.on_commit(enqueue)
+    messages.info(request, "Reading this person's events from Entra: the panel fills in.")
+    return redirect(reverse("mfa:user_detail", args=[oid]) + "#entra-title")

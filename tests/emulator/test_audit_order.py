@@ -17,15 +17,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from django.core.cache import cache
 
+from audit import sync
+from audit.models import DirectoryAuditRecord
 from entra_emulator.audit_api import build_audit_event
 from entra_emulator.seed import CLIENT_ID
+from graph.results import DirectoryAudit
 from mfa import selectors
 from mfa.selectors import ENTRA_EVENTS_TOP
-from portal.graph_client import get_graph_client
 from tests.emulator.graph_caller import GraphCaller, app_token
-from tests.personas import PERSONAS
+from tests.personas import PERSONAS, portal_user
 
 if TYPE_CHECKING:
     from entra_emulator.server import EmulatorServer
@@ -90,19 +91,21 @@ def test_orderby_activity_time_either_way_and_oldest_first_without_it(
 
 @pytest.mark.django_db
 def test_person_page_panel_shows_the_newest_events(tenant: EmulatorServer) -> None:
-    """The panel asks Graph for the newest first; relying on an order Graph does not document
-    would show Sam's oldest events here."""
-    cache.delete(f"mfa:entra-events:{SAM.oid}")
-    # Appended oldest last: a panel that took the first page as Graph listed it unordered
-    # would show the oldest of the month.
+    """ "Sync this person now" asks Graph for the newest first and the panel shows the newest of
+    the local cache; relying on an order Graph does not document would fill it with Sam's
+    oldest events."""
+    # Appended oldest last: a sync that took the first page as Graph listed it unordered
+    # would store the oldest of the month.
     newest = _add_events(tenant, [0.01, *range(1, 28, 2), 0.02])
     expected = _sams_events_newest_first(tenant)
     assert len(expected) > ENTRA_EVENTS_TOP, "the test needs more events than the panel shows"
-    events = selectors.entra_events(get_graph_client(), target_id=SAM.oid)
-    assert events.error is None
-    shown = [row["when"] for row in events.rows]
-    assert shown == [
-        datetime.fromisoformat(e["activityDateTime"]) for e in expected[:ENTRA_EVENTS_TOP]
-    ]
-    assert expected[0]["id"] == newest[0]
-    cache.delete(f"mfa:entra-events:{SAM.oid}")
+    sync.entra_audit_sync_person(target_id=SAM.oid, top=ENTRA_EVENTS_TOP)
+    rule = sync.KeepRule.from_settings()
+    first_page = expected[:ENTRA_EVENTS_TOP]
+    stored = set(DirectoryAuditRecord.objects.values_list("entra_id", flat=True))
+    assert stored == {e["id"] for e in first_page if rule.keeps(DirectoryAudit.from_graph(e))}
+    assert expected[0]["id"] == newest[0] and newest[0] in stored
+    events = selectors.entra_events(viewer=portal_user(PERSONAS.agent), target_id=SAM.oid)
+    shown = [row.at for row in events.rows]
+    assert shown == sorted(shown, reverse=True) and shown
+    assert shown[0] == datetime.fromisoformat(expected[0]["activityDateTime"])

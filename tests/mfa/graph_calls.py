@@ -55,7 +55,9 @@ def counting_graph_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphCalls
     def counted(self: Any, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
         target = url.decode() if isinstance(url, bytes) else str(url)
         parts = urlsplit(target)
-        if (parts.scheme, parts.netloc) == (graph_root.scheme, graph_root.netloc):
+        same_host = (parts.scheme, parts.netloc) == (graph_root.scheme, graph_root.netloc)
+        # The emulator serves the login host too: only /v1.0 and /beta are Graph.
+        if same_host and parts.path.startswith(("/v1.0/", "/beta/")):
             method_text = method.decode() if isinstance(method, bytes) else str(method)
             with calls.lock:
                 calls.seen.append((classify_path(target), method_text.upper(), parts.path))

@@ -37,17 +37,26 @@ def _default_rows(html: str) -> list[str]:
 # --- the person page --------------------------------------------------------------------------
 
 
+def _methods_panel(agent: Any) -> str:
+    """The person page's methods panel (a fragment the page loads)."""
+    return str(
+        agent.get(f"/users/{SAM.oid}/panels/methods/", HTTP_HX_REQUEST="true").content.decode()
+    )
+
+
 @pytest.mark.django_db
 def test_person_page_marks_the_default_method(tenant: Any) -> None:
     agent = signed_in(PERSONAS.agent)
-    html = agent.get(f"/users/{SAM.oid}/").content.decode()
+    html = _methods_panel(agent)
     rows = _default_rows(html)
     assert len(rows) == 1 and "Authenticator app" in rows[0] and "Default" in rows[0], rows
     assert "does not say which method is the default" not in html
     assert "System-preferred MFA is on" in html
 
     _make_mobile_the_default(tenant)
-    rows = _default_rows(agent.get(f"/users/{SAM.oid}/").content.decode())
+    # The panel answers from the per-person cache until Refresh forgets it.
+    assert agent.post(f"/users/{SAM.oid}/panels/refresh/").status_code == 302
+    rows = _default_rows(_methods_panel(agent))
     assert len(rows) == 1 and "Phone" in rows[0] and "Authenticator app" not in rows[0], rows
 
 
@@ -56,7 +65,7 @@ def test_person_page_says_when_the_default_cannot_be_read(tenant: Any) -> None:
     tenant.faults.add_fail_next(
         "GET", PREFERENCES_PATH, 403, "Authorization_RequestDenied", "Insufficient privileges."
     )
-    html = signed_in(PERSONAS.agent).get(f"/users/{SAM.oid}/").content.decode()
+    html = _methods_panel(signed_in(PERSONAS.agent))
     assert _default_rows(html) == []
     assert "The default method could not be read (Authorization_RequestDenied" in html
     assert "Authenticator app" in html  # the methods themselves are still shown

@@ -126,12 +126,20 @@ def test_mailbox_exists_only_with_the_demo_backend(settings: Settings) -> None:
 # --- the person page --------------------------------------------------------------------------
 
 
+def _with_panels(client: Client, oid: str) -> str:
+    """The person page as a browser shows it once its Graph panels (fragments) have loaded."""
+    html = client.get(f"/users/{oid}/").content.decode()
+    for name in ("methods", "mfa"):
+        html += client.get(f"/users/{oid}/panels/{name}/", HTTP_HX_REQUEST="true").content.decode()
+    return html
+
+
 def test_person_page_shows_profile_methods_state_roles_and_actions() -> None:
-    html = signed_in(PERSONAS.agent).get(f"/users/{SAM.oid}/").content.decode()
+    html = _with_panels(signed_in(PERSONAS.agent), SAM.oid)
     assert SAM.display_name in html and SAM.upn in html
     assert "Authenticator app" in html and "Phone" in html
     assert "+44 **** **0123" in html and "+44 7700 900123" not in html  # masked
-    assert "Per-user MFA" in html
+    assert "Per-user MFA" in html and "Disabled" in html
     assert "No directory role." in html and "Standard" in html
     for kind in ActionKind:
         assert f"/users/{SAM.oid}/actions/{kind.value}/" in html

@@ -12,7 +12,7 @@ from django.test import Client
 
 from portal import health
 from portal.devrun import free_port
-from portal.graph_client import reset_graph_client
+from portal.graph_client import get_graph_client, reset_graph_client
 
 
 def body(response: Any) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def test_readyz_ok_when_everything_answers(client: Client, emulator: Any) -> Non
     data = body(response)
     assert data["status"] == "ok", data
     assert response.status_code == 200
-    assert set(data["checks"]) == {"database", "redis", "graph_token"}
+    assert set(data["checks"]) == {"database", "redis", "graph_token", "graph_budget"}
     assert all(check["ok"] for check in data["checks"].values())
 
 
@@ -67,6 +67,40 @@ def test_readyz_names_a_failing_graph_token(client: Client, emulator_faults: Any
     assert data["checks"]["graph_token"]["ok"] is False
     assert data["checks"]["graph_token"]["error"]
     assert data["checks"]["redis"]["ok"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_names_a_stalled_budget(client: Client, emulator: Any, settings: Any) -> None:
+    settings.GRAPH_BUDGET_STALL_SECONDS = 0.4
+    settings.GRAPH_BUDGET_REPORTS = "2/100"  # Graph's real budget is 5/10; the tests raise it
+    reset_graph_client()
+    try:
+        budget = get_graph_client().budget
+        budget.acquire("reports", tokens=2)
+        # An agent's page waits its turn; nothing is granted in the class from then on.
+        assert not budget.try_acquire("reports", fair_key="agent-oid", hold_seconds=30)
+        assert client.get("/readyz").status_code == 200  # waiting, but not for long yet
+        time.sleep(0.6)
+        response = client.get("/readyz")
+    finally:
+        reset_graph_client()
+    data = body(response)
+    assert response.status_code == 503
+    assert data["checks"]["graph_budget"]["ok"] is False
+    assert "reports: 1 call(s) waiting and no grant" in data["checks"]["graph_budget"]["error"]
+    assert data["checks"]["graph_token"]["ok"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_names_a_long_429_pause(client: Client, emulator: Any, settings: Any) -> None:
+    settings.GRAPH_BUDGET_STALL_SECONDS = 30
+    budget = get_graph_client().budget
+    budget.record_pause("identity", 10)
+    assert client.get("/readyz").status_code == 200  # a pause shorter than the threshold
+    budget.record_pause("identity", 60)
+    data = body(client.get("/readyz"))
+    assert data["status"] == "failing"
+    assert "identity: paused by a 429" in data["checks"]["graph_budget"]["error"]
 
 
 def test_a_hung_check_is_cut_off_by_the_time_box(monkeypatch: pytest.MonkeyPatch) -> None:

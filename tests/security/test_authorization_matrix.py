@@ -78,7 +78,13 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     # helpdesk (mfa)
     "users/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
     "users/<guid:oid>/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
-    "users/<guid:oid>/entra-events/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
+    # The person page's panels: Graph fragments, Refresh (back to the page), the Entra events
+    # from the local cache and "sync this person now" (queued, back to the page).
+    "users/<guid:oid>/panels/methods/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
+    "users/<guid:oid>/panels/mfa/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
+    "users/<guid:oid>/panels/refresh/": {"GET": NOT_ALLOWED, "POST": helpdesk(302)},
+    "users/<guid:oid>/panels/entra-events/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
+    "users/<guid:oid>/panels/entra-events/sync/": {"GET": NOT_ALLOWED, "POST": helpdesk(302)},
     # Empty forms: each answers with a redirect back to the person page and a message.
     "users/<guid:oid>/verify/send/": {"GET": NOT_ALLOWED, "POST": helpdesk(302)},
     "users/<guid:oid>/verify/check/": {"GET": NOT_ALLOWED, "POST": helpdesk(302)},
@@ -111,6 +117,8 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     "roles/changes/<uuid:public_id>/cancel/": {"GET": NOT_ALLOWED, "POST": admins(302)},
     # the tenant check (preflight): the page shows the last run; a POST runs the checks
     "preflight/": {"GET": admins(200), "POST": admins(302)},
+    # the Graph budget's operations view: read only
+    "ops/": {"GET": admins(200), "POST": NOT_ALLOWED},
     # audit
     "audit/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
     "audit/export.<slug:fmt>": {"GET": helpdesk(200), "POST": NOT_ALLOWED},

@@ -1,0 +1,187 @@
+"""The person page's Graph panels: methods (with the sign-in preference: the default method) and
+per-user MFA state, each loaded as a fragment after the page.
+
+A panel is answered, in this order:
+
+1. from ``mfa.person_cache`` while what it shows is held there (with its age);
+2. else read from Graph now, through a view of the client that never waits for the budget
+   (``GraphClient.for_agent(agent).without_waiting()``: each call takes its token with
+   ``RequestBudget.try_acquire`` at interactive priority in the agent's fair share), filling
+   the cache;
+3. else, when a call finds no token at once (``graph.budget.BudgetBusy``, nothing sent), as a
+   waiting panel: "waiting for Graph's budget, about N s (place k in the queue)" from the
+   budget's estimate, which the browser asks for again after about N s (static/js/panels.js).
+   The refused call keeps the agent's place in the queue for HOLD_SECONDS.
+
+So neither the page nor a panel ever sleeps in a web worker waiting for the reports budget. A
+Graph failure stays in its panel with Graph's code and request-id.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from graph import GraphClient
+from graph.budget import BudgetBusy
+from graph.errors import GraphError, GraphThrottled
+from mfa import person_cache
+from mfa.forms import METHOD_NAMES
+
+METHODS_PANEL = "methods"
+MFA_PANEL = "mfa"
+# The person_cache parts each panel shows.
+PANEL_PARTS: dict[str, tuple[str, ...]] = {
+    METHODS_PANEL: (person_cache.METHODS, person_cache.PREFERENCES),
+    MFA_PANEL: (person_cache.MFA_STATE,),
+}
+# The browser asks again after the estimate, but never sooner than MIN_RETRY_SECONDS nor later
+# than MAX_RETRY_SECONDS: a refused call keeps the agent's place in the budget's queue for
+# HOLD_SECONDS (graph.client.GraphClient.without_waiting), and asking again within it renews the
+# place; a page closed meanwhile holds no one up for longer than that.
+MIN_RETRY_SECONDS = 1
+MAX_RETRY_SECONDS = 8
+HOLD_SECONDS = 12.0
+
+
+@dataclass(frozen=True)
+class BudgetWaitShown:
+    """A panel waiting for the budget: about ``seconds`` (whole, at least 1), at ``position`` in
+    the queue (1 = next), asked for again after ``retry_seconds``."""
+
+    seconds: int
+    position: int
+    retry_seconds: int
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What one panel shows: ``security`` (what is held or was just read), or ``waiting``, or
+    ``error`` (a Graph failure, with its code and request-id). ``age_seconds`` is how old the
+    shown data is (about 0 when just read); ``from_cache`` whether it came from the cache.
+    ``preferences_error``: the methods are shown but the default method could not be read."""
+
+    name: str
+    oid: str
+    security: person_cache.PersonSecurity | None = None
+    age_seconds: float | None = None
+    from_cache: bool = False
+    waiting: BudgetWaitShown | None = None
+    error: GraphError | None = None
+    preferences_error: GraphError | None = None
+
+    def context(self) -> dict[str, Any]:
+        """The template context of ``mfa/_panel_<name>.html``."""
+        context: dict[str, Any] = {
+            "panel": self.name,
+            "oid": self.oid,
+            "waiting": self.waiting,
+            "panel_error": self.error,
+            "age_seconds": self.age_seconds,
+            "age_text": age_text(self.age_seconds),
+            "from_cache": self.from_cache,
+        }
+        security = self.security
+        if self.name == METHODS_PANEL:
+            methods = list(security.methods or ()) if security else []
+            default_id = security.default_method_id if security else None
+            context.update(
+                methods=[
+                    {
+                        "method": m,
+                        "name": METHOD_NAMES.get(
+                            m.kind.type_name, m.odata_type or "Unknown method"
+                        ),
+                        "is_default": m.id == default_id,
+                    }
+                    for m in methods
+                ],
+                preferences=security.preferences if security else None,
+                preferences_error=self.preferences_error,
+                default_known=default_id is not None,
+            )
+        else:
+            context["mfa_state"] = security.mfa_state if security else None
+        return context
+
+
+def age_text(seconds: float | None) -> str:
+    """``"just now"``, ``"40 s ago"``, ``"2 min ago"``, ``"1 h ago"``."""
+    if seconds is None:
+        return ""
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    return f"{int(seconds // 3600)} h ago"
+
+
+def _missing(held: person_cache.PersonSecurity | None, parts: tuple[str, ...]) -> list[str]:
+    if held is None:
+        return list(parts)
+    missing = [p for p in parts if not held.has(p)]
+    if person_cache.PREFERENCES in missing and held.has(person_cache.METHODS):
+        if not held.methods:
+            # No methods: there is no default to read (person_cache.load would not read it).
+            missing.remove(person_cache.PREFERENCES)
+    return missing
+
+
+def _waiting(seconds: float, position: int) -> BudgetWaitShown:
+    shown = max(1, math.ceil(seconds))
+    return BudgetWaitShown(
+        seconds=shown,
+        position=max(1, position),
+        retry_seconds=min(MAX_RETRY_SECONDS, max(MIN_RETRY_SECONDS, shown)),
+    )
+
+
+def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -> Panel:
+    """The panel ``panel`` (METHODS_PANEL or MFA_PANEL) of ``oid``'s person page for the agent
+    whose fair-share key (their object id) is ``agent_key``. See the module docstring.
+
+    Raises KeyError for an unknown panel; never raises for Graph (failures are in ``error``).
+    """
+    parts = PANEL_PARTS[panel]
+    held = person_cache.cached(oid)
+    missing = _missing(held, parts)
+    if not missing and held is not None:
+        return Panel(
+            name=panel,
+            oid=oid,
+            security=held,
+            age_seconds=held.age_seconds(*[p for p in parts if held.has(p)]),
+            from_cache=True,
+        )
+    try:
+        security = person_cache.load(
+            client.for_agent(agent_key).without_waiting(hold_seconds=HOLD_SECONDS),
+            oid,
+            parts=missing,
+        )
+    except BudgetBusy as exc:
+        # Nothing was sent for the refused call; parts read before it are kept in the cache.
+        return Panel(name=panel, oid=oid, waiting=_waiting(exc.wait.seconds, exc.wait.position))
+    except GraphThrottled as exc:
+        # Graph said 429 after all (the client recorded the pause for every process).
+        again = exc.retry_after if exc.retry_after is not None else MIN_RETRY_SECONDS
+        return Panel(name=panel, oid=oid, waiting=_waiting(again, 1))
+    except GraphError as exc:
+        after = person_cache.cached(oid)
+        if panel == METHODS_PANEL and after is not None and after.has(person_cache.METHODS):
+            # The methods were read; only the default could not be: show them, say so.
+            return Panel(
+                name=panel,
+                oid=oid,
+                security=after,
+                age_seconds=after.age_seconds(person_cache.METHODS),
+                preferences_error=exc,
+            )
+        return Panel(name=panel, oid=oid, error=exc)
+    held_parts = [p for p in parts if security.has(p)]
+    return Panel(
+        name=panel, oid=oid, security=security, age_seconds=security.age_seconds(*held_parts)
+    )

@@ -55,12 +55,13 @@ def main() -> int:
         return _measure(data)
 
 
-def _measure(data: bench_db.BenchData) -> int:
+def cases(
+    data: bench_db.BenchData, rng: random.Random
+) -> tuple[list[tuple[str, Callable[[], dict[str, str]], Any]], Any, list[Any]]:
+    """The filters measured: (name, make the params, viewer: the lead or "agent"), the lead,
+    and the agents an "agent" case picks from. Also used by bench/audit_db.py."""
     from django.contrib.auth import get_user_model
 
-    from audit.selectors import HistoryFilters, history_query
-
-    rng = random.Random(7)
     users = get_user_model().objects
     lead = users.get(pk=data.lead_user_id)
     agents = [users.get(pk=pk) for pk, _oid, _name in data.agents[:10]]
@@ -69,7 +70,21 @@ def _measure(data: bench_db.BenchData) -> int:
     def day(offset_days: float) -> str:
         return (start + timedelta(days=offset_days)).date().isoformat()
 
-    cases: list[tuple[str, Callable[[], dict[str, str]], Any]] = [
+    return _case_list(data, rng, day, lead), lead, agents
+
+
+def _measure(data: bench_db.BenchData) -> int:
+    from audit.selectors import HistoryFilters, history_query
+
+    rng = random.Random(7)
+    cases_, lead, agents = cases(data, rng)
+    return _measure_cases(cases_, lead, agents, HistoryFilters, history_query, rng)
+
+
+def _case_list(
+    data: bench_db.BenchData, rng: random.Random, day: Callable[[float], str], lead: Any
+) -> list[tuple[str, Callable[[], dict[str, str]], Any]]:
+    return [
         ("no filter", lambda: {}, lead),
         ("oldest first", lambda: {"order": "asc"}, lead),
         ("date range (1 week)", lambda: _week(rng, day), lead),
@@ -96,6 +111,16 @@ def _measure(data: bench_db.BenchData) -> int:
         ("as an agent: own history", lambda: {}, "agent"),
         ("as an agent: a person", lambda: {"target": rng.choice(data.targets)[0]}, "agent"),
     ]
+
+
+def _measure_cases(
+    cases: list[tuple[str, Callable[[], dict[str, str]], Any]],
+    lead: Any,
+    agents: list[Any],
+    HistoryFilters: Any,
+    history_query: Any,
+    rng: random.Random,
+) -> int:
     print(f"\nhistory page latency, {PAGE_SIZE} rows a page, {RUNS} runs each (ms):")
     print(f"  {'filter':34} {'p50':>7} {'p95':>7} {'deep p95':>9}  target p95 < {TARGET_P95_MS:g}")
     failures = 0

@@ -13,10 +13,12 @@ Bounded and loopback only. It starts, in a fresh temporary folder:
 
 Then every agent, in its own thread, loops for ``--duration`` seconds (and at most
 ``--max-requests`` requests in all): search as htmx asks (``GET /users/?q=`` fragment), open one
-of the people found (``GET /users/<id>/``, the whole person page: profile, methods, MFA state,
-roles, recent requests), think for a random 0.5-1.5 s. Any answer but 200, or no answer within
-30 s, is an error. It prints the error count (target 0) and p50/p95 latency per kind, and with
-``--json PATH`` writes them for ``bench/run_all.py``. Exit status 1 when there was any error.
+of the people found (``GET /users/<id>/``: since issue 12 the page's shell, from identity-class
+data: profile, roles, recent requests; its Graph panels are fragments this load does not fetch:
+bench/load_real_budget.py follows them, with Graph's real budget), think for a random
+0.5-1.5 s. Any answer but 200, or no answer within 30 s, is an error. It prints the error count
+(target 0) and p50/p95 latency per kind, and with ``--json PATH`` writes them for
+``bench/run_all.py``. Exit status 1 when there was any error.
 
 Graph's "reports" class (authentication methods) allows 5 requests per 10 s per tenant: no number
 of portal processes can open more than one person page every two seconds against real Graph. The

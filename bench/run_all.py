@@ -7,9 +7,17 @@ as it comes. Each benchmark measures its figures side by side within its own run
 p50/p95). A benchmark that needs PostgreSQL (one that imports ``audit_bench_db``) runs only when
 ``DATABASE_URL`` names a PostgreSQL server; otherwise it is reported as skipped.
 
+A benchmark that takes ``--json PATH`` writes its figures there; those with ``goals`` (figure,
+value, goal, met, why) make the "Goals" table. Today: audit_db (the export against PostgreSQL's
+COPY and each history filter against its bare SQL, on one load of the data: it imports
+audit_export and audit_history, which are therefore not run alone), load_real_budget (Graph's
+real budget, 50 agents), portal_cpu (the portal's CPU and Graph calls per request kind, against
+/healthz) and load_agents (the portal-only load with the raised budget).
+
 Then it writes ``bench/RESULTS.md``: the machine (CPU model, cores, memory, OS, Python,
-PostgreSQL and Redis versions), and each benchmark's status, time and printed figures. Exit
-status 1 when a benchmark failed or timed out (a skip is not a failure).
+PostgreSQL and Redis versions), every figure with its goal, met or not and, when not, why and
+what would meet it, and each benchmark's status, time and printed figures. Exit status 1 when a
+benchmark failed or timed out (a skip is not a failure).
 
 Options: ``--only NAME`` (repeatable) runs only those benchmarks; ``--output PATH`` writes the
 results elsewhere.
@@ -32,11 +40,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 DEFAULT_TIMEOUT_SECONDS = 900
+# The machine's 1/5/15-minute load averages when the run started (other work skews the times).
+LOAD_AT_START = os.getloadavg()
 
 
 @dataclass
@@ -195,7 +206,12 @@ def machine() -> list[tuple[str, str]]:
         ("Python", platform.python_version()),
         ("PostgreSQL", _postgres_version(postgres_url())),
         ("Redis", _redis_version()),
+        ("load average at the start / end", f"{_load(LOAD_AT_START)} / {_load(os.getloadavg())}"),
     ]
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -222,21 +238,66 @@ def _load_summary(figures: dict[str, object]) -> list[str]:
     return rows
 
 
-def write_results(
-    path: Path, outcomes: list[Outcome], load_figures: dict[str, object] | None
-) -> None:
+def _goal_rows(outcomes: list[Outcome], figures: dict[str, dict[str, Any]]) -> list[str]:
+    """Every figure with a goal, from the benchmarks' JSON (``goals``: figure, value, goal,
+    met, why), plus the portal-only load's error count."""
+    rows = [
+        "| benchmark | figure | measured | goal | met | why not, and what would meet it |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(text: object) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    for outcome in outcomes:
+        found = figures.get(outcome.name) or {}
+        goals = list(found.get("goals") or [])
+        if outcome.name == "load_agents" and found:
+            goals.append(
+                {
+                    "figure": "portal-only load (raised budget): errors",
+                    "value": f"{found.get('errors')} in {found.get('requests')} requests",
+                    "goal": "0",
+                    "met": found.get("errors") == 0,
+                    "why": "",
+                }
+            )
+        if not goals:
+            # A benchmark that checks its own targets (its section below) and exits 1 when one
+            # is missed.
+            met = outcome.status == "passed"
+            rows.append(
+                f"| {outcome.name} | its own targets (see its section) | {outcome.status} | "
+                f"as printed | {'met' if met else '**not met**'} | "
+                f"{'' if met else cell(outcome.note or 'see its section')} |"
+            )
+        for goal in goals:
+            rows.append(
+                f"| {outcome.name} | {cell(goal['figure'])} | {cell(goal['value'])} | "
+                f"{cell(goal['goal'])} | {'met' if goal['met'] else '**not met**'} | "
+                f"{cell(goal.get('why') or '')} |"
+            )
+    return rows
+
+
+def write_results(path: Path, outcomes: list[Outcome], figures: dict[str, dict[str, Any]]) -> None:
     lines = [
         "# Benchmark results",
         "",
         f"Written by `make bench` (bench/run_all.py) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
-        "Each figure is measured side by side within one benchmark's run; compare ratios and",
-        "percentiles across machines, not absolute times.",
+        "Each figure is measured side by side within one benchmark's run (a ratio against a",
+        "baseline taken in the same run, on the same rows or the same server); compare ratios",
+        "and percentiles across machines, not absolute times.",
         "",
         "## Machine",
         "",
         "| | |",
         "|---|---|",
         *[f"| {label} | {value} |" for label, value in machine()],
+        "",
+        "## Goals",
+        "",
+        *_goal_rows(outcomes, figures),
         "",
         "## Summary",
         "",
@@ -250,13 +311,30 @@ def write_results(
     ]
     for outcome in outcomes:
         lines += [f"## {outcome.name}", ""]
+        load_figures = figures.get(outcome.name)
         if outcome.name == "load_agents" and load_figures:
             lines += [*_load_summary(load_figures), ""]
+        if outcome.name == "portal_cpu" and load_figures:
+            lines += [*_cpu_table(load_figures), ""]
         if outcome.output.strip():
             lines += ["```", outcome.output.rstrip(), "```", ""]
         elif outcome.note:
             lines += [outcome.note, ""]
     path.write_text("\n".join(lines))
+
+
+def _cpu_table(figures: dict[str, Any]) -> list[str]:
+    rows = [
+        "| request kind | n | portal CPU ms | x /healthz | reports calls | identity calls "
+        "| wall p50 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k in figures.get("kinds") or []:
+        rows.append(
+            f"| {k['kind']} | {k['n']} | {k['cpu_ms']} | {k['x_floor']} | {k['reports']} "
+            f"| {k['identity']} | {k['wall_p50_ms']} |"
+        )
+    return rows
 
 
 def main() -> int:
@@ -274,7 +352,7 @@ def main() -> int:
         benches = [p for p in benches if p.stem in args.only]
 
     outcomes: list[Outcome] = []
-    load_figures: dict[str, object] | None = None
+    figures: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="portal-bench-run-") as scratch:
         for path in benches:
             print(f"== {path.name}", flush=True)
@@ -283,14 +361,15 @@ def main() -> int:
                 print(f"  {note}", flush=True)
                 outcomes.append(Outcome(path.stem, "skipped", 0.0, "", note))
                 continue
-            json_path = Path(scratch) / "load.json" if path.stem == "load_agents" else None
+            takes_json = '"--json"' in path.read_text()
+            json_path = Path(scratch) / f"{path.stem}.json" if takes_json else None
             outcome = run_one(path, timeout=timeout, json_path=json_path)
             print(f"  -> {outcome.status} in {outcome.seconds:.0f} s", flush=True)
             outcomes.append(outcome)
             if json_path is not None and json_path.is_file():
-                load_figures = json.loads(json_path.read_text())
+                figures[path.stem] = json.loads(json_path.read_text())
 
-    write_results(args.output, outcomes, load_figures)
+    write_results(args.output, outcomes, figures)
     shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
     print(f"wrote {shown}")
     return 1 if any(o.status in ("failed", "timed out") for o in outcomes) else 0

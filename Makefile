@@ -53,11 +53,10 @@ run: venv
 	$(PY) -m portal.devrun
 
 # pytest's own exit status is kept (5 when it collected nothing is a failure too).
-# Three pytest workers by default (pytest-xdist, whole files per worker; most tests wait on the
-# emulator, a browser or a worker rather than the CPU, so three beat two on two cores): each has its own
+# Two pytest workers by default (pytest-xdist, whole files per worker): each has its own
 # emulator, var folder, test database and Redis database (tests/plugin.py). PYTEST_WORKERS=0
 # runs in one process.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 2
 test: venv
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

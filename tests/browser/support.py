@@ -62,3 +62,46 @@ def shot(page: Any, name: str) -> None:
     README shows, with PORTAL_WRITE_SCREENSHOTS=1)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+# --- accessibility ---------------------------------------------------------------------------
+AXE = Path(__file__).resolve().parents[1] / "data" / "axe" / "axe.min.js"
+
+# Every form control a person can reach must have an accessible name.
+UNLABELLED_CONTROLS_JS = """
+() => Array.from(document.querySelectorAll('input, select, textarea'))
+  .filter(el => !['hidden', 'submit', 'button', 'reset', 'image'].includes(el.type))
+  .filter(el => !(el.labels && el.labels.length)
+             && !el.getAttribute('aria-label')
+             && !el.getAttribute('aria-labelledby')
+             && !el.closest('label'))
+  .map(el => el.outerHTML.slice(0, 200))
+"""
+
+
+def axe_violations(page: Any) -> list[dict[str, Any]]:
+    """axe-core's violations on the page as it is now, of every impact (minor included)."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())
+    result = page.evaluate("async () => await axe.run(document)")
+    # A page axe could not really examine would pass vacuously.
+    assert len(result["passes"]) >= 10, (page.url, len(result["passes"]))
+    return [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["html"][:160] for n in v["nodes"][:5]],
+        }
+        for v in result["violations"]
+    ]
+
+
+def check_accessibility(page: Any, name: str, problems: dict[str, Any]) -> None:
+    """Add ``name``'s axe violations and unlabelled controls to ``problems`` (none: nothing added).
+
+    Tests collect every page, then ``assert problems == {}``."""
+    violations = axe_violations(page)
+    unlabelled = page.evaluate(UNLABELLED_CONTROLS_JS)
+    if violations or unlabelled:
+        problems[name] = {"url": page.url, "axe": violations, "unlabelled": unlabelled}

@@ -5,14 +5,17 @@ from the same buckets (an atomic Lua script on Redis, Redis's clock for every pr
 
 * ``reports``: authentication methods, TAP, audit logs ("identity and access reports",
   5 requests per 10 s); ``identity``: users, groups, role management (3,500 per 10 s).
-* Priorities ``interactive`` > ``bulk`` > ``sync``. Lower priorities may never take the last
+* Priorities ``action`` > ``interactive`` > ``bulk`` > ``sync``. ``action`` is the runner of a
+  change an agent has submitted (a reset with the caller on the line: it reads, writes and
+  re-reads a few times and must not queue behind page reads, which can show a wait or a cached
+  answer); ``interactive`` is an agent's page. Bulk and sync may never take the last
   ``interactive_reserve`` tokens, and a lower priority yields while a higher one is waiting (each
-  waiter registers itself in a sorted set with an expiry), so an interactive call waits at most
+  waiter registers itself in a sorted set with an expiry), so an agent's call waits at most
   about one refill slot while a sync is running.
 * Fair shares: a call may carry a ``fair_key`` (the agent's Entra object id; calls without one
-  share one key). Within a priority the waiting keys are served round-robin, least recently
-  served first, so one agent with many parallel calls gets one grant per round while others
-  wait (``graph/budget_scripts.py`` has the rule and the keys).
+  share one key). Within a priority the waiting keys are served round-robin, the agent who has
+  waited longest first, so one agent with many parallel calls gets one grant per round while
+  others wait (``graph/budget_scripts.py`` has the rule and the keys).
 * After a 429, :meth:`RequestBudget.record_pause` stores "paused until now + Retry-After" for the
   class and empties its bucket; every process, every key and every priority waits the pause out
   before its next call.
@@ -46,8 +49,10 @@ THROTTLE_CLASSES = (REPORTS, IDENTITY)
 
 
 class Priority(enum.StrEnum):
-    """Who is waiting for a call: an agent (``interactive``), a batch job, or background sync."""
+    """Who is waiting for a call: the runner of an agent's submitted change (``action``), an
+    agent's page (``interactive``), a batch job, or background sync."""
 
+    ACTION = "action"
     INTERACTIVE = "interactive"
     BULK = "bulk"
     SYNC = "sync"
@@ -57,7 +62,15 @@ class Priority(enum.StrEnum):
         return _RANKS[self]
 
 
-_RANKS = {Priority.INTERACTIVE: 0, Priority.BULK: 1, Priority.SYNC: 2}
+_RANKS = {Priority.ACTION: 0, Priority.INTERACTIVE: 1, Priority.BULK: 2, Priority.SYNC: 3}
+# The priorities an agent waits on: they may take the bucket's last tokens (no reserve).
+AGENT_PRIORITIES = frozenset({Priority.ACTION, Priority.INTERACTIVE})
+# _keys' layout: bucket, pause, one waiting set per rank, then served, since, state, stats.
+_WAITING = 2
+_SERVED = _WAITING + len(_RANKS)
+_SINCE = _SERVED + 1
+_STATE = _SERVED + 2
+_STATS = _SERVED + 3
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,13 @@ class BudgetBusy(GraphThrottled):
         )
 
 
+def _hold(hold_id: str) -> str:
+    """The waiter id of a hold (``hold`` or ``hold:<id>``); raises ValueError for ``|``."""
+    if "|" in hold_id:
+        raise ValueError(f"a hold id cannot contain '|': {hold_id!r}")
+    return f"hold:{hold_id}" if hold_id else "hold"
+
+
 def _fair_key(fair_key: str | None) -> str:
     if fair_key is None or fair_key == "":
         return ANONYMOUS
@@ -213,16 +233,14 @@ class RequestBudget:
         self._pause_left = self._redis.register_script(budget_scripts.PAUSE_LEFT)
 
     def _keys(self, cls: str) -> list[str]:
-        """bucket, pause, waiting:0..2, served, since, state, stats prefix (budget_scripts)."""
+        """bucket, pause, waiting:0..3, served, since, state, stats prefix (budget_scripts)."""
         if cls not in self.rates:
             raise ValueError(f"unknown throttling class {cls!r}")
         base = f"{self.prefix}:{cls}"
         return [
             f"{base}:bucket",
             f"{base}:pause",
-            f"{base}:waiting:0",
-            f"{base}:waiting:1",
-            f"{base}:waiting:2",
+            *(f"{base}:waiting:{rank}" for rank in range(len(_RANKS))),
             f"{base}:served",
             f"{base}:since",
             f"{base}:state",
@@ -232,8 +250,11 @@ class RequestBudget:
     def max_burst(self, cls: str, priority: Priority | str) -> int:
         """The most tokens one ``acquire`` at ``priority`` can ever get at once for ``cls``."""
         rate = self.rates[cls]
-        reserve = 0 if Priority(priority) is Priority.INTERACTIVE else self.interactive_reserve
-        return rate.requests - reserve
+        return rate.requests - self._reserve(Priority(priority))
+
+    def _reserve(self, priority: Priority) -> int:
+        """The tokens a call at ``priority`` must leave in the bucket."""
+        return 0 if priority in AGENT_PRIORITIES else self.interactive_reserve
 
     def _check_tokens(self, cls: str, priority: Priority, tokens: int) -> None:
         if not 1 <= tokens <= self.max_burst(cls, priority):
@@ -265,7 +286,7 @@ class RequestBudget:
                 int(rate.per_seconds * 1000 * REFILL_SAFETY_FACTOR),
                 tokens,
                 priority.rank,
-                self.interactive_reserve,
+                self._reserve(priority),
                 fair_key,
                 waiter,
                 ttl_ms,
@@ -335,24 +356,39 @@ class RequestBudget:
         tokens: int = 1,
         *,
         hold_seconds: float = 0.0,
+        hold_id: str = "",
     ) -> bool:
         """Take ``tokens`` if :meth:`acquire` would grant them at once; never sleeps.
 
         With ``hold_seconds`` > 0 a refused call keeps ``fair_key``'s place in the queue that
         long (others of its priority wait their turn behind it), as a waiting page that will ask
-        again does; a grant ends the hold. Raises GraphTransient when Redis cannot be reached.
+        again does; a grant ends the hold, and so does :meth:`release_hold`. ``hold_id`` names
+        the hold among the key's (one per waiting panel: each keeps its own age). Raises
+        GraphTransient when Redis cannot be reached.
         """
         priority = Priority(priority)
         self._check_tokens(cls, priority, tokens)
         key = _fair_key(fair_key)
         ttl_ms = int(hold_seconds * 1000) if hold_seconds > 0 else 0
         try:
-            granted, _, _ = self._ask(cls, priority, tokens, key, "hold", ttl_ms, 1)
+            granted, _, _ = self._ask(cls, priority, tokens, key, _hold(hold_id), ttl_ms, 1)
         except redis.RedisError as exc:
             raise GraphTransient(
                 0, "BudgetUnavailable", f"the shared request budget (Redis) failed: {exc}"
             ) from exc
         return granted
+
+    def release_hold(
+        self,
+        cls: str,
+        priority: Priority | str = Priority.INTERACTIVE,
+        fair_key: str | None = None,
+        hold_id: str = "",
+    ) -> None:
+        """End a :meth:`try_acquire` hold that is no longer needed (the page got its answer
+        another way, e.g. from a cache another agent's read filled), so that it holds no token
+        for others until it lapses. Redis failing: the hold lapses on its own."""
+        self._forget_waiter(cls, Priority(priority), f"{_fair_key(fair_key)}|{_hold(hold_id)}")
 
     def estimate(
         self, cls: str, priority: Priority | str = Priority.INTERACTIVE, fair_key: str | None = None
@@ -374,8 +410,8 @@ class RequestBudget:
     def _forget_waiter(self, cls: str, priority: Priority, member: str) -> None:
         keys = self._keys(cls)
         try:
-            self._redis.zrem(keys[2 + priority.rank], member)
-            self._redis.hdel(keys[6], member)
+            self._redis.zrem(keys[_WAITING + priority.rank], member)
+            self._redis.hdel(keys[_SINCE], member)
         except redis.RedisError:
             pass  # the waiter expires on its own
 
@@ -384,7 +420,7 @@ class RequestBudget:
         keys = self._keys(cls)
         try:
             self._pause(
-                keys=[keys[1], keys[0], keys[8]],
+                keys=[keys[1], keys[0], keys[_STATS]],
                 args=[max(1, int(retry_after * 1000)), int(self.rates[cls].per_seconds * 1000)],
             )
         except redis.RedisError as exc:
@@ -402,7 +438,7 @@ class RequestBudget:
             {"at": epoch s, "classes": {cls: {
                 "rate": "5/10", "capacity": 5, "tokens": 2.4, "paused_for": 0.0,
                 "last_grant_ago": 1.2 | None, "stalled_for": 0.0,
-                "waiting": {"interactive": 2, "bulk": 0, "sync": 1},
+                "waiting": {"action": 0, "interactive": 2, "bulk": 0, "sync": 1},
                 "waiters": [{"key": oid, "priority": "interactive", "calls": 2,
                              "waiting_for": 3.1}, ...],   # longest waiting first
                 "served": {fair key: seconds since its last grant},  # the last hour
@@ -435,17 +471,19 @@ class RequestBudget:
         pipe = self._redis.pipeline(transaction=False)
         pipe.hmget(keys[0], "tokens", "ts")
         pipe.get(keys[1])
-        for rank in range(3):
-            pipe.zrangebyscore(keys[2 + rank], now_ms + 1, "+inf")
-        pipe.hgetall(keys[6])
-        pipe.hmget(keys[7], "last_grant", "moved")
-        pipe.hgetall(keys[5])
+        for rank in range(len(_RANKS)):
+            pipe.zrangebyscore(keys[_WAITING + rank], now_ms + 1, "+inf")
+        pipe.hgetall(keys[_SINCE])
+        pipe.hmget(keys[_STATE], "last_grant", "moved")
+        pipe.hgetall(keys[_SERVED])
         for m in range(minute - _HOUR_MINUTES + 1, minute + 1):
-            pipe.hgetall(f"{keys[8]}:{m}")
+            pipe.hgetall(f"{keys[_STATS]}:{m}")
         answers = pipe.execute()
         (tokens_raw, ts_raw), pause_raw = answers[0], answers[1]
-        waiting_sets, since_raw, last_raw, served_raw = answers[2:5], *answers[5:8]
-        minute_rows = answers[8:]
+        n = len(_RANKS)
+        waiting_sets = answers[2 : 2 + n]
+        since_raw, last_raw, served_raw = answers[2 + n : 5 + n]
+        minute_rows = answers[5 + n :]
 
         window_ms = rate.per_seconds * 1000 * REFILL_SAFETY_FACTOR
         if tokens_raw is None or ts_raw is None:

@@ -4,8 +4,8 @@ Keys of one throttling class (``<prefix>:<class>:...``, see ``RequestBudget._key
 
 * ``bucket`` hash ``tokens``, ``ts``: the token bucket;
 * ``pause``: "paused until" (ms) after a 429;
-* ``waiting:0`` / ``:1`` / ``:2``: sorted sets of the waiting calls per priority rank
-  (interactive, bulk, sync), member ``<fair key>|<waiter id>``, score = the waiter's expiry;
+* ``waiting:0`` .. ``:3``: sorted sets of the waiting calls per priority rank (action,
+  interactive, bulk, sync), member ``<fair key>|<waiter id>``, score = the waiter's expiry;
 * ``since`` hash member -> when that waiter first waited (ms), for "waiting for" and stalls;
 * ``served`` hash fair key -> when that key was last granted (ms): the round-robin order;
 * ``state`` hash ``last_grant`` (ms), ``moved``: when the budget last moved while calls wait
@@ -16,19 +16,23 @@ Keys of one throttling class (``<prefix>:<class>:...``, see ``RequestBudget._key
   extended, and by how much). The stats keys are named inside the script from the prefix it is
   given: fine on one Redis (the portal's), not on Redis Cluster.
 
-Fair shares: within one rank, the waiting fair keys are served least-recently-served first. A
-call is granted only when no waiter of a higher rank exists and the bucket holds a token for each
-other waiting key of its rank that was served longer ago, and one for itself; every grant stamps
-its key with "now", which sends it to the back of the round. One agent with many parallel loops
-is one key: it gets one grant per round.
+Fair shares: within one rank, the waiting fair keys are served in the order of their turn:
+a key's turn is the later of its last grant and the moment its oldest live waiter began to wait.
+So the agent who has waited longest goes first (a newcomer does not cut in because it was served
+long ago), and a grant sends its key to the back of the round (one agent with many parallel loops
+is one key: it gets one grant per round). A call is granted only when no waiter of a higher rank
+exists and the bucket holds a token for each other waiting key of its rank whose turn comes
+first, and one for itself.
 """
 
 from __future__ import annotations
 
-# KEYS: 1 bucket, 2 pause, 3..5 waiting:0..2, 6 served, 7 since, 8 state, 9 stats prefix.
+# KEYS: 1 bucket, 2 pause, 3..6 waiting:0..3, 7 served, 8 since, 9 state, 10 stats prefix.
 # ARGV: 1 capacity, 2 window ms, 3 tokens wanted, 4 priority rank, 5 reserve, 6 fair key,
 #       7 waiter id, 8 waiter ttl ms (0 with mode 1: do not register), 9 mode (0 acquire,
 #       1 try, 2 estimate: changes nothing), 10 ms this call has waited so far.
+# The reserve (ARGV 5) is what this call must leave in the bucket: 0 for the action and
+# interactive ranks, the interactive reserve below them (the caller passes it so).
 # Returns {granted (0/1), ms to wait before asking again (the estimate), calls ahead}.
 ACQUIRE = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
@@ -47,7 +51,10 @@ local waited = tonumber(ARGV[10])
 local rate = capacity / window
 local slot = math.max(1, math.ceil(1 / rate))
 local keep = 3720000
-local stats = KEYS[9] .. ':' .. math.floor(now / 60000)
+local ranks = 4
+local W = 3
+local SERVED, SINCE, STATE = KEYS[7], KEYS[8], KEYS[9]
+local stats = KEYS[10] .. ':' .. math.floor(now / 60000)
 
 local function stat(field, n)
   redis.call('HINCRBY', stats, field, n)
@@ -55,33 +62,44 @@ local function stat(field, n)
 end
 
 if mode ~= 2 then
-  for r = 0, 2 do
-    local gone = redis.call('ZRANGEBYSCORE', KEYS[3 + r], '-inf', now)
+  for r = 0, ranks - 1 do
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[W + r], '-inf', now)
     if #gone > 0 then
-      redis.call('ZREMRANGEBYSCORE', KEYS[3 + r], '-inf', now)
-      redis.call('HDEL', KEYS[7], unpack(gone))
+      redis.call('ZREMRANGEBYSCORE', KEYS[W + r], '-inf', now)
+      redis.call('HDEL', SINCE, unpack(gone))
     end
   end
   local live = 0
-  for r = 0, 2 do live = live + redis.call('ZCARD', KEYS[3 + r]) end
-  if live == 0 then redis.call('HDEL', KEYS[8], 'moved') end
+  for r = 0, ranks - 1 do live = live + redis.call('ZCARD', KEYS[W + r]) end
+  if live == 0 then redis.call('HDEL', STATE, 'moved') end
 end
 
--- Calls ahead: every live waiter of a higher rank, and each other fair key of this rank that
--- was served before this one (never served counts as 0; ties go by key): each is owed a token.
+-- Calls ahead: every live waiter of a higher rank, and each other fair key of this rank whose
+-- turn comes before this one's (ties go by key): each is owed a token. A key's turn is the later
+-- of its last grant (never: 0) and when its oldest live waiter began to wait (this call, when
+-- not yet registered, begins just after now: behind a waiter registered in this millisecond).
 local higher = 0
 for r = 0, rank - 1 do
-  higher = higher + redis.call('ZCOUNT', KEYS[3 + r], now + 1, '+inf')
+  higher = higher + redis.call('ZCOUNT', KEYS[W + r], now + 1, '+inf')
 end
-local mine = tonumber(redis.call('HGET', KEYS[6], fkey) or '0')
-local ahead = higher
-local seen = {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3 + rank], now + 1, '+inf')) do
+local oldest = {}
+oldest[fkey] = now + 0.5
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[W + rank], now + 1, '+inf')) do
   local k = string.match(m, '^([^|]*)|')
-  if k and k ~= fkey and not seen[k] then
-    seen[k] = true
-    local s = tonumber(redis.call('HGET', KEYS[6], k) or '0')
-    if s < mine or (s == mine and k < fkey) then ahead = ahead + 1 end
+  if k then
+    local began = tonumber(redis.call('HGET', SINCE, m) or tostring(now))
+    if oldest[k] == nil or began < oldest[k] then oldest[k] = began end
+  end
+end
+local function turn(k)
+  return math.max(tonumber(redis.call('HGET', SERVED, k) or '0'), oldest[k])
+end
+local mine = turn(fkey)
+local ahead = higher
+for k, _ in pairs(oldest) do
+  if k ~= fkey then
+    local other = turn(k)
+    if other < mine or (other == mine and k < fkey) then ahead = ahead + 1 end
   end
 end
 
@@ -101,8 +119,7 @@ if mode ~= 2 then
   redis.call('PEXPIRE', KEYS[1], window * 4)
 end
 
-local floor = 0
-if rank > 0 then floor = reserve end
+local floor = reserve
 local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
 local blocked = math.max(0, pause - now, ts - now)
 local need = ahead + wanted + floor - tokens
@@ -114,12 +131,12 @@ if need > 0 then estimate = blocked + math.ceil(need / rate) end
 if blocked == 0 and higher == 0 and need <= 0 then
   if mode == 2 then return {1, 0, 0} end
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - wanted))
-  redis.call('ZREM', KEYS[3 + rank], member)
-  redis.call('HDEL', KEYS[7], member)
-  redis.call('HSET', KEYS[6], fkey, tostring(now))
-  redis.call('PEXPIRE', KEYS[6], keep)
-  redis.call('HSET', KEYS[8], 'last_grant', tostring(now), 'moved', tostring(now))
-  redis.call('PEXPIRE', KEYS[8], 86400000)
+  redis.call('ZREM', KEYS[W + rank], member)
+  redis.call('HDEL', SINCE, member)
+  redis.call('HSET', SERVED, fkey, tostring(now))
+  redis.call('PEXPIRE', SERVED, keep)
+  redis.call('HSET', STATE, 'last_grant', tostring(now), 'moved', tostring(now))
+  redis.call('PEXPIRE', STATE, 86400000)
   stat('granted:' .. rank, wanted)
   stat('calls:' .. rank, 1)
   if waited > 0 then
@@ -130,13 +147,13 @@ if blocked == 0 and higher == 0 and need <= 0 then
 end
 
 if mode == 0 or (mode == 1 and ttl > 0) then
-  local set = KEYS[3 + rank]
+  local set = KEYS[W + rank]
   redis.call('ZADD', set, now + ttl, member)
   redis.call('PEXPIRE', set, ttl + window)
-  redis.call('HSETNX', KEYS[7], member, tostring(now))
-  redis.call('PEXPIRE', KEYS[7], keep)
-  redis.call('HSETNX', KEYS[8], 'moved', tostring(now))
-  redis.call('PEXPIRE', KEYS[8], 86400000)
+  redis.call('HSETNX', SINCE, member, tostring(now))
+  redis.call('PEXPIRE', SINCE, keep)
+  redis.call('HSETNX', STATE, 'moved', tostring(now))
+  redis.call('PEXPIRE', STATE, 86400000)
 end
 if ahead > 0 and blocked == 0 then
   -- Another key's turn: look again soon, it may not come for the token it is owed.

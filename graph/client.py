@@ -44,6 +44,7 @@ import requests
 import urllib3.exceptions
 
 from graph.budget import (
+    AGENT_PRIORITIES,
     DEFAULT_BUDGETS,
     BudgetBusy,
     BudgetRate,
@@ -305,6 +306,7 @@ class GraphClient:
         priority: Priority | str = Priority.INTERACTIVE,
         fair_key: str | None = None,
         no_wait_hold: float | None = None,
+        hold_id: str = "",
         _shared: _Shared | None = None,
     ) -> None:
         self.config = config
@@ -312,6 +314,7 @@ class GraphClient:
         self.fair_key = fair_key
         # None: calls wait for the budget; a number: calls never wait (see without_waiting).
         self.no_wait_hold = no_wait_hold
+        self.hold_id = hold_id
         self._shared = _shared or _Shared(config)
 
     def _view(self, **changes: Any) -> GraphClient:
@@ -319,6 +322,7 @@ class GraphClient:
             "priority": self.priority,
             "fair_key": self.fair_key,
             "no_wait_hold": self.no_wait_hold,
+            "hold_id": self.hold_id,
         }
         values.update(changes)
         return GraphClient(self.config, _shared=self._shared, **values)
@@ -327,12 +331,13 @@ class GraphClient:
         """A view of this client whose calls take the budget at ``priority`` (same fair key)."""
         return self._view(priority=Priority(priority))
 
-    def without_waiting(self, hold_seconds: float = 0.0) -> GraphClient:
+    def without_waiting(self, hold_seconds: float = 0.0, hold_id: str = "") -> GraphClient:
         """A view whose calls never wait for the budget: when no token can be had at once
         (``RequestBudget.try_acquire``) a call raises ``graph.budget.BudgetBusy`` carrying the
         estimate, before anything is sent. ``hold_seconds`` > 0 keeps the agent's place in the
-        queue that long (a page that will ask again)."""
-        return self._view(no_wait_hold=max(0.0, hold_seconds))
+        queue that long (a page that will ask again), under ``hold_id`` (one per waiting part
+        of a page: ``RequestBudget.release_hold`` ends it)."""
+        return self._view(no_wait_hold=max(0.0, hold_seconds), hold_id=hold_id)
 
     def for_agent(self, key: str) -> GraphClient:
         """A view whose calls draw their fair share of the budget as ``key`` (the agent's Entra
@@ -348,9 +353,9 @@ class GraphClient:
 
     def priority_headers(self, throttle_class: str) -> dict[str, str]:
         """The throttling-priority header for a call of ``throttle_class`` from this view:
-        ``high`` when an agent is waiting (interactive) on an identity and access call, none
-        (Graph's normal) otherwise. $batch callers add it to each inner request."""
-        if self.priority is Priority.INTERACTIVE and throttle_class in _PRIORITY_CLASSES:
+        ``high`` when an agent is waiting (action or interactive) on an identity and access
+        call, none (Graph's normal) otherwise. $batch callers add it to each inner request."""
+        if self.priority in AGENT_PRIORITIES and throttle_class in _PRIORITY_CLASSES:
             return {THROTTLE_PRIORITY_HEADER: "high"}
         return {}
 
@@ -458,6 +463,7 @@ class GraphClient:
             self.fair_key,
             tokens,
             hold_seconds=self.no_wait_hold,
+            hold_id=self.hold_id,
         ):
             raise BudgetBusy(
                 throttle_class, budget.estimate(throttle_class, self.priority, self.fair_key)

@@ -23,8 +23,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from graph import GraphClient
-from graph.budget import BudgetBusy
+from graph.budget import REPORTS, BudgetBusy, Priority
 from graph.errors import GraphError, GraphThrottled
 from mfa import person_cache
 from mfa.forms import METHOD_NAMES
@@ -36,13 +38,17 @@ PANEL_PARTS: dict[str, tuple[str, ...]] = {
     METHODS_PANEL: (person_cache.METHODS, person_cache.PREFERENCES),
     MFA_PANEL: (person_cache.MFA_STATE,),
 }
-# The browser asks again after the estimate, but never sooner than MIN_RETRY_SECONDS nor later
-# than MAX_RETRY_SECONDS: a refused call keeps the agent's place in the budget's queue for
-# HOLD_SECONDS (graph.client.GraphClient.without_waiting), and asking again within it renews the
-# place; a page closed meanwhile holds no one up for longer than that.
+# The browser asks again after half the estimate (the wait shortens as the queue moves, and a
+# re-fetch is a request on the portal's workers: under a saturated budget, polling every few
+# seconds made most of their work), never sooner than MIN_RETRY_SECONDS nor later than
+# MAX_RETRY_SECONDS. A refused call keeps the agent's place in the budget's queue for
+# HOLD_SECONDS (graph.client.GraphClient.without_waiting), longer than the longest delay, and
+# asking again within it renews the place; a page closed meanwhile holds one token for no longer.
 MIN_RETRY_SECONDS = 1
-MAX_RETRY_SECONDS = 8
-HOLD_SECONDS = 12.0
+MAX_RETRY_SECONDS = 30
+# At the head of the queue: asked again right after the estimate, but not sooner than this.
+HEAD_RETRY_SECONDS = 0.3
+HOLD_SECONDS = MAX_RETRY_SECONDS + 15.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class BudgetWaitShown:
 
     seconds: int
     position: int
-    retry_seconds: int
+    retry_seconds: float
 
 
 @dataclass(frozen=True)
@@ -132,11 +138,29 @@ def _missing(held: person_cache.PersonSecurity | None, parts: tuple[str, ...]) -
 
 def _waiting(seconds: float, position: int) -> BudgetWaitShown:
     shown = max(1, math.ceil(seconds))
-    return BudgetWaitShown(
-        seconds=shown,
-        position=max(1, position),
-        retry_seconds=min(MAX_RETRY_SECONDS, max(MIN_RETRY_SECONDS, shown)),
-    )
+    if position <= 1:
+        # Next in the queue: the token is owed to this panel and waits for it, unused, until
+        # it asks again; so it asks just after the estimate, which is exact at the head.
+        retry = max(HEAD_RETRY_SECONDS, round(seconds + 0.1, 1))
+    else:
+        retry = min(MAX_RETRY_SECONDS, max(MIN_RETRY_SECONDS, math.ceil(shown / 2)))
+    return BudgetWaitShown(seconds=shown, position=max(1, position), retry_seconds=retry)
+
+
+def _hold_id(oid: str, panel: str) -> str:
+    """The panel's own place in the budget's queue (one per person and panel, so that each
+    waiting panel keeps its age and one filled from the cache can give its place up)."""
+    return f"{oid}:{panel}"
+
+
+def _release(client: GraphClient, *, agent_key: str, oid: str, panel: str) -> None:
+    """Give up this panel's place in the queue: another agent's read filled the cache."""
+    try:
+        client.budget.release_hold(
+            REPORTS, Priority.INTERACTIVE, agent_key or None, _hold_id(oid, panel)
+        )
+    except (GraphError, ValueError, RedisError):
+        pass  # the hold lapses by itself within HOLD_SECONDS
 
 
 def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -> Panel:
@@ -149,6 +173,7 @@ def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -
     held = person_cache.cached(oid)
     missing = _missing(held, parts)
     if not missing and held is not None:
+        _release(client, agent_key=agent_key, oid=oid, panel=panel)
         return Panel(
             name=panel,
             oid=oid,
@@ -158,7 +183,9 @@ def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -
         )
     try:
         security = person_cache.load(
-            client.for_agent(agent_key).without_waiting(hold_seconds=HOLD_SECONDS),
+            client.for_agent(agent_key).without_waiting(
+                hold_seconds=HOLD_SECONDS, hold_id=_hold_id(oid, panel)
+            ),
             oid,
             parts=missing,
         )

@@ -36,6 +36,7 @@ CHART_HEIGHT = 120
 # Fill colours of the priorities, and of the 429 marks (SVG attributes, not CSS: the CSP
 # allows no inline style).
 _COLOURS = {
+    Priority.ACTION.value: "#1d4f80",
     Priority.INTERACTIVE.value: "#2f6fb3",
     Priority.BULK.value: "#d08a1e",
     Priority.SYNC.value: "#7a8a99",

@@ -24,7 +24,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from accounts.app_roles import portal_role_grants
 from accounts.capabilities import pim_read, tenant_capabilities
@@ -303,6 +306,34 @@ def read_portal_roles(client: GraphClient) -> dict[str, tuple[str, ...]]:
         for person in people:
             held.setdefault(person, set()).update(grant.roles)
     return {oid: tuple(sorted(roles)) for oid, roles in held.items()}
+
+
+_PORTAL_ROLES_KEY = "roles:portal-roles:v1"
+
+
+def read_portal_roles_shared(client: GraphClient) -> dict[str, tuple[str, ...]]:
+    """:func:`read_portal_roles`, shared by every process for ``PORTAL_TARGET_CACHE_SECONDS``
+    (the Django cache, Redis): the same map serves every person page drawn from a cached or a
+    new target profile, instead of two or more Graph reads per person opened. It is as old as
+    the target profiles it feeds may be; a decision that must be fresh (the action form's tier,
+    a runner's check) calls :func:`read_portal_roles`. Redis down: read from Graph. Raises
+    GraphError as it comes."""
+    try:
+        cached = cache.get(_PORTAL_ROLES_KEY)
+    except (RedisError, OSError):
+        cached = None
+    if isinstance(cached, dict):
+        return {str(oid): tuple(roles) for oid, roles in cached.items()}
+    held = read_portal_roles(client)
+    try:
+        cache.set(
+            _PORTAL_ROLES_KEY,
+            {oid: list(roles) for oid, roles in held.items()},
+            timeout=settings.PORTAL_TARGET_CACHE_SECONDS,
+        )
+    except (RedisError, OSError):
+        pass  # not shared: read again next time
+    return held
 
 
 def read_role_holders(client: GraphClient) -> RoleHolders:

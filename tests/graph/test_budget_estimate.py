@@ -124,7 +124,7 @@ def test_snapshot_shows_use_waiters_and_pauses(budget_prefix: str) -> None:
         if state["waiters"]:
             break
         time.sleep(0.02)
-    assert state["waiting"] == {"interactive": 1, "bulk": 0, "sync": 0}
+    assert state["waiting"] == {"action": 0, "interactive": 1, "bulk": 0, "sync": 0}
     assert [(w["key"], w["priority"], w["calls"]) for w in state["waiters"]] == [
         ("agent-b", "interactive", 1)
     ]

@@ -97,3 +97,43 @@ def test_a_429_still_pauses_every_agent(budget_prefix: str) -> None:
         assert budget.estimate("reports", fair_key=agent).seconds > 1.5
     assert not budget.try_acquire("reports", "bulk", fair_key="agent-b")
     assert budget.try_acquire("identity", fair_key="agent-b")  # the pause is the class's only
+
+
+def _one_a_second(prefix: str) -> RequestBudget:
+    return RequestBudget(
+        REDIS_URL,
+        {"reports": BudgetRate(1, 1), "identity": BudgetRate(100, 1)},
+        interactive_reserve=0,
+        prefix=prefix,
+    )
+
+
+def test_the_agent_who_has_waited_longest_goes_first(budget_prefix: str) -> None:
+    """Agent A was served a while ago and has been waiting since; agent N, never served, arrives
+    later. A's turn comes first: a newcomer does not cut in because it was served long ago
+    (issue 12's fairness: serve the longest-waiting agent first)."""
+    budget = _one_a_second(budget_prefix)
+    assert budget.try_acquire("reports", fair_key="agent-a")
+    assert not budget.try_acquire("reports", fair_key="agent-a", hold_seconds=30)
+    assert not budget.try_acquire("reports", fair_key="agent-n", hold_seconds=30)
+    assert budget.estimate("reports", fair_key="agent-a").position == 1
+    assert budget.estimate("reports", fair_key="agent-n").position == 2
+    # And when the token comes, it is A's: N is refused while A waits for it.
+    budget.acquire("reports", fair_key="agent-a", timeout=5)
+    assert budget.estimate("reports", fair_key="agent-n").position == 1
+
+
+def test_a_submitted_change_goes_before_page_reads(budget_prefix: str) -> None:
+    """The runner of a submitted change (priority "action") is served before agents' page reads
+    waiting at "interactive", whatever their turn: a reset with the caller on the line does not
+    queue behind panels, which can show a wait (issue 12: 15 re-registrations stayed queued)."""
+    budget = _one_a_second(budget_prefix)
+    assert budget.try_acquire("reports", fair_key="agent-a")
+    for agent in ("agent-b", "agent-c", "agent-d"):
+        assert not budget.try_acquire("reports", fair_key=agent, hold_seconds=30)
+    assert budget.estimate("reports", "action", fair_key="run:1").position == 1
+    budget.acquire("reports", "action", fair_key="run:1", timeout=5)
+    # The page readers are still waiting; the runner is ahead of all of them again.
+    assert budget.estimate("reports", "interactive", fair_key="agent-b").position >= 1
+    assert budget.estimate("reports", "action", fair_key="run:1").position == 1
+    assert budget.max_burst("reports", "action") == 1  # no reserve kept from it

@@ -76,7 +76,7 @@ def test_admin_sees_use_waiters_by_name_429s_and_pauses(
     body = response.content.decode()
     reports = _section(body, "reports")
     assert 'data-stalled="false"' in reports
-    assert re.search(r'data-now="waiting">\s*2 interactive, 0 bulk, 0 sync', reports)
+    assert re.search(r'data-now="waiting">\s*0 action, 2 interactive, 0 bulk, 0 sync', reports)
     assert f'data-waiter="{agent.username}"' in reports
     assert PERSONAS.agent.display_name in reports
     assert 'data-waiter="unknown-oid"' in reports
@@ -111,6 +111,7 @@ def test_redis_down_is_said_plainly(settings: Any) -> None:
 def test_the_chart_stacks_priorities_to_scale_and_marks_429s() -> None:
     def minute(at: int, interactive: int, bulk: int, throttled: int = 0) -> dict[str, Any]:
         by = {
+            "action": {"used": 0},
             "interactive": {"used": interactive},
             "bulk": {"used": bulk},
             "sync": {"used": 0},

@@ -150,10 +150,16 @@ def _fragment(
                 view.shown_errors += 1
                 view.errors.append(f"HTTP {status}, panel {state} (shown as an error) for {url}")
             return
+        if is_methods and state in ("filled", "partial"):
+            # The methods are listed ("partial": only the default method's mark still waits).
+            with lock:
+                if view.methods_fill_s != view.methods_fill_s:
+                    view.methods_fill_s = now - t0
         if again is None:
             if is_methods:
                 with lock:
-                    view.methods_fill_s = now - t0
+                    if view.methods_fill_s != view.methods_fill_s:
+                        view.methods_fill_s = now - t0
             return
         with lock:
             view.refetches += 1

@@ -66,7 +66,9 @@ class Panel:
     """What one panel shows: ``security`` (what is held or was just read), or ``waiting``, or
     ``error`` (a Graph failure, with its code and request-id). ``age_seconds`` is how old the
     shown data is (about 0 when just read); ``from_cache`` whether it came from the cache.
-    ``preferences_error``: the methods are shown but the default method could not be read."""
+    ``preferences_error``: the methods are shown but the default method could not be read.
+    ``preferences_waiting``: the methods are shown and the default method's read waits for the
+    budget (the panel is "partial": it asks again, like a waiting one, until it has both)."""
 
     name: str
     oid: str
@@ -76,6 +78,7 @@ class Panel:
     waiting: BudgetWaitShown | None = None
     error: GraphError | None = None
     preferences_error: GraphError | None = None
+    preferences_waiting: BudgetWaitShown | None = None
 
     def context(self) -> dict[str, Any]:
         """The template context of ``mfa/_panel_<name>.html``."""
@@ -105,6 +108,7 @@ class Panel:
                 ],
                 preferences=security.preferences if security else None,
                 preferences_error=self.preferences_error,
+                preferences_waiting=self.preferences_waiting,
                 default_known=default_id is not None,
             )
         else:
@@ -191,7 +195,19 @@ def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -
         )
     except BudgetBusy as exc:
         # Nothing was sent for the refused call; parts read before it are kept in the cache.
-        return Panel(name=panel, oid=oid, waiting=_waiting(exc.wait.seconds, exc.wait.position))
+        wait = _waiting(exc.wait.seconds, exc.wait.position)
+        after = person_cache.cached(oid)
+        if panel == METHODS_PANEL and after is not None and after.has(person_cache.METHODS):
+            # The methods were read and only the default waits: show them now (what the agent
+            # needs first); the default mark fills in when its read is granted.
+            return Panel(
+                name=panel,
+                oid=oid,
+                security=after,
+                age_seconds=after.age_seconds(person_cache.METHODS),
+                preferences_waiting=wait,
+            )
+        return Panel(name=panel, oid=oid, waiting=wait)
     except GraphThrottled as exc:
         # Graph said 429 after all (the client recorded the pause for every process).
         again = exc.retry_after if exc.retry_after is not None else MIN_RETRY_SECONDS

@@ -1,7 +1,8 @@
 /*
  * The person page's panels (mfa/panels.py). A panel is an element with data-panel-url and
  * data-panel-state: "loading" is fetched at once, "waiting" (for Graph's budget, or for a sync)
- * after data-retry-after seconds, and replaced by the answer; "filled" and "error" end the loop.
+ * and "partial" (shown, one part still waiting) after data-retry-after seconds, and replaced by
+ * the answer; "filled" and "error" end the loop.
  * Without this script each panel offers a link instead. A file, not inline: the CSP forbids
  * inline script.
  */
@@ -50,10 +51,11 @@
 
   function schedule(panel) {
     var state = panel.getAttribute("data-panel-state");
-    if (!panel.getAttribute("data-panel-url") || (state !== "loading" && state !== "waiting")) {
+    if (!panel.getAttribute("data-panel-url") ||
+        (state !== "loading" && state !== "waiting" && state !== "partial")) {
       return;
     }
-    var seconds = state === "waiting" ? parseFloat(panel.getAttribute("data-retry-after") || "1") : 0;
+    var seconds = state === "loading" ? 0 : parseFloat(panel.getAttribute("data-retry-after") || "1");
     if (!(seconds > 0)) {
       load(panel, 0);
       return;

@@ -65,3 +65,17 @@ def test_the_head_of_the_queue_asks_again_just_after_the_estimate() -> None:
     assert panels._waiting(400, 60).retry_seconds == panels.MAX_RETRY_SECONDS
     assert panels.HOLD_SECONDS > panels.MAX_RETRY_SECONDS
     assert re.fullmatch(r"[\d.]+", f"{head.retry_seconds:g}")
+
+
+def test_the_methods_show_while_only_the_default_method_waits(tenant: Any) -> None:
+    """The methods were read and the default method's read waits for the budget: the panel
+    shows the methods now ("partial"), says the default mark waits, and asks again."""
+    agent = signed_in(PERSONAS.agent)
+    person_cache.load(get_graph_client(), SAM.oid, parts=[person_cache.METHODS])
+    get_graph_client().budget.record_pause(REPORTS, 5)
+    html = _panel(agent, "methods")
+    assert 'data-panel-state="partial"' in html
+    assert "Authenticator app" in html
+    assert "The default method: waiting for Graph's budget" in " ".join(html.split())
+    assert re.search(r'data-retry-after="[\d.]+"', html)
+    assert "data-default-method" not in html

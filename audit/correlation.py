@@ -164,6 +164,15 @@ def _targets(record: DirectoryAuditRecord) -> set[str]:
     return targets
 
 
+def is_portal_app(record: DirectoryAuditRecord, *, client_id: str | None = None) -> bool:
+    """Whether Entra names the portal's own app as the event's initiator (by its client id,
+    or, when Entra gives no appId, by its service principal's object id)."""
+    client_id = settings.ENTRA_CLIENT_ID if client_id is None else client_id
+    return record.initiated_by_kind == DirectoryAuditRecord.InitiatorKind.APP and _made_by(
+        record, agent_oid="", client_id=client_id
+    )
+
+
 def _made_by(
     record: DirectoryAuditRecord, *, agent_oid: str, client_id: str, via_pim: bool = False
 ) -> bool:

@@ -18,7 +18,10 @@ what it is about):
   requests do not count) more than ``DASHBOARD_REPEAT_RESET_MAX`` times within
   ``DASHBOARD_REPEAT_RESET_DAYS``;
 - privileged: an action on a privileged target;
-- outside the portal: an Entra change no portal request explains (``outside_portal``);
+- outside the portal: an Entra change no portal request explains (``outside_portal``). One that
+  Entra says the portal's own app made (its client id) is named so: either it predates the
+  portal's own records (a backfill of Entra's log, or the demo tenant's seeded history), or the
+  portal's credentials were used outside the portal, which the flag says apart;
 - manual checks: an agent recorded at least ``DASHBOARD_MANUAL_CHECKS_MIN`` manual caller checks
   in the last 24 hours (read from the portal's own ``verification_manual`` events, so audit needs
   nothing of mfa for it; mfa caps them at ``PORTAL_MANUAL_CHECKS_PER_DAY``).
@@ -40,12 +43,33 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.correlation import is_portal_app
 from audit.models import DirectoryAuditRecord, PortalEvent
 from audit.sources import request_manager, request_source
 
 # Flag lists show at most this many items (the count says how many there are).
 FLAG_LIST_MAX = 50
 _WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def duration_text(seconds: float | None) -> str:
+    """``seconds`` for a person: "0.4 s" under ten seconds, "14 s" under a minute, else
+    "2.5 min"; "" for None."""
+    if seconds is None:
+        return ""
+    # A no-break space: the number and its unit stay on one line.
+    if seconds < 10:
+        return f"{seconds:.1f}\u00a0s"
+    if seconds < 60:
+        return f"{round(seconds)}\u00a0s"
+    return f"{seconds / 60:.1f}\u00a0min"
+
+
+def day_text(moment: datetime) -> str:
+    """``moment`` as the audit pages write it: "3 Dec 2026, 14:05" in the portal's time zone."""
+    local = timezone.localtime(moment)
+    return f"{local.day} {_MONTHS[local.month - 1]} {local.year}, {local:%H:%M}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,13 @@ class FlagGroup:
     rule: str
     items: list[Flag] = field(default_factory=list)
     total: int = 0
+    # How many more things the items stand for than their number (a flag summing up several).
+    summed: int = 0
+
+    @property
+    def listed(self) -> int:
+        """How many of ``total`` the items show."""
+        return len(self.items) + self.summed
 
     def add(self, flag: Flag) -> None:
         self.total += 1
@@ -88,6 +119,25 @@ class DashboardFigures:
     median_minutes_per_day: list[float | None]
     median_minutes: float | None
     flags: list[FlagGroup]
+    median_seconds_per_day: list[float | None] = field(default_factory=list)
+    median_seconds: float | None = None
+
+    @property
+    def median_text(self) -> str:
+        """The median time from request to done in words: seconds under a minute ("14 s"),
+        else minutes ("2.5 min"); "" when nothing is done yet."""
+        return duration_text(self.median_seconds)
+
+    @property
+    def median_unit(self) -> str:
+        """The chart's unit: seconds when every day's median is under a minute, else minutes."""
+        values = [v for v in self.median_seconds_per_day if v is not None]
+        return "s" if values and max(values) < 60 else "min"
+
+    @property
+    def day_labels(self) -> list[str]:
+        """The x-axis' days, "3 Dec" (no leading zero), today the last."""
+        return [f"{d.day} {_MONTHS[d.month - 1]}" for d in self.days]
 
     def charts_json(self) -> dict[str, Any]:
         kind_labels = request_source().kind_labels
@@ -105,8 +155,15 @@ class DashboardFigures:
                 "labels": [name for name, _n in self.per_agent],
                 "data": [n for _name, n in self.per_agent],
             },
+            "dayLabels": self.day_labels,
             "privilegedPerDay": self.privileged_per_day,
             "medianMinutesPerDay": self.median_minutes_per_day,
+            "medianUnit": self.median_unit,
+            "medianPerDay": (
+                [None if v is None else round(v, 1) for v in self.median_seconds_per_day]
+                if self.median_unit == "s"
+                else self.median_minutes_per_day
+            ),
         }
 
     @property
@@ -168,7 +225,7 @@ def _charts(now: datetime) -> dict[str, Any]:
         if tier == source.privileged_tier:
             privileged[i] += 1
         if status in source.done_statuses and finished_at is not None:
-            durations[i].append((finished_at - created_at).total_seconds() / 60)
+            durations[i].append((finished_at - created_at).total_seconds())
     all_durations = [m for day in durations for m in day]
     status_labels = source.status_labels
     return {
@@ -183,9 +240,13 @@ def _charts(now: datetime) -> dict[str, Any]:
         "per_agent": agents.most_common(),
         "privileged_per_day": privileged,
         "median_minutes_per_day": [
-            round(statistics.median(day), 1) if day else None for day in durations
+            round(statistics.median(day) / 60, 1) if day else None for day in durations
         ],
-        "median_minutes": round(statistics.median(all_durations), 1) if all_durations else None,
+        "median_minutes": (
+            round(statistics.median(all_durations) / 60, 1) if all_durations else None
+        ),
+        "median_seconds_per_day": [statistics.median(day) if day else None for day in durations],
+        "median_seconds": statistics.median(all_durations) if all_durations else None,
     }
 
 
@@ -318,37 +379,93 @@ def _repeat_reset_flags(now: datetime) -> FlagGroup:
     return group
 
 
+def _portal_records_began() -> datetime | None:
+    """When the portal's own records begin: its first event (the chain's first link)."""
+    return PortalEvent.objects.order_by("seq").values_list("created_at", flat=True).first()
+
+
 def _outside_portal_flags(now: datetime) -> FlagGroup:
     flag_days: int = settings.DASHBOARD_FLAG_DAYS
     group = FlagGroup(
         "outside_portal",
         "Changes outside the portal",
         f"MFA, session and role changes in Entra that no portal request explains, last "
-        f"{flag_days} days.",
+        f"{flag_days} days. One that Entra says the portal's own app made predates the "
+        "portal's records, or means its credentials were used outside the portal.",
     )
     since = now - timedelta(days=flag_days)
+    began = _portal_records_began()
     records = (
         DirectoryAuditRecord.objects.filter(outside_portal=True, activity_at__gte=since)
         .order_by("-activity_at", "-id")
-        .values_list("activity_at", "activity", "initiated_by_name", "target_id", "target_name")
+        .only(
+            "activity_at",
+            "activity",
+            "initiated_by_kind",
+            "initiated_by_id",
+            "initiated_by_app_id",
+            "initiated_by_name",
+            "target_id",
+            "target_name",
+        )
         .iterator(chunk_size=2000)
     )
-    for activity_at, activity, initiated_by_name, target_id, target_name in records:
+    client_id: str = settings.ENTRA_CLIENT_ID
+    before: list[DirectoryAuditRecord] = []
+    for record in records:
+        by = record.initiated_by_name or "unknown"
+        detail = f"{record.activity} by {by}, {day_text(record.activity_at)}"
+        if is_portal_app(record, client_id=client_id):
+            if began is None or record.activity_at < began:
+                # Entra's history from before the portal kept its own: one line for them all.
+                before.append(record)
+                continue
+            detail += ": the portal's own app, but no portal request (its credentials used "
+            detail += "outside the portal?)"
         group.add(
             Flag(
-                title=target_name or "(no person)",
-                detail=f"{activity} by {initiated_by_name or 'unknown'}",
+                title=record.target_name or "(no person)",
+                detail=detail,
                 url=_history_url(
                     source="entra",
                     outside="1",
-                    target=target_id,
-                    since=_local_day(activity_at),
-                    until=_local_day(activity_at),
+                    target=record.target_id,
+                    since=_local_day(record.activity_at),
+                    until=_local_day(record.activity_at),
                 ),
-                at=activity_at,
+                at=record.activity_at,
             )
         )
+    if before:
+        _add_before_records(group, before, began)
     return group
+
+
+def _add_before_records(
+    group: FlagGroup, records: list[DirectoryAuditRecord], began: datetime | None
+) -> None:
+    """One flag, first, for the changes Entra says the portal's own app made before the portal's
+    own records begin: no portal request can explain them, since the portal kept none then (a
+    tenant's older history, or the demo tenant's seeded one)."""
+    count, latest = len(records), max(r.activity_at for r in records)
+    since = min(r.activity_at for r in records)
+    when = f"before its own records begin ({day_text(began)})" if began else "before its records"
+    flag = Flag(
+        title=f"{count} change{'s' if count != 1 else ''} by the portal's own app",
+        detail=(
+            f"{records[0].initiated_by_name or 'The portal'} made them {when}, so no portal "
+            "request can explain them: Entra's history from before the portal kept its own "
+            "(in the demo, the emulator's seeded history)."
+        ),
+        url=_history_url(
+            source="entra", outside="1", since=_local_day(since), until=_local_day(latest)
+        ),
+        at=latest,
+    )
+    group.items.insert(0, flag)
+    group.total += count
+    group.summed += count - 1
+    del group.items[FLAG_LIST_MAX:]
 
 
 def _manual_check_flags(now: datetime) -> FlagGroup:

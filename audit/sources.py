@@ -11,7 +11,10 @@ event. Instead of importing the flows, audit keeps this registry, and each flow 
   facts about its statuses and tiers that the dashboard needs, and its candidate changes for
   correlation (a record a request explains is linked to it);
 - **change sources**, any number (roles' ``RoleChangeRequest``): flows whose changes explain
-  Entra events, so that they are not "outside the portal", without being the record's link.
+  Entra events, so that they are not "outside the portal", without being the record's link;
+- **change histories**, one per such flow that history shows as requests of their own
+  (:class:`ChangeHistory`: roles' summaries of role changes, and which change each Entra record
+  belongs to), so that a role change's events and Entra's record of it read as one request.
 
 Read the registry when a function runs, never at import time: modules are imported before the
 apps are ready. Registering again under the same name replaces the earlier entry.
@@ -19,7 +22,8 @@ apps are ready. Registering again under the same name replaces the earlier entry
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -88,10 +92,56 @@ class RequestSource:
     privileged_tier: str
 
 
+@dataclass(frozen=True)
+class ChangeSummary:
+    """What history shows of one change of a change history (a role change): the request-like
+    columns of a history row. ``kind_label``: what was asked ("Add a holder: Global
+    Administrator"); ``url``: the change's own page; ``entra_event_ids``: the Entra events the
+    flow linked to it; ``target_id``: the object id its portal events name as their target."""
+
+    flow: str
+    pk: int
+    public_id: uuid.UUID
+    kind_label: str
+    status: str
+    status_label: str
+    requester_name: str
+    requester_oid: str
+    ticket: str
+    needs_approval: bool
+    decided_by_name: str
+    decision_comment: str
+    target_upn: str
+    url: str
+    created_at: datetime
+    entra_event_ids: tuple[str, ...] = ()
+    # The person (or group) the change is about: its events' ``target_id``.
+    target_id: str = ""
+
+
+@dataclass(frozen=True)
+class ChangeHistory:
+    """A flow whose changes history shows as requests (roles' role changes).
+
+    ``event_key``: the key of a portal event's ``detail`` holding the change's primary key
+    (every event of a change has it). ``summaries``: the changes among the given primary keys
+    (one query; unknown ones left out). ``for_records``: for the Entra records among the given
+    ones (ids) that belong to one of the flow's changes, that change's primary key: the change
+    that linked it, else the one the correlation rule says explains it (a bounded number of
+    queries for the whole batch).
+    """
+
+    flow: str
+    event_key: str
+    summaries: Callable[[Iterable[int]], dict[int, ChangeSummary]]
+    for_records: Callable[[Sequence[int]], dict[int, int]]
+
+
 @dataclass
 class _Registry:
     request: RequestSource | None = None
     changes: dict[str, ChangeFinder] = field(default_factory=dict)
+    histories: dict[str, ChangeHistory] = field(default_factory=dict)
 
 
 _registry = _Registry()
@@ -122,6 +172,16 @@ def change_source_register(name: str, finder: ChangeFinder) -> None:
 def change_sources() -> tuple[ChangeFinder, ...]:
     """Every registered change finder, in registration order."""
     return tuple(_registry.changes.values())
+
+
+def change_history_register(history: ChangeHistory) -> None:
+    """Let history show ``history.flow``'s changes as requests (registering again replaces)."""
+    _registry.histories[history.flow] = history
+
+
+def change_histories() -> tuple[ChangeHistory, ...]:
+    """Every registered change history, in registration order."""
+    return tuple(_registry.histories.values())
 
 
 def request_manager() -> models.Manager[Any]:

@@ -31,7 +31,9 @@ from audit.selectors import (
     FilterError,
     HistoryFilters,
     HistoryPage,
+    RequestHistoryPage,
     history_query,
+    request_history_query,
 )
 
 # Rows per page (module attributes, read at each request, so a test can make pages short).
@@ -60,21 +62,34 @@ def _agent_choices() -> list[tuple[str, str]]:
     return [(p.oid, p.display_name or p.upn or p.oid) for p in people]
 
 
-def _page_links(page: HistoryPage, base: str) -> dict[str, str]:
-    params = page.filters.to_params()
+# ``view=events``: one row per event (the exports' rows); the default is one row per request.
+EVENTS_VIEW = "events"
+
+
+def _page_links(page: HistoryPage | RequestHistoryPage, base: str, view: str) -> dict[str, str]:
+    filter_params = page.filters.to_params()
+    params = (
+        {**filter_params, "view": view}
+        if view == EVENTS_VIEW or page.filters.request
+        else filter_params
+    )
     links = {"first": _url(base, params)}
     if page.next_cursor is not None:
         links["next"] = _url(base, {**params, "after": page.next_cursor.encode()})
-    if page.prev_cursor is not None:
+    if isinstance(page, HistoryPage) and page.prev_cursor is not None:
         links["prev"] = _url(base, {**params, "before": page.prev_cursor.encode()})
+    links["events_view"] = _url(base, {**filter_params, "view": EVENTS_VIEW})
+    # With a request filter the default is its events: the request view is asked for by name.
+    asked_requests = {"view": "requests"} if page.filters.request else {}
+    links["requests_view"] = _url(base, {**filter_params, **asked_requests})
     flipped = dict(params)
     if page.filters.descending:
         flipped["order"] = "asc"
     else:
         flipped.pop("order", None)
     links["flip_order"] = _url(base, flipped)
-    links["csv"] = _url(reverse("audit:export", args=["csv"]), params)
-    links["jsonl"] = _url(reverse("audit:export", args=["jsonl"]), params)
+    links["csv"] = _url(reverse("audit:export", args=["csv"]), filter_params)
+    links["jsonl"] = _url(reverse("audit:export", args=["jsonl"]), filter_params)
     return links
 
 
@@ -82,10 +97,14 @@ def _page_links(page: HistoryPage, base: str) -> dict[str, str]:
 @require_GET
 @role_required(*HISTORY_ROLES)
 def history(request: HttpRequest) -> HttpResponse:
-    """``/audit/``: portal events and Entra records together, filtered, one keyset page.
+    """``/audit/``: portal events and Entra records together, filtered, one keyset page: one
+    row per request (``audit.selectors.requests``), or one per event with ``view=events``.
 
     Answers 400 (with the form and its messages) for malformed filters or cursor.
     """
+    # One request (``request=``) reads as its events: its row would be the whole page.
+    asked = request.GET.get("view") or (EVENTS_VIEW if request.GET.get("request") else "")
+    view = EVENTS_VIEW if asked == EVENTS_VIEW else "requests"
     context: dict[str, Any] = {
         "kinds": PortalEvent.Kind.choices,
         "activities": KNOWN_ENTRA_ACTIVITIES,
@@ -95,6 +114,7 @@ def history(request: HttpRequest) -> HttpResponse:
         "params": request.GET,
         "errors": {},
         "page": None,
+        "view": view,
     }
     try:
         filters = HistoryFilters.from_params(request.GET)
@@ -102,14 +122,24 @@ def history(request: HttpRequest) -> HttpResponse:
     except FilterError as exc:
         context["errors"] = exc.errors
         return render(request, "audit/history.html", context, status=400)
-    page = history_query(
-        filters, request.user, after=after, before=before, page_size=HISTORY_PAGE_SIZE
-    )
+    page: HistoryPage | RequestHistoryPage
+    if view == EVENTS_VIEW:
+        page = history_query(
+            filters, request.user, after=after, before=before, page_size=HISTORY_PAGE_SIZE
+        )
+    else:
+        if before is not None:
+            # The request view pages forward only (its rows fold a varying number of events).
+            context["errors"] = {"cursor": "pages forward only in the request view"}
+            return render(request, "audit/history.html", context, status=400)
+        page = request_history_query(
+            filters, request.user, after=after, page_size=HISTORY_PAGE_SIZE
+        )
     context.update(
         {
             "page": page,
             "filters": filters,
-            "links": _page_links(page, request.path),
+            "links": _page_links(page, request.path, view),
             "is_custom_kind": bool(filters.kind)
             and filters.kind not in PortalEvent.Kind.values
             and filters.kind not in KNOWN_ENTRA_ACTIVITIES,

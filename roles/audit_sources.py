@@ -11,14 +11,28 @@ that the Entra events they explain are not "outside the portal". The roles page
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from django.db.models import Q
+from django.urls import reverse
 
-from audit.correlation import is_pim_activity, is_role_membership
+from audit.correlation import (
+    correlation_window,
+    distance_from_run,
+    explains,
+    is_pim_activity,
+    is_role_membership,
+)
 from audit.models import DirectoryAuditRecord
-from audit.sources import PortalChange, change_source_register
+from audit.sources import (
+    ChangeHistory,
+    ChangeSummary,
+    PortalChange,
+    change_history_register,
+    change_source_register,
+)
+from outbox.states import Status
 from roles.catalog import ADD_ACTIVITIES, REMOVE_ACTIVITIES
 from roles.models import HoldKind, RoleChange, RoleChangeRequest
 
@@ -98,4 +112,76 @@ def role_change_changes(
     return [portal_change(change) for change in changes]
 
 
+def role_change_summaries(pks: Iterable[int]) -> dict[int, ChangeSummary]:
+    """What history shows of the role changes among ``pks`` (one query)."""
+    wanted = {pk for pk in pks if pk}
+    if not wanted:
+        return {}
+    statuses = dict(Status.choices)
+    changes = RoleChangeRequest.objects.filter(pk__in=wanted).select_related("requester")
+    return {
+        row.pk: ChangeSummary(
+            flow="roles",
+            pk=row.pk,
+            public_id=row.public_id,
+            kind_label=f"{row.get_change_display()}: {row.role_name}",
+            status=row.status,
+            status_label=statuses.get(row.status, row.status),
+            requester_name=row.requester_name,
+            # The Django user's username is the person's Entra object id (accounts.models).
+            requester_oid=row.requester.get_username(),
+            ticket=row.ticket,
+            needs_approval=row.needs_approval,
+            decided_by_name=row.decided_by_name,
+            decision_comment=row.decision_comment,
+            target_upn=row.principal_upn,
+            url=reverse("roles:role_change_detail", args=[row.public_id]),
+            created_at=row.created_at,
+            entra_event_ids=tuple(row.entra_event_ids or ()),
+            target_id=row.principal_id,
+        )
+        for row in changes
+    }
+
+
+def role_change_of_records(record_ids: Sequence[int]) -> dict[int, int]:
+    """For each of the Entra records ``record_ids`` that a role change made: that change's
+    primary key. The change that linked the record (``entra_event_ids``, by
+    ``roles.linking``) wins; else the nearest change the one rule says explains it (a change
+    not linked yet, before the next sync links it). Records linked to an action request are
+    not role changes' (two queries when no role change ran then, three otherwise)."""
+    # The light columns first: most batches hold no role change's event, and then the heavy
+    # ``raw`` (which the rule reads for the role's template id) is never loaded.
+    light = [
+        record
+        for record in DirectoryAuditRecord.objects.filter(
+            pk__in=list(record_ids), action_request__isnull=True
+        ).only("id", "entra_id", "activity", "activity_at")
+        if is_role_membership(record.activity)
+    ]
+    if not light:
+        return {}
+    slack = correlation_window()
+    changes = role_change_changes(light, slack)
+    if not changes:
+        return {}
+    records = list(DirectoryAuditRecord.objects.filter(pk__in=[r.pk for r in light]))
+    found: dict[int, int] = {}
+    for record in records:
+        linked = [c for c in changes if record.entra_id in c.linked_entra_ids]
+        explaining = linked or [c for c in changes if explains(c, record, slack=slack)]
+        if explaining:
+            nearest = min(explaining, key=lambda c: distance_from_run(c, record.activity_at))
+            found[record.pk] = nearest.pk
+    return found
+
+
 change_source_register("roles", role_change_changes)
+change_history_register(
+    ChangeHistory(
+        flow="roles",
+        event_key="role_change_id",
+        summaries=role_change_summaries,
+        for_records=role_change_of_records,
+    )
+)

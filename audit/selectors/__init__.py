@@ -9,7 +9,9 @@ One module per job:
 - ``rows``: ``HistoryRow`` and the request attached to each row;
 - ``history``: ``history_query`` (one keyset page, also the person timeline) and
   ``history_rows`` (every row, in batches);
-- ``flat``: ``history_flat_rows``, the exports' stream of plain tuples (``FLAT_FIELDS``).
+- ``flat``: ``history_flat_rows``, the exports' stream of plain tuples (``FLAT_FIELDS``);
+- ``requests``: ``request_history_query``, the default view: one row per request (its events
+  folded into it), Entra-only events and events of no request as rows of their own.
 
 The viewer's scope (``audit.permissions``) is applied to every query: an Agent's history is their
 own requests, plus the full history of a person they open (``filters.target``). The request a
@@ -43,6 +45,7 @@ from audit.selectors.history import (
     history_rows,
 )
 from audit.selectors.queries import entra_queryset, portal_queryset
+from audit.selectors.requests import HistoryEntry, RequestHistoryPage, request_history_query
 from audit.selectors.rows import HistoryRow, LinkedEntraRecord, RequestInfo
 
 __all__ = [
@@ -58,11 +61,13 @@ __all__ = [
     "Cursor",
     "FilterError",
     "FlatRow",
+    "HistoryEntry",
     "HistoryFilters",
     "HistoryPage",
     "HistoryRow",
     "LinkedEntraRecord",
     "Order",
+    "RequestHistoryPage",
     "RequestInfo",
     "Source",
     "entra_queryset",
@@ -70,4 +75,5 @@ __all__ = [
     "history_query",
     "history_rows",
     "portal_queryset",
+    "request_history_query",
 ]

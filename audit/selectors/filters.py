@@ -53,6 +53,7 @@ PORTAL_OUTCOMES: dict[str, tuple[str, ...]] = {
         K.VERIFICATION_MANUAL,
         K.SIGN_IN,
         K.TAP_REVEALED,
+        K.ROLE_CHANGE_SUCCEEDED,
     ),
     "partial": (K.ACTION_PARTIALLY_SUCCEEDED,),
     "failure": (
@@ -60,8 +61,16 @@ PORTAL_OUTCOMES: dict[str, tuple[str, ...]] = {
         K.VERIFICATION_FAILED,
         K.SIGN_IN_REFUSED,
         K.TAP_REVEAL_REFUSED,
+        K.ROLE_CHANGE_FAILED,
     ),
-    "stopped": (K.ACTION_REJECTED, K.ACTION_CANCELLED, K.ACTION_EXPIRED),
+    "stopped": (
+        K.ACTION_REJECTED,
+        K.ACTION_CANCELLED,
+        K.ACTION_EXPIRED,
+        K.ROLE_CHANGE_REJECTED,
+        K.ROLE_CHANGE_CANCELLED,
+        K.ROLE_CHANGE_EXPIRED,
+    ),
 }
 ENTRA_OUTCOMES: dict[str, tuple[str, ...]] = {
     "success": ("success",),

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connections
 from django.db.models import BigIntegerField, Func, QuerySet
 
+from audit.correlation import is_role_membership
 from audit.models import DirectoryAuditRecord
 from audit.permissions import history_scope_for
 from audit.selectors.filters import (
@@ -33,6 +34,7 @@ from audit.selectors.filters import (
 )
 from audit.selectors.queries import beyond, entra_queryset, portal_queryset, request_pk_for
 from audit.selectors.rows import request_infos
+from audit.sources import change_histories
 
 # The free text people write into a portal event's detail: a manual check's evidence, a request's
 # or a failed verification's reason, a Lead's decision or override comment. In an Agent's export
@@ -108,8 +110,10 @@ _ENTRA_FLAT_FIELDS = (
     "outside_portal",
 )
 # A row without a request: (requester_name, ticket, public_id, kind, status, verification,
-# decided_by_name, requester_id).
-_NO_REQUEST: tuple[Any, ...] = ("", "", None, "", "", "", "", None)
+# decided_by_name, requester_id, requester_oid, target_upn).
+_NO_REQUEST: tuple[Any, ...] = ("", "", None, "", "", "", "", None, "", "")
+# A portal event's Entra side: (entra ids, initiators), each space- or comma-joined.
+_NO_LINKS: tuple[str, str] = ("", "")
 
 
 def _request_columns(ids: Iterable[int | None]) -> dict[int, tuple[Any, ...]]:
@@ -124,9 +128,90 @@ def _request_columns(ids: Iterable[int | None]) -> dict[int, tuple[Any, ...]]:
             info.verification_label,
             info.decided_by_name,
             info.requester_id,
+            info.requester_oid,
+            info.target_upn,
         )
         for pk, info in request_infos(i for i in ids if i).items()
     }
+
+
+def _change_columns(
+    details: Iterable[Any],
+) -> tuple[dict[tuple[str, int], tuple[Any, ...]], dict[tuple[str, int], tuple[str, ...]]]:
+    """For the portal events of a change history's changes (role changes) among ``details``:
+    each change's columns laid out as ``_NO_REQUEST`` and the Entra ids linked to it, by
+    (flow, pk). One query per flow with such events in the batch, none otherwise."""
+    columns: dict[tuple[str, int], tuple[Any, ...]] = {}
+    entra_ids: dict[tuple[str, int], tuple[str, ...]] = {}
+    wanted: dict[str, set[int]] = {}
+    histories = change_histories()
+    for detail in details:
+        if isinstance(detail, dict):
+            for history in histories:
+                pk = detail.get(history.event_key)
+                if isinstance(pk, int) and pk > 0:
+                    wanted.setdefault(history.flow, set()).add(pk)
+    for history in histories:
+        for pk, summary in history.summaries(wanted.get(history.flow, ())).items():
+            key = (history.flow, pk)
+            columns[key] = (
+                summary.requester_name, summary.ticket, summary.public_id, history.flow,
+                summary.status, "", summary.decided_by_name, None, summary.requester_oid,
+                summary.target_upn,
+            )  # fmt: skip
+            entra_ids[key] = summary.entra_event_ids
+    return columns, entra_ids
+
+
+def _entra_change_columns(values: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
+    """For the Entra records of a batch (``_ENTRA_FLAT_FIELDS``) that a change history's change
+    made (a role change), that change's columns laid out as ``_NO_REQUEST``, by record id."""
+    candidates = [v[1] for v in values if not v[13] and is_role_membership(v[2])]
+    found: dict[int, tuple[Any, ...]] = {}
+    if not candidates:
+        return found
+    for history in change_histories():
+        owners = history.for_records(candidates)
+        summaries = history.summaries(set(owners.values()))
+        for record_pk, change_pk in owners.items():
+            if summary := summaries.get(change_pk):
+                found[record_pk] = (
+                    summary.requester_name, summary.ticket, summary.public_id, history.flow,
+                    summary.status, "", summary.decided_by_name, None, summary.requester_oid,
+                    summary.target_upn,
+                )  # fmt: skip
+    return found
+
+
+def _link_columns(
+    request_ids: Iterable[int], entra_ids: Iterable[str]
+) -> tuple[dict[int, tuple[str, str]], dict[str, str]]:
+    """The Entra records linked to the requests ``request_ids`` as (ids, initiators) per request,
+    and the initiator of each record among ``entra_ids`` (a change's links): what a portal event
+    of a request carries in ``entra_id`` / ``entra_initiated_by`` (one query each, if any)."""
+    per_request: dict[int, tuple[list[str], list[str]]] = {}
+    wanted = sorted({i for i in request_ids if i})
+    if wanted:
+        records = (
+            DirectoryAuditRecord.objects.filter(action_request_id__in=wanted)
+            .order_by("activity_at", "id")
+            .values_list("action_request_id", "entra_id", "initiated_by_name")
+        )
+        for request_id, entra_id, by_name in records:
+            ids, names = per_request.setdefault(request_id, ([], []))
+            ids.append(entra_id)
+            if by_name and by_name not in names:
+                names.append(by_name)
+    initiators: dict[str, str] = {}
+    others = sorted(set(entra_ids))
+    if others:
+        initiators = dict(
+            DirectoryAuditRecord.objects.filter(entra_id__in=others).values_list(
+                "entra_id", "initiated_by_name"
+            )
+        )
+    joined = {pk: (" ".join(ids), ", ".join(names)) for pk, (ids, names) in per_request.items()}
+    return joined, initiators
 
 
 class _EpochMicros(Func):
@@ -161,6 +246,9 @@ def _portal_flat(
     objects, no dicts: the export's hot loop). With ``viewer_pk`` (a limited scope), the detail
     of an event neither by that user nor about their request is ``_withheld``."""
     requests = _request_columns(v[8] for v in values)
+    changes, change_links = _change_columns(v[9] for v in values if not v[8])
+    links, initiators = _link_columns(requests, (i for ids in change_links.values() for i in ids))
+    histories = change_histories()
     kind_labels, outcomes, rank = KIND_LABELS, PORTAL_KIND_OUTCOME, SOURCE_RANK["portal"]
     epoch, one = EPOCH, _ONE_MICROSECOND
     items: list[_FlatItem] = []
@@ -169,9 +257,21 @@ def _portal_flat(
         t, pk, kind, actor_name, actor_oid, target_id, target_name, ticket, req, detail, actor,
     ) in values:  # fmt: skip
         at = epoch + one * t if micros else t
-        name, req_ticket, public_id, req_kind, status, verification, decided, requester = (
-            requests.get(req, _NO_REQUEST) if req else _NO_REQUEST
-        )
+        entra_ids, entra_by = links.get(req, _NO_LINKS) if req else _NO_LINKS
+        columns = requests.get(req, _NO_REQUEST) if req else _NO_REQUEST
+        if not req and changes and isinstance(detail, dict):
+            for history in histories:
+                key = (history.flow, detail.get(history.event_key) or 0)
+                if key in changes:
+                    columns = changes[key]
+                    ids = change_links.get(key, ())
+                    entra_ids = " ".join(ids)
+                    names = (initiators[i] for i in ids if initiators.get(i))
+                    entra_by = ", ".join(dict.fromkeys(names))
+        (
+            name, req_ticket, public_id, req_kind, status, verification, decided, requester,
+            requester_oid, upn,
+        ) = columns  # fmt: skip
         if viewer_pk is not None and detail and viewer_pk not in (actor, requester):
             detail = _withheld(detail)
         append(
@@ -181,9 +281,9 @@ def _portal_flat(
                 pk,
                 (
                     at, "portal", kind, kind_labels.get(kind, kind), outcomes.get(kind, ""),
-                    actor_name or name, actor_oid, target_id, target_name, "",
+                    actor_name or name, actor_oid or requester_oid, target_id, target_name, upn,
                     ticket or req_ticket, public_id, req_kind, status, verification, decided,
-                    "", "", "", False, "", "", detail,
+                    entra_ids, entra_by, "", False, "", "", detail,
                 ),
             )
         )  # fmt: skip
@@ -196,6 +296,7 @@ def _entra_flat(
     """Merge items of one batch of Entra records (``_ENTRA_FLAT_FIELDS``), as ``_portal_flat``
     (an Entra record has no detail: ``viewer_pk`` changes nothing)."""
     requests = _request_columns(v[13] for v in values)
+    owners = _entra_change_columns(values)
     user, rank = DirectoryAuditRecord.InitiatorKind.USER.value, SOURCE_RANK["entra"]
     epoch, one, outcomes = EPOCH, _ONE_MICROSECOND, ENTRA_RESULT_OUTCOME
     items: list[_FlatItem] = []
@@ -205,8 +306,8 @@ def _entra_flat(
         target_upn, correlation_id, entra_id, req, outside,
     ) in values:  # fmt: skip
         at = epoch + one * t if micros else t
-        name, req_ticket, public_id, req_kind, status, verification, decided, _requester = (
-            requests.get(req, _NO_REQUEST) if req else _NO_REQUEST
+        name, req_ticket, public_id, req_kind, status, verification, decided, *_rest = (
+            requests.get(req, _NO_REQUEST) if req else owners.get(pk, _NO_REQUEST)
         )
         by_user = by_kind == user
         append(

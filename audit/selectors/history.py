@@ -80,7 +80,7 @@ def _flatten(batches: Iterable[list[HistoryRow]]) -> Iterator[HistoryRow]:
         yield from rows
 
 
-def _merged(
+def merged_stream(
     filters: HistoryFilters,
     scope: HistoryScope,
     *,
@@ -89,7 +89,10 @@ def _merged(
     limit: int | None,
     enrich: bool,
 ) -> Iterator[HistoryRow]:
-    """Every branch of both tables as one ordered stream, each row once."""
+    """Every branch of both tables as one ordered stream, each row once, strictly beyond
+    ``after``: keyset batches of ``batch`` rows per branch, at most ``limit`` rows per branch;
+    ``enrich`` attaches each batch's requests. Also the request view's source
+    (``audit.selectors.requests``)."""
     request_pk = request_pk_for(filters.request) if filters.request else None
     streams: list[Iterator[HistoryRow]] = []
     sources: list[tuple[Source, list[QuerySet[Any, Any]] | None]] = [
@@ -159,7 +162,7 @@ def history_query(
     scope = history_scope_for(viewer, opened_target_id=filters.target)
     backwards = before is not None
     read_filters = filters.reversed() if backwards else filters
-    stream = _merged(
+    stream = merged_stream(
         read_filters,
         scope,
         after=before if backwards else after,
@@ -195,4 +198,4 @@ def history_rows(
     by two batches however many rows match."""
     scope = history_scope_for(viewer, opened_target_id=filters.target)
     size = batch or flat.EXPORT_BATCH
-    return _merged(filters, scope, after=None, batch=size, limit=None, enrich=True)
+    return merged_stream(filters, scope, after=None, batch=size, limit=None, enrich=True)

@@ -69,12 +69,32 @@ def _branches(qs: QuerySet[Any, Any], alternatives: list[list[Q]]) -> list[Query
 
     Each group is an OR of conditions on different columns; instead of one query with ORs
     (which no index serves), each branch is its own query that one composite index serves, and
-    the branches' ordered streams are merged (duplicates dropped) by ``_merged``.
+    the branches' ordered streams are merged (duplicates dropped) by ``merged_stream``.
     """
     combos: list[list[Q]] = [[]]
     for group in alternatives:
         combos = [[*combo, condition] for combo in combos for condition in group]
     return [qs.filter(*combo) for combo in combos]
+
+
+# A text that names more people than this is not a UPN: the UPN branch keeps the first ones.
+UPN_MATCHES_MAX = 500
+
+
+def _targets_by_upn(text: str) -> list[str]:
+    """The object ids of the people whose UPN (as the portal's requests recorded it) contains
+    ``text``: a portal event names its person by object id and display name only, so a search
+    for ``sam.standard`` finds Sam's events through them."""
+    if len(text) < 3 or any(c.isspace() for c in text):
+        # No UPN holds a space ("Sam Standard" is a name, which the name condition covers).
+        return []
+    return list(
+        request_manager()
+        .filter(_contains("target_upn", text))
+        .order_by()
+        .values_list("target_id", flat=True)
+        .distinct()[:UPN_MATCHES_MAX]
+    )
 
 
 def _requests_of(user_pk: int) -> QuerySet[Any, Any]:
@@ -149,11 +169,14 @@ def portal_queryset(
     if request_pk is not None:
         qs = qs.filter(request=request_pk)
     if filters.q:
-        qs = qs.filter(
+        text = (
             _contains("actor_name", filters.q)
             | _contains("target_name", filters.q)
             | _contains("ticket", filters.q)
         )
+        by_upn = _targets_by_upn(filters.q)
+        # Two branches (one index each) rather than an OR no index serves.
+        alternatives.append([text, Q(target_id__in=by_upn)] if by_upn else [text])
     if not scope.everything:
         own = [Q(actor_id=scope.user_id), Q(request__in=_requests_of(scope.user_id or 0))]
         if scope.target_id:

@@ -1,6 +1,7 @@
 """History rows: one dataclass per row of either source, built from plain values, with the
-request each row belongs to attached (the request source of ``audit.sources``: mfa's
-``ActionRequest``; audit knows it only by the field names listed there)."""
+request each row belongs to attached: an action request of the request source of
+``audit.sources`` (mfa's ``ActionRequest``; audit knows it only by the field names listed
+there), or a change of a change history (roles' role changes), shown as a request too."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from audit.correlation import is_role_membership
 from audit.models import DirectoryAuditRecord
 from audit.selectors.filters import (
     ENTRA_OUTCOMES,
@@ -20,7 +22,7 @@ from audit.selectors.filters import (
     Cursor,
     Source,
 )
-from audit.sources import request_manager, request_source
+from audit.sources import ChangeSummary, change_histories, request_manager, request_source
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,53 @@ class RequestInfo:
     verification_label: str
     decided_by_name: str
     decision_comment: str
+    requester_oid: str = ""
+    target_upn: str = ""
+    # "mfa" for an action request; a change history's flow ("roles") for its changes, whose
+    # own page is ``url`` (an action request's is its history, ``?request=<public_id>``).
+    flow: str = "mfa"
+    url: str = ""
+    verification_id: int | None = None
+    created_at: datetime | None = None
+
+    @property
+    def is_action_request(self) -> bool:
+        return self.flow == "mfa"
+
+    @property
+    def approval(self) -> str:
+        """The approval in words: "Approved by Lee Lead", "Rejected by ...", "Needed" (asked
+        for, not given yet), or "Not needed"."""
+        if self.decided_by_name:
+            verb = "Rejected" if self.status == "rejected" else "Approved"
+            return f"{verb} by {self.decided_by_name}"
+        return "Needed" if self.target_tier == "privileged" else "Not needed"
+
+
+def change_request_info(summary: ChangeSummary) -> RequestInfo:
+    """A change history's change (a role change) as the request of its history rows."""
+    return RequestInfo(
+        id=summary.pk,
+        public_id=summary.public_id,
+        kind=summary.flow,
+        kind_label=summary.kind_label,
+        status=summary.status,
+        status_label=summary.status_label,
+        requester_id=0,
+        requester_name=summary.requester_name,
+        ticket=summary.ticket,
+        # A change that needs a second Admin's approval reads like a privileged request.
+        target_tier="privileged" if summary.needs_approval else "",
+        verification_method="",
+        verification_label="",
+        decided_by_name=summary.decided_by_name,
+        decision_comment=summary.decision_comment,
+        requester_oid=summary.requester_oid,
+        target_upn=summary.target_upn,
+        flow=summary.flow,
+        url=summary.url,
+        created_at=summary.created_at,
+    )
 
 
 @dataclass(frozen=True)
@@ -86,6 +135,19 @@ class HistoryRow:
     detail: Any = None
     request: RequestInfo | None = None
     linked: list[LinkedEntraRecord] = field(default_factory=list)
+    # The primary key of the change history's change (a role change) the row belongs to, with
+    # its flow; a portal event's comes from its detail, an Entra record's from the flow.
+    change_flow: str = ""
+    change_pk: int | None = None
+
+    @property
+    def group_key(self) -> tuple[str, int] | None:
+        """The request the row belongs to: ("mfa", action request pk) or (flow, change pk)."""
+        if self.request_id:
+            return ("mfa", self.request_id)
+        if self.change_pk:
+            return (self.change_flow, self.change_pk)
+        return None
 
     @property
     def cursor(self) -> Cursor:
@@ -128,7 +190,18 @@ ENTRA_FIELDS = (
 )
 
 
+def _change_of_event(detail: Any) -> tuple[str, int | None]:
+    """(flow, change pk) of a portal event about a change history's change, from its detail."""
+    if isinstance(detail, dict):
+        for history in change_histories():
+            pk = detail.get(history.event_key)
+            if isinstance(pk, int) and pk > 0:
+                return history.flow, pk
+    return "", None
+
+
 def portal_row(v: Mapping[str, Any]) -> HistoryRow:
+    flow, change_pk = ("", None) if v["request"] else _change_of_event(v["detail"])
     return HistoryRow(
         source="portal",
         id=v["id"],
@@ -144,6 +217,8 @@ def portal_row(v: Mapping[str, Any]) -> HistoryRow:
         outcome=PORTAL_KIND_OUTCOME.get(v["kind"], ""),
         request_id=v["request"],
         detail=v["detail"],
+        change_flow=flow,
+        change_pk=change_pk,
     )
 
 
@@ -200,13 +275,17 @@ def request_infos(ids: Iterable[int]) -> dict[int, RequestInfo]:
             "kind",
             "status",
             "requester_id",
+            "requester__username",
             "requester_name",
+            "target_upn",
             "ticket",
             "target_tier",
             "verification__method",
             "verification__manual_check",
             "decided_by_name",
             "decision_comment",
+            "verification_id",
+            "created_at",
         )
     )
     infos: dict[int, RequestInfo] = {}
@@ -216,13 +295,17 @@ def request_infos(ids: Iterable[int]) -> dict[int, RequestInfo]:
         kind,
         status,
         requester_id,
+        requester_oid,
         requester_name,
+        target_upn,
         ticket,
         target_tier,
         method,
         manual_check,
         decided_by_name,
         decision_comment,
+        verification_id,
+        created_at,
     ) in rows:
         infos[pk] = RequestInfo(
             id=pk,
@@ -241,6 +324,10 @@ def request_infos(ids: Iterable[int]) -> dict[int, RequestInfo]:
             ),
             decided_by_name=decided_by_name,
             decision_comment=decision_comment,
+            requester_oid=requester_oid or "",
+            target_upn=target_upn or "",
+            verification_id=verification_id,
+            created_at=created_at,
         )
     return infos
 
@@ -253,15 +340,65 @@ def _apply_request(row: HistoryRow, info: RequestInfo | None) -> None:
         row.ticket = info.ticket
     if not row.agent_name:
         row.agent_name = info.requester_name
+        row.agent_oid = info.requester_oid
+    if not row.agent_oid and row.source == "portal":
+        row.agent_oid = info.requester_oid
+    if not row.target_upn:
+        row.target_upn = info.target_upn
+
+
+def attach_changes(rows: list[HistoryRow]) -> None:
+    """Attach the change history's change (a role change) each row belongs to, as its
+    ``request``: a portal event names it in its detail; an Entra record not linked to an
+    action request belongs to the change the flow says (``ChangeHistory.for_records``). A few
+    queries per flow for the whole list, none when no row can be a change's."""
+    for history in change_histories():
+        candidates = [
+            row.id
+            for row in rows
+            if row.source == "entra" and not row.request_id and not row.change_pk
+            and is_role_membership(row.kind)
+        ]  # fmt: skip
+        owners = history.for_records(candidates) if candidates else {}
+        for row in rows:
+            if row.source == "entra" and row.id in owners:
+                row.change_flow, row.change_pk = history.flow, owners[row.id]
+        mine = [row for row in rows if row.change_flow == history.flow and row.change_pk]
+        if not mine:
+            continue
+        summaries = history.summaries(row.change_pk for row in mine if row.change_pk)
+        records = _records_by_entra_id(
+            {i for s in summaries.values() for i in s.entra_event_ids}
+            if any(row.source == "portal" for row in mine)
+            else set()
+        )
+        for row in mine:
+            summary = summaries.get(row.change_pk or 0)
+            if summary is None:
+                continue
+            _apply_request(row, change_request_info(summary))
+            if row.source == "portal":
+                row.linked = [records[i] for i in summary.entra_event_ids if i in records]
+
+
+def _records_by_entra_id(entra_ids: set[str]) -> dict[str, LinkedEntraRecord]:
+    if not entra_ids:
+        return {}
+    values = DirectoryAuditRecord.objects.filter(entra_id__in=sorted(entra_ids)).values_list(
+        "id", "entra_id", "activity_at", "activity", "result"
+    )
+    return {v[1]: LinkedEntraRecord(*v) for v in values}
 
 
 def with_requests(batches: Iterable[list[HistoryRow]]) -> Iterator[list[HistoryRow]]:
-    """Each batch with its rows' requests attached (one query per batch)."""
+    """Each batch with its rows' requests attached (one query per batch, and a few more when it
+    holds a role change's rows)."""
     for rows in batches:
         infos = request_infos(row.request_id for row in rows if row.request_id)
         for row in rows:
             if row.request_id:
                 _apply_request(row, infos.get(row.request_id))
+        attach_changes(rows)
         yield rows
 
 
@@ -287,3 +424,4 @@ def attach_links(rows: list[HistoryRow]) -> None:
             _apply_request(row, infos.get(row.request_id))
             if row.source == "portal":
                 row.linked = linked.get(row.request_id, [])
+    attach_changes(rows)

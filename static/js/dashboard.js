@@ -28,9 +28,24 @@
     };
   }
 
+  // The days' axis: every label when they fit, else every n-th counted back from the last, so
+  // today (the last day) always has its label; Chart.js's own skipping could drop it.
+  function dayTicks(days) {
+    var step = Math.max(1, Math.ceil(days.length / 12));
+    return {
+      autoSkip: false,
+      maxRotation: 0,
+      callback: function (value, index) {
+        return (days.length - 1 - index) % step === 0 ? days[index] : "";
+      },
+    };
+  }
+
   function configs(data) {
-    var days = data.days.map(function (d) { return d.slice(5); });
+    var days = data.dayLabels || data.days;
     var accent = cssVar("--accent", PALETTE[0]);
+    var ticks = dayTicks(days);
+    var medianLabel = data.medianUnit === "s" ? "Median seconds" : "Median minutes";
     return {
       perDayByKind: lineOrBar(
         "bar",
@@ -38,7 +53,8 @@
         data.perDayByKind.map(function (series, i) {
           return { label: series.label, data: series.data, backgroundColor: PALETTE[i % PALETTE.length] };
         }),
-        { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } } }
+        { scales: { x: { stacked: true, ticks: ticks },
+                    y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } } }
       ),
       outcomes: {
         type: "doughnut",
@@ -61,14 +77,16 @@
         days,
         [{ label: "Actions on privileged targets", data: data.privilegedPerDay,
            backgroundColor: cssVar("--warn-text", PALETTE[1]) }],
-        { plugins: { legend: { display: false } } }
+        { scales: { x: { ticks: ticks }, y: { beginAtZero: true, ticks: { precision: 0 } } },
+          plugins: { legend: { display: false } } }
       ),
       medianMinutesPerDay: lineOrBar(
         "line",
         days,
-        [{ label: "Median minutes", data: data.medianMinutesPerDay, borderColor: accent,
-           backgroundColor: accent, spanGaps: true }],
-        { scales: { y: { beginAtZero: true } }, plugins: { legend: { display: false } } }
+        [{ label: medianLabel, data: data.medianPerDay || data.medianMinutesPerDay,
+           borderColor: accent, backgroundColor: accent, spanGaps: true }],
+        { scales: { x: { ticks: ticks }, y: { beginAtZero: true } },
+          plugins: { legend: { display: false } } }
       ),
     };
   }

@@ -3,7 +3,7 @@ exports it, and sees the dashboard's charts and flags.
 
 Headless Debian Chromium (never a downloaded browser) against a live portal on the real
 database; the history rows are those the services and the sync leave (tests/audit/
-history_fixtures.py). Screenshots: docs/screenshots/history.png and dashboard.png.
+history_fixtures.py). Screenshot: docs/screenshots/history-events.png (the event view).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_lead_finds_a_reset_exports_it_and_reads_the_dashboard(
     )
     page = context.new_page()
     page.set_default_timeout(20_000)
-    sign_in(page, portal, PERSONAS.lead, "/audit/")
+    sign_in(page, portal, PERSONAS.lead, "/audit/?view=events")
 
     # Find the reset: text search on its ticket.
     page.get_by_label("Text").fill("INC0424242")
@@ -77,7 +77,7 @@ def test_lead_finds_a_reset_exports_it_and_reads_the_dashboard(
     assert "Ada Agent" in entra_row.inner_text()
     assert "INC0424242" in entra_row.inner_text()
     assert "Admin deleted security info" in page.locator("tr[data-row]").first.inner_text()
-    shot(page, "history")
+    shot(page, "history-events")
 
     # Export what is on screen.
     with page.expect_download() as download_info:
@@ -97,7 +97,6 @@ def test_lead_finds_a_reset_exports_it_and_reads_the_dashboard(
     assert privileged.count() == 1
     assert page.locator('[data-flag-group="repeat_reset"] [data-flag]').count() == 1
     assert page.locator('[data-flag-group="outside_portal"] [data-flag]').count() == 1
-    shot(page, "dashboard")
     page.locator('[data-flag-group="outside_portal"] [data-flag] a').click()
     page.wait_for_url(re.compile(r".*/audit/\?.*outside=1.*"))
     assert page.locator("tr.history__row--outside").count() == 1

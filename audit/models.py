@@ -67,6 +67,10 @@ class PortalEvent(models.Model):
             "Action returned to approval (policy changed before it ran)",
         )
         ACTION_NOTIFIED = "action_notified", "Target notified of an action"
+        # mfa.notifications.notify_waiting: the people a request waits for (approvers, takers
+        # of an escalation, the second Admin of a role grant) were told by email / webhook;
+        # detail names who was mailed, what failed (mail, webhook) and why.
+        WAITING_NOTIFIED = "waiting_notified", "Approvers told it waits"
         TAP_REVEALED = "tap_revealed", "Temporary Access Pass revealed"
         TAP_REVEAL_REFUSED = "tap_reveal_refused", "Temporary Access Pass reveal refused"
         RATE_OVERRIDE = "rate_override", "Rate limit overridden"
@@ -74,6 +78,11 @@ class PortalEvent(models.Model):
             "action_repeat_confirmed",
             "Repeat of a recent action confirmed by the agent",
         )
+        # Escalations (mfa.escalations, outbox.decisions.take): an agent without PAA raised a
+        # request on a privileged person; a PAA holder took it on or refused it.
+        ACTION_ESCALATED = "action_escalated", "Action escalated to a PAA holder"
+        ACTION_ESCALATION_TAKEN = "action_escalation_taken", "Escalation taken"
+        ACTION_ESCALATION_REFUSED = "action_escalation_refused", "Escalation refused"
         # The Entra audit cache (audit.retention, audit_backfill).
         ENTRA_AUDIT_PRUNED = "entra_audit_pruned", "Cached Entra audit events pruned"
         ENTRA_AUDIT_BACKFILLED = "entra_audit_backfilled", "Entra audit events loaded (backfill)"

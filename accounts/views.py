@@ -7,7 +7,9 @@
   is shown only for a state this session started), hands the verified
   sign-in to the backend (PKCE verifier, nonce), then runs the library's callback view, which
   authenticates and calls ``django.contrib.auth.login`` (that rotates the session key). A person
-  without a portal role is signed in but sees only the "no portal role" page.
+  without a portal role is signed in but is sent on to the plain ``no_role`` page (``/no-role/``),
+  so a reload never replays the callback; a callback met again by a person already signed in
+  (a reload, the back button) says so instead of "Sign-in failed".
 - ``logout``: POST only (CSRF-protected); announces the sign-out, flushes the session and sends
   the browser to Entra's end_session_endpoint so the Entra session ends too.
 
@@ -21,6 +23,7 @@ import logging
 from urllib.parse import urlencode
 
 from django.contrib.auth import logout as auth_logout
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,7 +33,7 @@ from django_auth_adfs.config import provider_config
 from django_auth_adfs.views import OAuth2CallbackView
 
 from accounts import signals
-from accounts.roles import has_role, no_role_response
+from accounts.roles import display_name_of, has_role, no_role_response
 from accounts.signin import (
     attach_pending,
     clean_login_hint,
@@ -59,6 +62,18 @@ def login(request: HttpRequest) -> HttpResponse:
     return redirect(_authorization_redirect(request, next_path=next_path, login_hint=hint))
 
 
+def _already_signed_in(request: HttpRequest) -> HttpResponse:
+    """A callback whose state is used up (a reload, the back button) met by a person who is
+    signed in: nothing is exchanged (400), and the page agrees with the header that names them."""
+    logger.info("sign-in callback met again by a signed-in person: state already used")
+    return render(
+        request,
+        "accounts/already_signed_in.html",
+        {"signed_in_as": display_name_of(request.user), "has_role": has_role(request.user)},
+        status=400,
+    )
+
+
 @never_cache
 @require_GET
 def callback(request: HttpRequest) -> HttpResponse:
@@ -69,6 +84,8 @@ def callback(request: HttpRequest) -> HttpResponse:
         # link to /oauth2/callback?error_description=..., and the portal's origin must not
         # speak an attacker's words.
         started = signin_take(request, request.GET.get("state"))
+        if started is None and request.user.is_authenticated:
+            return _already_signed_in(request)
         if started is None:
             logger.warning("sign-in error callback refused: state unknown to this session")
             message = (
@@ -83,6 +100,8 @@ def callback(request: HttpRequest) -> HttpResponse:
             request, "accounts/sign_in_failed.html", {"error_message": message}, status=400
         )
     pending = signin_take(request, request.GET.get("state"))
+    if pending is None and request.user.is_authenticated:
+        return _already_signed_in(request)
     if pending is None:
         logger.warning("sign-in callback refused: state unknown to this session or expired")
         return render(
@@ -116,9 +135,25 @@ def callback(request: HttpRequest) -> HttpResponse:
         signals.sign_in_refused.send(
             sender=type(request.user), request=request, user=request.user, reason="no portal role"
         )
-        return no_role_response(request)
+        # A plain page of its own: the callback URL (one-use code and state) must not stay in the
+        # address bar, where a reload would replay it and meet "Sign-in failed".
+        return redirect("no_role")
     signals.signed_in.send(sender=type(request.user), request=request, user=request.user)
     return response
+
+
+@never_cache
+@require_GET
+def no_role(request: HttpRequest) -> HttpResponse:
+    """The page a signed-in person without a portal role is sent to after signing in (403).
+
+    Anyone else has no business here: a person with a role goes home, an anonymous one signs in.
+    """
+    if not request.user.is_authenticated:
+        return redirect_to_login(reverse("home"))
+    if has_role(request.user):
+        return redirect("home")
+    return no_role_response(request)
 
 
 @require_POST

@@ -16,6 +16,8 @@ urlpatterns = [
     path("preflight/", include("preflight.urls")),
     path("ops/", ops.budget_view, name="ops_budget"),
     path("signed-out/", accounts_views.signed_out, name="signed_out"),
+    path("no-role/", accounts_views.no_role, name="no_role"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
 ]

@@ -278,13 +278,73 @@ def celery_worker(transactional_db: None) -> Iterator[WorkController]:
 
 
 # --- loud skips ---------------------------------------------------------------------------------
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+# Browser tests skip when Debian's Chromium or Playwright is missing; a green run with them skipped
+# has not tested the pages. The summary says so loudly, and under CI (CI=true, as .ci/run and
+# every CI service set it) the run fails.
+BROWSER_MARK = "browser"
+SKIP_FAILS_RUN_ENV = "CI"
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return str(report.longrepr)
+
+
+def _ci() -> bool:
+    return os.environ.get(SKIP_FAILS_RUN_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def _is_browser(report: Any) -> bool:
+    """A skipped browser test, or a browser test module skipped whole at collection (its
+    module-level ``importorskip("playwright.sync_api")``: that report carries no marks)."""
+    if BROWSER_MARK in getattr(report, "keywords", {}):
+        return True
+    return str(getattr(report, "nodeid", "")).split("::", 1)[0].startswith("tests/browser/")
+
+
+def _browser_skips(reports: list[Any]) -> list[Any]:
+    return [r for r in reports if _is_browser(r)]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI, a run that skipped any browser test fails (exit status 1)."""
+    if hasattr(session.config, "workerinput") or not _ci():
+        return  # an xdist worker: the controller decides for the whole run
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if _browser_skips(skipped) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Say loudly when tests were skipped (a tool missing on this machine, such as Chromium or
-    docker compose): a green run with skips has not tested everything."""
+    docker compose): how many browser tests, why, and how to get what they need; a green run
+    with skips has not tested everything."""
     skipped = terminalreporter.stats.get("skipped", [])
     if not skipped:
         return
+    browser = _browser_skips(skipped)
     terminalreporter.write_sep("!", f"{len(skipped)} TEST(S) SKIPPED: not everything was tested")
+    if browser:
+        reasons = sorted({_skip_reason(r) for r in browser})
+        terminalreporter.write_line(
+            f"{len(browser)} BROWSER TEST(S) SKIPPED: the pages were not tested in a browser "
+            f"({'; '.join(reasons)}).",
+            red=True,
+            bold=True,
+        )
+        terminalreporter.write_line(
+            "  They need Debian's Chromium at /usr/bin/chromium (sudo apt-get install chromium) "
+            "and Playwright from requirements.lock (make venv); README, 'Run it'.",
+            red=True,
+        )
+        if _ci():
+            terminalreporter.write_line(
+                f"  {SKIP_FAILS_RUN_ENV}=true: this run FAILS because browser tests were skipped.",
+                red=True,
+                bold=True,
+            )
     for report in skipped:
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        terminalreporter.write_line(f"  {report.nodeid}: {reason}", yellow=True)
+        terminalreporter.write_line(f"  {report.nodeid}: {_skip_reason(report)}", yellow=True)

@@ -121,6 +121,8 @@ def test_round_trip_in_a_real_browser_session(
 
 def test_person_without_a_role_is_refused_everywhere(browser: Browser, personas: Personas) -> None:
     response = browser.sign_in(personas.outsider.upn)
+    assert response.status_code == 302 and response["Location"] == "/no-role/"
+    response = browser.portal.get("/no-role/")
     assert response.status_code == 403
     html = response.content.decode()
     assert "You are signed in as <strong>Otto Outsider</strong>" in html
@@ -150,7 +152,8 @@ def test_roles_follow_entra_at_the_next_sign_in(
         with tenant.lock:
             tenant.app_role_assignments.pop(leo.oid, None)
         browser.portal.post("/oauth2/logout")
-        assert browser.sign_in(leo.upn).status_code == 403
+        refused = browser.sign_in(leo.upn)
+        assert refused.status_code == 302 and refused["Location"] == "/no-role/"
         assert PortalProfile.objects.get(oid=leo.oid).roles == []
     finally:
         # Later tests sign in as Leo with his seeded role.

@@ -1,8 +1,8 @@
 """Directory role administration in a real browser: headless Chromium (Debian's, never a
 downloaded one) against a live portal, a real Celery worker, the real Redis and the HTTPS Entra
 emulator. An Admin adds an eligible PAA holder (PIM, with an end date); a second Admin approves it
-in another browser; the first Admin's page follows the change live. Screenshot:
-docs/screenshots/roles.png.
+in another browser; the first Admin's page follows the change live. (The ``roles`` screenshot
+is taken in tests/browser/test_shell_layout.py, with the Admin's header at 1280 px.)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from tests.browser.support import FINAL_TIMEOUT_MS, open_page, shot, sign_in
+from tests.browser.support import FINAL_TIMEOUT_MS, open_page, sign_in
 from tests.personas import PERSONAS
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -67,4 +67,3 @@ def test_admin_adds_an_eligible_paa_holder_and_a_second_admin_approves(
     row = paa.locator(f'[data-holder="{sam.oid}"]').inner_text()
     assert "Eligible (PIM)" in row and "Sam Standard" in row
     assert ana.locator('[data-warning="expiring"]', has_text="Sam Standard").count() == 1
-    shot(ana, "roles")

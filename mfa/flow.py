@@ -8,6 +8,7 @@ when a request that changed something ends.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -52,6 +53,23 @@ class ActionRequestFlow(Flow[ActionRequest]):
         # rejected or cancelled.
         policy.check_may_approve(approver, row)
 
+    def check_may_take(self, taker: Any, row: ActionRequest) -> None:
+        from mfa import escalations
+
+        escalations.check_may_take(taker, row)
+
+    def take_fields(
+        self, row: ActionRequest, taker: Any, comment: str, now: datetime
+    ) -> dict[str, Any]:
+        from mfa import escalations
+
+        return escalations.take_columns(taker, comment, now)
+
+    def on_taken(self, row: ActionRequest) -> None:
+        from mfa import escalations
+
+        escalations.on_taken(row)
+
     def check_before_write(self, run: Run[ActionRequest]) -> None:
         """Just before the first Graph write of every attempt, on Entra as it is now (no cache):
 
@@ -79,6 +97,16 @@ class ActionRequestFlow(Flow[ActionRequest]):
             )
         if not requester.enabled:
             raise PolicyError(f"{who}'s account is disabled in Entra, so the request was not run.")
+        carriers = requester.roles
+        if row.taken_by is not None:
+            # An escalation: the PAA holder who took it on carries it (mfa.escalations).
+            taker = staff_now(client, row.taken_by, portal_roles=held)
+            carriers = carriers | taker.roles
+            if not taker.holds(*REQUESTER_ROLES) or not taker.enabled:
+                raise PolicyError(
+                    f"{row.taken_by_name}, who took the escalation on, no longer holds a "
+                    "helpdesk role or is disabled in Entra, so the request was not run."
+                )
         profile = policy.target_profile(client, row.target_id, use_cache=False, portal_roles=held)
         reasons = policy.approval_reasons(profile, row.kind, row.params, row.verification)
         updates = policy.target_columns(profile)
@@ -91,11 +119,12 @@ class ActionRequestFlow(Flow[ActionRequest]):
         if (
             settings.PORTAL_MIRROR_ENTRA_TIERING
             and profile.privileged
-            and not holds_paa_now(client, row.requester)
+            and not holds_paa_now(client, row.acting_agent)
         ):
             raise PolicyError(
-                f"{who} no longer holds {PAA} in the tenant, so under Entra's tiering they may "
-                "not act on this privileged person: the request was not run."
+                f"{row.taken_by_name or who} no longer holds {PAA} in the tenant, so under "
+                "Entra's tiering they may not act on this privileged person: the request was "
+                "not run."
             )
         if not reasons:
             return
@@ -104,7 +133,7 @@ class ActionRequestFlow(Flow[ActionRequest]):
         approver = staff_now(client, row.decided_by, portal_roles=held)
         refusal = policy.approver_refusal(
             approver_roles=approver.roles,
-            requester_roles=requester.roles,
+            requester_roles=carriers,
             target_roles=policy.profile_portal_roles(profile),
         )
         if refusal is None and not approver.enabled:

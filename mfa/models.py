@@ -8,7 +8,7 @@ picked up. Change a request only through the functions in ``mfa.services``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -92,6 +92,21 @@ class ActionRequest(DurableRequest):
         on_delete=models.PROTECT,
         related_name="decided_action_requests",
     )
+    # An escalation (status ``escalated``, mfa.escalations): the requester may not act on this
+    # privileged person (no PAA, tiering mirrored); ``escalated_to`` names who could take it when
+    # it was raised. ``taken_by`` is the PAA holder who took it on (or refused it): from then on
+    # the tiering checks read their PAA, not the requester's, and they never approve it.
+    escalated_to = models.JSONField(default=list, blank=True)
+    taken_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="taken_action_requests",
+    )
+    taken_by_name = models.CharField(max_length=256, blank=True)
+    taken_at = models.DateTimeField(null=True, blank=True)
+    take_comment = models.TextField(blank=True)
     # The outcome: {"removed": [...], "failed": [...], "remaining": [...], ...}.
     result = models.JSONField(default=dict, blank=True)
     # "<target_id>:<family>" while the request is open, NULL once it is final: the database's
@@ -119,6 +134,23 @@ class ActionRequest(DurableRequest):
     @property
     def is_privileged(self) -> bool:
         return self.target_tier == Tier.PRIVILEGED
+
+    @property
+    def was_escalated(self) -> bool:
+        """Raised as an escalation (whether taken, refused or still waiting)."""
+        return bool(self.escalated_to) or self.taken_by_id is not None
+
+    @property
+    def acting_agent(self) -> Any:
+        """Who carries the request under the tiering rules: the PAA holder who took an
+        escalation, else the requester."""
+        return self.taken_by if self.taken_by_id is not None else self.requester
+
+    def approval_expires_at(self) -> datetime:
+        """An approval waits PORTAL_APPROVAL_TTL_MINUTES from when it started waiting: from the
+        request, or from when a PAA holder took the escalation on."""
+        start = self.taken_at or self.created_at
+        return start + timedelta(minutes=settings.PORTAL_APPROVAL_TTL_MINUTES)
 
 
 class VerificationMethod(models.TextChoices):

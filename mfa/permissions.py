@@ -17,6 +17,7 @@ from django.http import Http404
 
 from accounts.roles import APPROVER_ROLES, has_role
 from mfa.models import ActionRequest, CallerVerification, Status
+from outbox.states import CANCELLABLE_STATUSES
 
 
 def can_see_all_requests(user: Any) -> bool:
@@ -25,9 +26,18 @@ def can_see_all_requests(user: Any) -> bool:
 
 
 def can_see_request(user: Any, action_request: ActionRequest) -> bool:
-    """The requester, and leads and admins. A request carries the caller's verification evidence,
+    """The requester, leads and admins, the PAA holder who took an escalation on, and while it
+    is escalated those who may take it. A request carries the caller's verification evidence,
     so other agents do not open it (they see that it exists on the person's page)."""
-    return action_request.requester_id == user.pk or can_see_all_requests(user)
+    if action_request.requester_id == user.pk or can_see_all_requests(user):
+        return True
+    if action_request.taken_by_id is not None:
+        return bool(action_request.taken_by_id == user.pk)
+    if action_request.status == Status.ESCALATED:
+        from mfa.escalations import may_take_escalations
+
+        return may_take_escalations(user)
+    return False
 
 
 def _parse_public_id(public_id: str) -> uuid.UUID:
@@ -73,7 +83,7 @@ def get_request_to_decide_for_user(user: Any, public_id: str) -> ActionRequest:
 
 def can_cancel(user: Any, action_request: ActionRequest) -> bool:
     """The requester, a lead or an admin, while the request has not started."""
-    return action_request.status in (Status.AWAITING_APPROVAL, Status.PENDING) and (
+    return action_request.status in CANCELLABLE_STATUSES and (
         action_request.requester_id == user.pk or has_role(user, *APPROVER_ROLES)
     )
 

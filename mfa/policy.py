@@ -13,6 +13,9 @@ The rules (DESIGN.md, "Policy"):
   approval (who may give it: :func:`check_may_decide`).
 * Nobody acts on their own account through the portal, and guests are out of scope (their methods
   and sessions live in their home tenant).
+* Under ``PORTAL_MIRROR_ENTRA_TIERING`` only holders of PAA carry out actions on privileged
+  people; anyone else escalates to them (``mfa.escalations``): refused only when nobody could
+  take it.
 * Each agent may submit ``PORTAL_AGENT_RATE_LIMIT`` requests per
   ``PORTAL_AGENT_RATE_WINDOW_MINUTES``; each one more takes one of the
   ``PORTAL_RATE_OVERRIDE_REQUESTS`` extra requests of a Lead's or Admin's override (for a Lead or
@@ -43,11 +46,10 @@ from accounts.roles import APPROVER_ROLES as APPROVER_ROLES
 from accounts.roles import REQUESTER_ROLES as REQUESTER_ROLES
 from accounts.roles import Role, has_role, portal_roles_of
 from graph import GraphClient
-from graph import methods as graph_methods
 from graph import roles as graph_roles
 from graph import users as graph_users
 from graph.errors import GraphError, GraphThrottled, GraphTransient
-from graph.results import Group, TemporaryAccessPassPolicy, User
+from graph.results import Group, User
 from mfa.models import (
     ActionKind,
     ActionRequest,
@@ -58,6 +60,9 @@ from mfa.models import (
     VerificationMethod,
 )
 from mfa.overrides import rate_override_take
+from mfa.tap_rules import check_tap_params as check_tap_params
+from mfa.tap_rules import tap_lifetime_bounds as tap_lifetime_bounds
+from mfa.tap_rules import tap_policy as tap_policy
 from outbox.errors import InvalidRequest as InvalidRequest
 from outbox.errors import NotAllowed as NotAllowed
 from outbox.errors import PolicyError as PolicyError
@@ -67,7 +72,7 @@ from outbox.inputs import REASON_MAX_LENGTH as REASON_MAX_LENGTH
 from outbox.inputs import REASON_MIN_LENGTH as REASON_MIN_LENGTH
 from outbox.inputs import clean_reason as clean_reason
 from outbox.inputs import clean_ticket as clean_ticket
-from roles.holders import read_portal_roles
+from roles.holders import read_portal_roles, read_portal_roles_shared
 from roles.tiering import approval_refusal, tiering_refusal
 
 logger = logging.getLogger(__name__)
@@ -75,8 +80,6 @@ logger = logging.getLogger(__name__)
 # 2: profiles carry the person's portal roles.
 _CACHE_VERSION = 2
 _ROLE_NAME_CACHE_SECONDS = 24 * 3600
-# An action form's POST checks this copy (Graph still refuses a pass outside the policy).
-_TAP_POLICY_CACHE_SECONDS = 600
 # Requests that touch the same thing of one person: at most one open request per family.
 KIND_FAMILIES: dict[str, str] = {
     ActionKind.REREGISTER: "methods",
@@ -183,17 +186,19 @@ def portal_roles_held(
     user_id: str,
     *,
     portal_roles: Mapping[str, tuple[str, ...]] | None = None,
+    shared: bool = False,
 ) -> tuple[tuple[str, ...], str]:
     """(the portal roles ``user_id`` holds now, "") read from the portal app's role assignments
     in Entra (``roles.holders.read_portal_roles``: directly or through a group's direct
     membership); or ((), why) when Graph refused the read (e.g. no Application.Read.All), which
     callers treat as "may hold one". Throttled and transient errors are raised as they come, so
     a worker waits and reads again instead of deciding on nothing. ``portal_roles``: a read of
-    ``read_portal_roles`` the caller already made (the worker's check shares one)."""
+    ``read_portal_roles`` the caller already made (the worker's check shares one); ``shared``:
+    the map every process shares for PORTAL_TARGET_CACHE_SECONDS (a cached profile's read)."""
     if portal_roles is not None:
         return tuple(portal_roles.get(user_id.lower(), ())), ""
     try:
-        held = read_portal_roles(client)
+        held = read_portal_roles_shared(client) if shared else read_portal_roles(client)
     except (GraphThrottled, GraphTransient):
         raise
     except GraphError as exc:
@@ -303,7 +308,9 @@ def target_profile(
         sorted({g.display_name or g.id for g in groups if g.id.lower() in protected_ids})
     )
     roles = tuple(_dedupe(holdings))
-    held_roles, unknown = portal_roles_held(client, user.id, portal_roles=portal_roles)
+    held_roles, unknown = portal_roles_held(
+        client, user.id, portal_roles=portal_roles, shared=use_cache
+    )
     profile = TargetProfile(
         user=user,
         manager=manager,
@@ -367,11 +374,15 @@ def check_may_request(agent: Any, profile: TargetProfile, kind: str) -> None:
             "This is a guest account: its sign-in methods and sessions belong to its home "
             "organisation, which must handle the request."
         )
-    # Role administration (issue 5): the portal's tiering follows Entra's. Only people who hold
-    # Privileged Authentication Administrator in the tenant act on privileged people.
-    refusal = tiering_refusal(agent, privileged=profile.privileged)
-    if refusal:
-        raise NotAllowed(refusal)
+    # The portal's tiering follows Entra's: only holders of Privileged Authentication
+    # Administrator act on privileged people. Anyone else escalates to them (mfa.escalations),
+    # unless nobody could take it.
+    if tiering_refusal(agent, privileged=profile.privileged):
+        from mfa.escalations import escalation_refusal
+
+        refusal = escalation_refusal(agent, target_id=profile.user.id)
+        if refusal:
+            raise NotAllowed(refusal)
 
 
 def allowed_actions(agent: Any, profile: TargetProfile) -> list[str]:
@@ -526,6 +537,8 @@ def check_may_decide(approver: Any, action_request: ActionRequest) -> None:
         raise NotAllowed("Only a Lead or an Admin can approve or reject requests.")
     if approver.pk == action_request.requester_id:
         raise NotAllowed("You cannot approve or reject your own request: ask another lead.")
+    if approver.pk == action_request.taken_by_id:
+        raise NotAllowed("You took this escalation on: another Lead or Admin must decide it.")
     if _oid_of(approver).lower() == action_request.target_id.lower():
         raise NotAllowed("You cannot decide a request about your own account.")
 
@@ -536,11 +549,15 @@ def check_may_approve(approver: Any, action_request: ActionRequest) -> None:
     now (the approver's and requester's from their sign-in, the target's from the request), and
     the mirrored Entra tiering. The worker checks the same again on Entra just before it writes
     (``mfa.flow``)."""
+    requester_roles = portal_roles_of(action_request.requester)
+    if action_request.taken_by is not None:
+        # Whoever carries an escalation ranks as the higher of the two.
+        requester_roles |= portal_roles_of(action_request.taken_by)
     refusal = approver_refusal(
         approver_roles=portal_roles_of(approver),
-        requester_roles=portal_roles_of(action_request.requester),
+        requester_roles=requester_roles,
         target_roles=target_portal_roles(action_request),
-    ) or approval_refusal(action_request.requester, privileged=action_request.is_privileged)
+    ) or approval_refusal(action_request.acting_agent, privileged=action_request.is_privileged)
     if refusal:
         raise NotAllowed(refusal)
 
@@ -648,50 +665,6 @@ def check_repeat(
         'To do it again, tick "Yes, do it again" and say why.',
         previous=previous,
     )
-
-
-# --- input ---------------------------------------------------------------------------------------
-
-
-def tap_policy(client: GraphClient, *, use_cache: bool = True) -> TemporaryAccessPassPolicy:
-    """The tenant's TAP policy, from Graph (cached for ten minutes: it changes rarely and every
-    read costs a token of the small reports budget)."""
-    key = "mfa:tap-policy"
-    if use_cache:
-        cached = cache.get(key)
-        if isinstance(cached, TemporaryAccessPassPolicy):
-            return cached
-    policy = graph_methods.get_tap_policy(client)
-    cache.set(key, policy, timeout=_TAP_POLICY_CACHE_SECONDS)
-    return policy
-
-
-def tap_lifetime_bounds(policy: TemporaryAccessPassPolicy) -> tuple[int, int]:
-    """(shortest, longest) lifetime in minutes that Graph and the tenant policy both allow."""
-    low = max(graph_methods.TAP_MIN_LIFETIME, policy.minimum_lifetime_in_minutes or 0)
-    high = min(
-        graph_methods.TAP_MAX_LIFETIME,
-        policy.maximum_lifetime_in_minutes or graph_methods.TAP_MAX_LIFETIME,
-    )
-    return low, high
-
-
-def check_tap_params(
-    policy: TemporaryAccessPassPolicy, *, lifetime_minutes: int, usable_once: bool
-) -> None:
-    """Raises InvalidRequest when a pass with these settings falls outside the tenant policy."""
-    if not policy.enabled:
-        raise InvalidRequest(
-            "Temporary Access Pass is turned off in this tenant's authentication methods policy."
-        )
-    low, high = tap_lifetime_bounds(policy)
-    if not low <= lifetime_minutes <= high:
-        raise InvalidRequest(
-            f"The tenant's policy allows a pass lifetime of {low} to {high} minutes, "
-            f"not {lifetime_minutes}."
-        )
-    if policy.is_usable_once and not usable_once:
-        raise InvalidRequest("The tenant's policy allows one-time passes only.")
 
 
 def portal_roles_text(user: Any) -> str:

@@ -27,7 +27,7 @@ from audit.models import PortalEvent
 from audit.services import portal_event_record
 from graph import GraphClient
 from graph.results import MethodKind, PerUserMfa
-from mfa import policy, tap_vault
+from mfa import escalations, policy, tap_vault
 from mfa.flow import ACTION_REQUESTS
 from mfa.locks import LockUnavailable, agent_lock, target_lock
 from mfa.models import (
@@ -38,6 +38,7 @@ from mfa.models import (
     Status,
     Tier,
 )
+from mfa.notifications import notify_waiting
 from mfa.policy import (
     InvalidRequest,
     NotAllowed,
@@ -349,13 +350,25 @@ def _insert(
     http_request: HttpRequest | None,
 ) -> ActionRequest:
     now = timezone.now()
-    backing = verification if ActionKind.needs_verification(kind) else None
+    needed = ActionKind.needs_verification(kind)
+    # A kind that needs no verification (revoking sessions) still records the one the agent
+    # holds for this person: the request then says who the caller was checked to be.
+    backing = verification if needed or _valid_now(verification, agent, profile) else None
     # The tier, and the kind's own rule (a TAP backed only by a manual check, ...).
-    why_approval = policy.approval_reasons(profile, kind, params, backing)
+    why_approval = policy.approval_reasons(profile, kind, params, backing if needed else None)
     approval = bool(why_approval)
+    # An agent without PAA on a privileged person (tiering mirrored): a PAA holder takes it on
+    # first (mfa.escalations), then it waits for the usual approval.
+    escalate = escalations.needs_escalation(agent, privileged=profile.privileged)
+    if escalate:
+        status = Status.ESCALATED
+    else:
+        status = Status.AWAITING_APPROVAL if approval else Status.PENDING
+    waiting = escalate or approval
     row = ActionRequest.objects.create(
         kind=kind,
-        status=Status.AWAITING_APPROVAL if approval else Status.PENDING,
+        status=status,
+        escalated_to=escalations.escalated_to(agent, target_id=profile.user.id) if escalate else [],
         requester=agent,
         requester_name=display_name_of(agent),
         target_id=profile.user.id,
@@ -369,7 +382,7 @@ def _insert(
         idempotency_key=key,
         rate_override_by=rate_override_by,
         created_at=now,
-        enqueued_at=None if approval else now,
+        enqueued_at=None if waiting else now,
         open_slot=slot,
         notify_to=_notify_to(profile),
     )
@@ -385,14 +398,24 @@ def _insert(
             "roles": [r.role_name for r in profile.roles],
             "protected_groups": list(profile.protected_groups),
             "portal_roles": list(profile.portal_roles),
-            "verification": verification.pk if verification else None,
-            "verification_method": verification.method if verification else None,
+            "verification": backing.pk if backing else None,
+            "verification_method": backing.method if backing else None,
             "needs_approval": approval,
             "approval_reasons": why_approval,
+            "escalated": escalate,
             "reason": reason,
         },
         **_ticket_event_fields(row),
     )
+    if escalate:
+        portal_event_record(
+            kind=escalations.EVENT_ESCALATED,
+            actor=agent,
+            request=http_request,
+            new_value={"status": row.status},
+            detail={"kind": kind, "escalated_to": row.escalated_to, "reason": reason},
+            **_ticket_event_fields(row),
+        )
     if rate_override_by is not None:
         portal_event_record(
             kind=PortalEvent.Kind.RATE_OVERRIDE,
@@ -401,9 +424,19 @@ def _insert(
             detail={"agent": row.requester_name, "agent_id": agent.pk},
             **_ticket_event_fields(row),
         )
-    if not approval:
+    if escalate:
+        # Those who may take it are told (a request created awaiting approval is announced by
+        # mfa.receivers).
+        notify_waiting(row)
+    elif not waiting:
         _enqueue_on_commit(row.pk)
     return row
+
+
+def _valid_now(verification: CallerVerification | None, agent: Any, profile: TargetProfile) -> bool:
+    return verification is not None and verification.is_valid_for(
+        agent_id=agent.pk, target_id=profile.user.id
+    )
 
 
 # --- decisions -----------------------------------------------------------------------------------

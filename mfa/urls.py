@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from mfa.views import action_requests, actions, approvals, people, verification
+from mfa.views import action_requests, actions, approvals, escalations, people, verification
 
 
 class GuidConverter:
@@ -66,5 +66,11 @@ urlpatterns = [
     path("approvals/", approvals.approvals, name="approvals"),
     path("approvals/<guid:public_id>/", approvals.approval_decide, name="approval_decide"),
     path("approvals/rate-override/", approvals.rate_override, name="rate_override"),
+    path("escalations/", escalations.escalation_queue, name="escalations"),
+    path(
+        "escalations/<guid:public_id>/",
+        escalations.escalation_decide,
+        name="escalation_decide",
+    ),
     path("mailbox/", verification.mailbox, name="mailbox"),
 ]

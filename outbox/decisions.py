@@ -1,5 +1,6 @@
-"""Deciding a durable request: approve, reject, cancel, and expiry of approvals that waited
-too long. Each writes the flow's PortalEvent in the same transaction as the change."""
+"""Deciding a durable request: take an escalation (or refuse it), approve, reject, cancel, and
+expiry of escalations and approvals that waited too long. Each writes the flow's PortalEvent in
+the same transaction as the change."""
 
 from __future__ import annotations
 
@@ -17,23 +18,24 @@ from outbox.errors import InvalidRequest
 from outbox.flow import Flow, enqueue_on_commit
 from outbox.inputs import DECISION_COMMENT_MAX_LENGTH
 from outbox.models import DurableRequest
-from outbox.states import CANCELLABLE_STATUSES, Status
+from outbox.states import CANCELLABLE_STATUSES, DECISION_STATUSES, Status
 
 R = TypeVar("R", bound=DurableRequest)
 
 
 def expire_if_due(flow: Flow[R], row: R, now: datetime) -> bool:
-    """Expire an awaiting request whose approval window has passed (own transaction)."""
-    if row.status != Status.AWAITING_APPROVAL or now <= row.approval_expires_at():
+    """Expire an escalated or awaiting request whose window has passed (own transaction)."""
+    waiting = row.status
+    if waiting not in DECISION_STATUSES or now <= row.approval_expires_at():
         return False
     with transaction.atomic():
-        done = flow.model._default_manager.filter(
-            pk=row.pk, status=Status.AWAITING_APPROVAL
-        ).update(status=Status.EXPIRED, finished_at=now, open_slot=None, updated_at=now)
+        done = flow.model._default_manager.filter(pk=row.pk, status=waiting).update(
+            status=Status.EXPIRED, finished_at=now, open_slot=None, updated_at=now
+        )
         if done:
             portal_event_record(
                 kind=flow.events.expired,
-                old_value={"status": Status.AWAITING_APPROVAL},
+                old_value={"status": waiting},
                 new_value={"status": Status.EXPIRED},
                 detail=flow.event_detail(
                     row, approval_ttl_minutes=settings.PORTAL_APPROVAL_TTL_MINUTES
@@ -45,12 +47,13 @@ def expire_if_due(flow: Flow[R], row: R, now: datetime) -> bool:
 
 
 def expire_stale(flow: Flow[Any]) -> int:
-    """Expire the requests that waited for approval longer than ``PORTAL_APPROVAL_TTL_MINUTES``.
-    Returns how many (each with the flow's ``expired`` event)."""
+    """Expire the requests that waited for approval (or for someone to take their escalation)
+    longer than ``PORTAL_APPROVAL_TTL_MINUTES``. Returns how many (each with the flow's
+    ``expired`` event)."""
     now = timezone.now()
     cutoff = now - timedelta(minutes=settings.PORTAL_APPROVAL_TTL_MINUTES)
     awaiting = flow.model._default_manager.filter(
-        status=Status.AWAITING_APPROVAL, created_at__lt=cutoff
+        status__in=DECISION_STATUSES, created_at__lt=cutoff
     )
     return sum(1 for row in awaiting if expire_if_due(flow, row, now))
 
@@ -68,10 +71,15 @@ def decide(
     ``awaiting_approval``. Raises NotAllowed from the flow's checks; InvalidRequest for a
     comment too long, a rejection without one, a request no longer awaiting approval, or one
     whose approval window has passed (it is then marked ``expired``)."""
+    noun = flow.noun
+    if row.status == Status.ESCALATED:
+        raise InvalidRequest(
+            f"This {noun} is escalated: one of the people it was escalated to must take it on "
+            "before anyone approves or rejects it."
+        )
     flow.check_may_decide(approver, row)
     if approve:
         flow.check_may_approve(approver, row)
-    noun = flow.noun
     text = (comment or "").strip()
     if len(text) > DECISION_COMMENT_MAX_LENGTH:
         raise InvalidRequest(
@@ -149,4 +157,84 @@ def cancel(flow: Flow[R], *, row: R, by: Any, http_request: HttpRequest | None) 
             **flow.event_fields(row),
         )
     row.refresh_from_db()
+    return row
+
+
+def take(
+    flow: Flow[R],
+    *,
+    row: R,
+    taker: Any,
+    comment: str,
+    accept: bool,
+    http_request: HttpRequest | None,
+) -> R:
+    """Take an ``escalated`` request on (it goes to the flow's :meth:`Flow.status_after_take`,
+    ``awaiting_approval`` by default, or ``pending`` with its task enqueued on commit) or refuse
+    it (``rejected``, final, the taker recorded as the one who decided). Raises NotAllowed from
+    the flow's :meth:`Flow.check_may_take`; InvalidRequest for a comment too long, a refusal
+    without one, a request no longer escalated, or one that waited too long (it is then marked
+    ``expired``)."""
+    if not (flow.events.taken and flow.events.refused):
+        raise InvalidRequest(f"This kind of {flow.noun} has no escalations.")
+    flow.check_may_take(taker, row)
+    noun = flow.noun
+    text = (comment or "").strip()
+    if len(text) > DECISION_COMMENT_MAX_LENGTH:
+        raise InvalidRequest(
+            f"The comment is longer than {DECISION_COMMENT_MAX_LENGTH} characters."
+        )
+    if not accept and not text:
+        raise InvalidRequest(f"Say why you refuse the {noun}: the {flow.reader} will read it.")
+    now = timezone.now()
+    row = flow.model._default_manager.get(pk=row.pk)
+    if expire_if_due(flow, row, now):
+        raise InvalidRequest(
+            f"This escalation waited longer than {settings.PORTAL_APPROVAL_TTL_MINUTES} minutes "
+            "to be taken and has expired."
+        )
+    changes: dict[str, Any] = {
+        **flow.take_fields(row, taker, text, now),
+        "updated_at": now,
+    }
+    if accept:
+        new_status = flow.status_after_take(row)
+        changes["status"] = new_status
+        if new_status == Status.PENDING:
+            changes["enqueued_at"] = now
+    else:
+        new_status = Status.REJECTED
+        changes.update(
+            status=new_status,
+            decided_by=taker,
+            decided_by_name=display_name_of(taker),
+            decision_comment=text,
+            decided_at=now,
+            finished_at=now,
+            open_slot=None,
+        )
+    with transaction.atomic():
+        done = flow.model._default_manager.filter(pk=row.pk, status=Status.ESCALATED).update(
+            **changes
+        )
+        if not done:
+            row.refresh_from_db()
+            raise InvalidRequest(
+                f"This {noun} is {row.get_status_display().lower()}: it is no longer waiting "
+                "for someone to take it."
+            )
+        portal_event_record(
+            kind=flow.events.taken if accept else flow.events.refused,
+            actor=taker,
+            request=http_request,
+            old_value={"status": Status.ESCALATED},
+            new_value={"status": new_status},
+            detail=flow.event_detail(row, comment=text, requester=row.requester_name),
+            **flow.event_fields(row),
+        )
+        if new_status == Status.PENDING:
+            enqueue_on_commit(flow, row.pk)
+        row.refresh_from_db()
+        if accept:
+            flow.on_taken(row)
     return row

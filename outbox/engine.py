@@ -48,6 +48,7 @@ from django.utils import timezone
 
 from audit.services import portal_event_record
 from graph import GraphClient
+from graph.budget import Priority
 from graph.errors import GraphError, GraphThrottled, GraphTokenUnavailable, GraphTransient
 from outbox.errors import Deferred, NeedsApproval, PolicyError
 from outbox.flow import Event, Flow, Outcome, enqueue_on_commit
@@ -225,7 +226,10 @@ def execute(flow: Flow[R], request_id: int) -> None:
     row, taken_over = claimed
     from portal.graph_client import get_graph_client
 
-    run = Run(flow=flow, row=row, client=get_graph_client(), token=row.attempts)
+    # A submitted change runs at the budget's action priority, ahead of page reads (graph.budget),
+    # each request its own fair key: running requests share the budget round-robin.
+    client = get_graph_client().with_priority(Priority.ACTION).for_agent(f"run:{row.public_id}")
+    run = Run(flow=flow, row=row, client=client, token=row.attempts)
     try:
         if taken_over:
             # The step the dead worker was on never ended: say so instead of showing it running.

@@ -14,6 +14,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import redis
@@ -21,8 +22,9 @@ from django.db import transaction
 
 from audit.models import PortalEvent
 from graph.errors import GraphError
-from outbox.errors import QueueUnavailable
+from outbox.errors import NotAllowed, QueueUnavailable
 from outbox.models import DurableRequest
+from outbox.states import Status
 
 if TYPE_CHECKING:
     from outbox.engine import Run
@@ -48,6 +50,12 @@ class EventKinds:
     returned_to_approval: str
     # The final event of each ending status the runner can produce.
     final: Mapping[str, str]
+    # The escalation's transitions (``outbox.decisions.take``); "" for a flow without
+    # escalations (``<prefix>_escalated``, ``_escalation_taken``, ``_escalation_refused`` when
+    # ``PortalEvent.Kind`` has them).
+    escalated: str = ""
+    taken: str = ""
+    refused: str = ""
 
     @classmethod
     def named(cls, prefix: str, *, final: Iterable[str]) -> EventKinds:
@@ -57,6 +65,10 @@ class EventKinds:
 
         def kind(suffix: str) -> str:
             return PortalEvent.Kind(f"{prefix}_{suffix}").value
+
+        def optional(suffix: str) -> str:
+            value = f"{prefix}_{suffix}"
+            return value if value in PortalEvent.Kind.values else ""
 
         return cls(
             started=kind("started"),
@@ -68,6 +80,9 @@ class EventKinds:
             cancelled=kind("cancelled"),
             returned_to_approval=kind("returned_to_approval"),
             final={status: kind(status) for status in final},
+            escalated=optional("escalated"),
+            taken=optional("escalation_taken"),
+            refused=optional("escalation_refused"),
         )
 
 
@@ -117,6 +132,23 @@ class Flow(Generic[R]):
 
     def check_may_approve(self, approver: Any, row: R) -> None:
         """Checks an approval needs beyond :meth:`check_may_decide` (default: none)."""
+
+    def check_may_take(self, taker: Any, row: R) -> None:
+        """Raise NotAllowed unless ``taker`` may take (or refuse) the escalated ``row``
+        (default: the flow has no escalations, nobody may)."""
+        raise NotAllowed(f"Nobody takes an escalated {self.noun} of this kind.")
+
+    def status_after_take(self, row: R) -> str:
+        """Where a taken escalation goes: ``awaiting_approval`` (default) or ``pending``."""
+        return Status.AWAITING_APPROVAL
+
+    def take_fields(self, row: R, taker: Any, comment: str, now: datetime) -> dict[str, Any]:
+        """The flow's own columns a take or a refusal at ``now`` writes (who took it, when)."""
+        return {}
+
+    def on_taken(self, row: R) -> None:
+        """Called inside the transaction of a take, with ``row`` as it now is (use
+        ``on_commit`` for work outside the database: notices)."""
 
     def check_before_write(self, run: Run[R]) -> None:
         """The execution-time policy check: called just before the first Graph write of every

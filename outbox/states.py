@@ -2,6 +2,11 @@
 
 ``awaiting_approval -> pending -> running -> succeeded | partially_succeeded | failed``, and
 ``rejected``, ``cancelled``, ``expired``. Every transition is a PortalEvent.
+
+``escalated`` comes before all of them for a request its requester may prepare but not carry
+out (an agent without PAA facing a privileged person under mirrored tiering): someone the flow
+names takes it (``outbox.decisions.take``) and it goes on to ``awaiting_approval`` (or
+``pending``), or refuses it (``rejected``); it may be cancelled and it expires like an approval.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from django.db import models
 
 
 class Status(models.TextChoices):
+    ESCALATED = "escalated", "Escalated"
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
     PENDING = "pending", "Queued"
     RUNNING = "running", "Running"
@@ -32,4 +38,7 @@ FINAL_STATUSES = frozenset(
     }
 )
 # The states a request may still be cancelled from: nothing has reached Graph yet.
-CANCELLABLE_STATUSES = (Status.AWAITING_APPROVAL, Status.PENDING)
+CANCELLABLE_STATUSES = (Status.ESCALATED, Status.AWAITING_APPROVAL, Status.PENDING)
+# The states that wait for a person's decision (taking an escalation, or an approval): they
+# expire after PORTAL_APPROVAL_TTL_MINUTES.
+DECISION_STATUSES = (Status.ESCALATED, Status.AWAITING_APPROVAL)

@@ -20,7 +20,7 @@ from accounts.roles import REQUESTER_ROLES, role_required
 from audit import sync as audit_sync
 from audit import tasks as audit_tasks
 from graph.errors import GraphError
-from mfa import panels, person_cache, policy, selectors
+from mfa import escalations, panels, person_cache, policy, selectors
 from mfa.forms import SEARCH_MAX_LENGTH, CheckCodeForm, ManualCheckForm, SendCodeForm
 from mfa.mailbox import mailbox_active
 from mfa.search import people_search
@@ -138,6 +138,8 @@ def user_detail(request: HttpRequest, oid: str) -> HttpResponse:
     shell = selectors.person_shell(agent=request.user, profile=found)
     context = {
         **shell.context(),
+        # An agent without PAA on a privileged person: "Escalate to ..." (mfa.escalations).
+        "escalation": escalations.escalation_notice(request.user, found),
         **_verification_context(request, found),
         **_entra_context(request, found.user.id),
     }

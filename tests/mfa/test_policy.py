@@ -93,8 +93,9 @@ def test_allowed_actions_by_persona(emulator: Any) -> None:
     for persona in (PERSONAS.agent, PERSONAS.lead, PERSONAS.admin):
         user = portal_user(persona)
         assert policy.allowed_actions(user, sam) == ALL_KINDS
-        # Entra's tiering, mirrored: without PAA in the tenant, nothing on a privileged person.
-        assert policy.allowed_actions(user, priya) == []
+        # Entra's tiering, mirrored: without PAA in the tenant, every action on a privileged
+        # person is offered as an escalation to a PAA holder (mfa.escalations).
+        assert policy.allowed_actions(user, priya) == ALL_KINDS
         with override_settings(PORTAL_MIRROR_ENTRA_TIERING=False):
             assert policy.allowed_actions(user, priya) == ALL_KINDS
     # Aaron holds PAA: privileged people are offered (the request then waits for approval).

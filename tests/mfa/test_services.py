@@ -235,10 +235,12 @@ def test_privileged_target_waits_for_a_second_person(tenant: Any, celery_worker:
     lead = portal_user(PERSONAS.lead)
     profile = target_profile(PRIYA)
     assert profile.tier == Tier.PRIVILEGED
-    with pytest.raises(NotAllowed, match="Privileged Authentication Administrator"):
-        action_request_make(
-            ActionKind.REVOKE_SESSIONS, agent=portal_user(PERSONAS.agent), profile=profile
-        )
+    # Ada holds no PAA: her request is escalated to Aaron, not refused (mfa.escalations).
+    escalated = action_request_make(
+        ActionKind.REVOKE_SESSIONS, agent=portal_user(PERSONAS.agent), profile=profile
+    )
+    assert escalated.status == Status.ESCALATED and escalated.escalated_to == ["Aaron Agent"]
+    services.action_request_cancel(action_request=escalated, by=portal_user(PERSONAS.agent))
     row = action_request_make(ActionKind.REVOKE_SESSIONS, agent=agent, profile=profile)
     assert row.status == Status.AWAITING_APPROVAL and row.enqueued_at is None
     assert row.target_roles[0]["role_name"] == "Authentication Administrator"

@@ -148,9 +148,9 @@ def test_person_page_shows_profile_methods_state_roles_and_actions() -> None:
     priya = signed_in(PERSONAS.privileged_agent).get(f"/users/{PRIYA.oid}/").content.decode()
     assert "Authentication Administrator" in priya and "Privileged" in priya
     assert "waits for a Lead or an Admin" in priya
-    # An agent without PAA sees why there is nothing to do, as Entra's tiering would say.
-    refused = signed_in(PERSONAS.agent).get(f"/users/{PRIYA.oid}/").content.decode()
-    assert "data-no-actions" in refused and "Privileged Authentication Administrator" in refused
+    # An agent without PAA is told to escalate, naming who can take it; the actions are offered.
+    escalate = signed_in(PERSONAS.agent).get(f"/users/{PRIYA.oid}/").content.decode()
+    assert "data-no-actions" not in escalate and "Escalate to Aaron Agent" in escalate
 
 
 def test_nobody_is_offered_actions_on_themself() -> None:
@@ -255,8 +255,9 @@ def test_delete_method_form_lists_deletable_methods_only() -> None:
 
 def test_privileged_request_waits_for_another_lead() -> None:
     # Entra's tiering is mirrored: only an agent holding PAA may act on a privileged person.
-    refused = signed_in(PERSONAS.agent).get(f"/users/{PRIYA.oid}/actions/revoke_sessions/")
-    assert refused.status_code == 403
+    # Without PAA the form is open: a submission is escalated (tests/mfa/test_B_escalation.py).
+    form = signed_in(PERSONAS.agent).get(f"/users/{PRIYA.oid}/actions/revoke_sessions/")
+    assert form.status_code == 200
     ada = signed_in(PERSONAS.privileged_agent)
     ar = _created(_request(ada, PRIYA.oid, ActionKind.REVOKE_SESSIONS))
     assert ar.status == Status.AWAITING_APPROVAL

@@ -1,7 +1,7 @@
 """The journey of issue 6 that the other browser tests do not walk: a lead finds a reset in the
 history, exports it, and opens the dashboard. Headless Chromium against a live portal, a real
 worker and the HTTPS emulator (fixtures in conftest.py).
-(The README's history and dashboard pictures are taken by test_D_history.py.)
+(The README's history and dashboard pictures are taken by test_history_requests.py.)
 """
 
 from __future__ import annotations

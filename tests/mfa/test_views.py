@@ -255,7 +255,7 @@ def test_delete_method_form_lists_deletable_methods_only() -> None:
 
 def test_privileged_request_waits_for_another_lead() -> None:
     # Entra's tiering is mirrored: only an agent holding PAA may act on a privileged person.
-    # Without PAA the form is open: a submission is escalated (tests/mfa/test_B_escalation.py).
+    # Without PAA the form is open: a submission is escalated (tests/mfa/test_escalation.py).
     form = signed_in(PERSONAS.agent).get(f"/users/{PRIYA.oid}/actions/revoke_sessions/")
     assert form.status_code == 200
     ada = signed_in(PERSONAS.privileged_agent)

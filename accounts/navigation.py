@@ -2,12 +2,18 @@
 
 An area appears only once its URL name resolves, so a link is never shown before the page is
 built: an engineer adding an area registers the URL name listed here (or adds a line).
+
+A link carries a count of what waits there for the signed-in person (``NavLink.count``, a badge in
+the header). accounts knows nothing of what waits: an app above it registers a counter in its
+``AppConfig.ready()`` (:func:`counter_register`; mfa counts approvals, role grants and
+escalations).
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
+from typing import Any
 
 from django.urls import NoReverseMatch, reverse
 
@@ -34,6 +40,8 @@ class NavLink:
     url: str
     label: str
     description: str
+    # What waits behind this link for the signed-in person (approvals, escalations): a badge.
+    count: int = 0
 
 
 AREAS: tuple[NavItem, ...] = (
@@ -55,6 +63,12 @@ AREAS: tuple[NavItem, ...] = (
         "Approvals",
         "Approve or reject actions on privileged people.",
         APPROVER_ROLES,
+    ),
+    NavItem(
+        "mfa:escalations",
+        "Escalations",
+        "Actions on privileged people that an agent prepared and a PAA holder takes on.",
+        REQUESTER_ROLES,
     ),
     NavItem(
         "audit:history",
@@ -89,8 +103,10 @@ AREAS: tuple[NavItem, ...] = (
 )
 
 
-def nav_items_for(roles: Set[str]) -> list[NavLink]:
-    """The areas a person holding ``roles`` may open, in order, skipping unbuilt ones."""
+def nav_items_for(roles: Set[str], counts: Mapping[str, int] | None = None) -> list[NavLink]:
+    """The areas a person holding ``roles`` may open, in order, skipping unbuilt ones; each
+    with ``counts[url_name]`` (what waits there for the person, 0 when not given)."""
+    counts = counts or {}
     links: list[NavLink] = []
     for item in AREAS:
         if not roles & set(item.roles):
@@ -99,5 +115,31 @@ def nav_items_for(roles: Set[str]) -> list[NavLink]:
             url = reverse(item.url_name)
         except NoReverseMatch:
             continue
-        links.append(NavLink(url=url, label=item.label, description=item.description))
+        links.append(
+            NavLink(
+                url=url,
+                label=item.label,
+                description=item.description,
+                count=int(counts.get(item.url_name, 0)),
+            )
+        )
     return links
+
+
+# A counter answers, for one signed-in user, {URL name: how many things wait there for them}.
+Counter = Callable[[Any], Mapping[str, int]]
+_COUNTERS: dict[str, Counter] = {}
+
+
+def counter_register(name: str, counter: Counter) -> None:
+    """Add (or replace, under the same ``name``) a counter the navigation asks on every page."""
+    _COUNTERS[name] = counter
+
+
+def waiting_counts(user: Any) -> dict[str, int]:
+    """What waits for ``user`` behind each link, summed over the registered counters."""
+    totals: dict[str, int] = {}
+    for counter in _COUNTERS.values():
+        for url_name, count in counter(user).items():
+            totals[url_name] = totals.get(url_name, 0) + int(count)
+    return totals

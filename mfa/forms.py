@@ -15,7 +15,12 @@ from django import forms
 from django.conf import settings
 
 from graph.methods import TAP_MAX_LIFETIME, TAP_MIN_LIFETIME
-from graph.results import AuthenticationMethod, PerUserMfa, TemporaryAccessPassPolicy
+from graph.results import (
+    AuthenticationMethod,
+    PerUserMfa,
+    PerUserMfaState,
+    TemporaryAccessPassPolicy,
+)
 from mfa.models import ActionKind
 from mfa.verification import (
     CODE_DIGITS,
@@ -253,18 +258,58 @@ class IssueTapForm(ActionForm):
         }
 
 
+MFA_STATE_CHOICES: list[tuple[str, str]] = [
+    (PerUserMfa.ENABLED.value, "Enabled: asked to register at next sign-in"),
+    (PerUserMfa.ENFORCED.value, "Enforced: MFA required at every sign-in"),
+    (PerUserMfa.DISABLED.value, "Disabled"),
+]
+
+
 class SetMfaStateForm(ActionForm):
+    """The new per-user MFA state. With ``current_state`` (the person's state as last read, from
+    the person cache) the form says which choice is in force now and refuses choosing it again
+    (nothing would change); without, it says the state is not known."""
+
     kind = ActionKind.SET_MFA_STATE
 
     state = forms.ChoiceField(
-        label="New per-user MFA state",
-        choices=[
-            (PerUserMfa.ENABLED.value, "Enabled: asked to register at next sign-in"),
-            (PerUserMfa.ENFORCED.value, "Enforced: MFA required at every sign-in"),
-            (PerUserMfa.DISABLED.value, "Disabled"),
-        ],
-        widget=forms.RadioSelect,
+        label="New per-user MFA state", choices=MFA_STATE_CHOICES, widget=forms.RadioSelect
     )
+
+    def __init__(
+        self, *args: Any, current_state: PerUserMfaState | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.current_state = current_state
+        field = self.fields["state"]
+        assert isinstance(field, forms.ChoiceField)
+        now = current_state.state.value if current_state and current_state.state else ""
+        field.choices = [
+            (value, f"{label} (now)" if value == now else label)
+            for value, label in MFA_STATE_CHOICES
+        ]
+        if current_state is None:
+            field.help_text = "The current state is not known: the person page shows it."
+        else:
+            shown = (current_state.raw_state or "unknown").capitalize()
+            field.help_text = f"Now: {shown}."
+
+    @property
+    def current_label(self) -> str:
+        """The state in force now, as a word ("Enforced"), or "" when it is not known."""
+        if self.current_state is None:
+            return ""
+        return (self.current_state.raw_state or "unknown").capitalize()
+
+    def clean_state(self) -> str:
+        state = str(self.cleaned_data["state"])
+        current = self.current_state
+        if current is not None and current.state is not None and current.state.value == state:
+            raise forms.ValidationError(
+                f"Per-user MFA is already {state} (as last read from Entra): choose another "
+                "state. If it changed since, refresh the person page first."
+            )
+        return state
 
     def params(self) -> dict[str, Any]:
         return {"state": self.cleaned_data["state"]}

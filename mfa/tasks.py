@@ -43,3 +43,52 @@ def requests_redispatch() -> int:
 def requests_expire_stale() -> int:
     """Beat, every minute: expire requests that waited too long for an approval."""
     return services.requests_expire_stale()
+
+
+# --- notices of what starts waiting (mfa.notifications.notify_waiting) --------------------------
+
+
+@shared_task(name="mfa.tasks.waiting_notify", ignore_result=True)
+def waiting_notify(ref: str, status: str) -> None:
+    """Mail the people request ``ref`` waits for (while it still waits in ``status``) and
+    enqueue the webhook post. ``ref`` is a model and a primary key ("action:12"), nothing more."""
+    from mfa import notifications
+
+    notifications.waiting_notify(ref=ref, status=status)
+
+
+@shared_task(
+    bind=True,
+    name="mfa.tasks.waiting_webhook_post",
+    ignore_result=True,
+    max_retries=None,
+)
+def waiting_webhook_post(self: Any, ref: str, notice: dict[str, str]) -> None:
+    """Post one waiting notice to PORTAL_NOTIFY_WEBHOOK_URL. A network error, 408, 429 or 5xx is
+    retried (PORTAL_NOTIFY_WEBHOOK_ATTEMPTS in all, backing off from
+    PORTAL_NOTIFY_WEBHOOK_BACKOFF_SECONDS); the last failure, or a refusal, is recorded as a
+    ``waiting_notified`` event. ``notice`` holds no secret (mfa.webhook.Notice)."""
+    from django.conf import settings
+
+    from mfa import notifications, waiting, webhook
+
+    try:
+        webhook.post(webhook.Notice.from_dict(notice))
+    except webhook.WebhookFailed as failure:
+        attempts = int(settings.PORTAL_NOTIFY_WEBHOOK_ATTEMPTS)
+        if failure.retryable and self.request.retries + 1 < attempts:
+            countdown = float(settings.PORTAL_NOTIFY_WEBHOOK_BACKOFF_SECONDS) * (
+                2**self.request.retries
+            )
+            raise self.retry(countdown=min(countdown, 600.0), exc=None, throw=True) from None
+        row = waiting.row_of(ref)
+        if row is not None:
+            notifications.waiting_event_record(
+                row,
+                detail={
+                    "webhook": "failed",
+                    "failed": [
+                        f"webhook ({failure.reason}, after {self.request.retries + 1} attempts)"
+                    ],
+                },
+            )

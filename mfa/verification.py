@@ -41,7 +41,7 @@ from accounts.roles import display_name_of
 from audit.models import PortalEvent
 from audit.services import portal_event_record
 from graph.results import User, mask_email
-from mfa.models import CallerVerification, VerificationMethod
+from mfa.models import ActionRequest, CallerVerification, VerificationMethod
 
 if TYPE_CHECKING:
     from mfa.policy import TargetProfile
@@ -423,6 +423,22 @@ def verification_pending(*, agent: Any, target_id: str) -> CallerVerification | 
             verified_at__isnull=True,
             failed_at__isnull=True,
             expires_at__gt=timezone.now(),
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def verification_carried_request(*, verification: CallerVerification) -> ActionRequest | None:
+    """The newest request its agent made on its person since ``verification`` succeeded, while
+    it is valid: the next action in the same call starts from its ticket and reason."""
+    if verification.verified_at is None:
+        return None
+    return (
+        ActionRequest.objects.filter(
+            requester_id=verification.agent_id,
+            target_id=verification.target_id,
+            created_at__gte=verification.verified_at,
         )
         .order_by("-created_at", "-id")
         .first()

@@ -363,3 +363,48 @@ _ACTION_KINDS = ("reregister", "revoke_sessions", "issue_tap", "set_mfa_state", 
 _unknown_kinds = [k for k in DASHBOARD_RESET_KINDS if k not in _ACTION_KINDS]
 if _unknown_kinds:
     raise ConfigError("DASHBOARD_RESET_KINDS", f"names unknown action kinds: {_unknown_kinds}")
+
+# --- notices of what waits for someone (helper C's block: mfa.notifications, mfa.webhook) -------
+# Approvers, takers of an escalation and the second Admin of a role grant get an email when
+# something starts waiting for them (PORTAL_NOTIFY_APPROVERS) with a link built on
+# PORTAL_BASE_URL (the portal's address as people open it; empty: the email names the page).
+PORTAL_BASE_URL = env.str(
+    "PORTAL_BASE_URL",
+    default=(
+        f"http://127.0.0.1:{env.int('PORTAL_PORT', default=8000)}"
+        if env.bool("PORTAL_DEMO", default=False)
+        else ""
+    ),
+).rstrip("/")
+if PORTAL_BASE_URL and not PORTAL_BASE_URL.startswith(("https://", "http://")):
+    raise ConfigError("PORTAL_BASE_URL", "must start with https:// (or http:// in the demo)")
+PORTAL_NOTIFY_APPROVERS = env.bool("PORTAL_NOTIFY_APPROVERS", default=True)
+# Optionally also a post to an incoming webhook: a Teams Workflows "When a Teams webhook request
+# is received" URL or a Slack incoming webhook (JSON body; never a reason, code or pass).
+PORTAL_NOTIFY_WEBHOOK_URL = env.str("PORTAL_NOTIFY_WEBHOOK_URL", default="")
+# teams (an Adaptive Card), slack ({"text": ...}) or auto (slack for hooks.slack.com).
+PORTAL_NOTIFY_WEBHOOK_FORMAT = env.str("PORTAL_NOTIFY_WEBHOOK_FORMAT", default="auto")
+# A failed post (network, 408, 429, 5xx) is retried by Celery: this many attempts in all, the
+# n-th retry after this * 2 ** (n - 1) seconds (at most 10 minutes).
+PORTAL_NOTIFY_WEBHOOK_ATTEMPTS = env.int("PORTAL_NOTIFY_WEBHOOK_ATTEMPTS", default=5)
+PORTAL_NOTIFY_WEBHOOK_BACKOFF_SECONDS = env.float(
+    "PORTAL_NOTIFY_WEBHOOK_BACKOFF_SECONDS", default=30.0
+)
+if PORTAL_NOTIFY_WEBHOOK_FORMAT not in ("auto", "teams", "slack"):
+    raise ConfigError("PORTAL_NOTIFY_WEBHOOK_FORMAT", "must be auto, teams or slack")
+if PORTAL_NOTIFY_WEBHOOK_URL:
+    from urllib.parse import urlsplit as _urlsplit
+
+    from portal.config import is_loopback_host as _is_loopback_host
+
+    _hook = _urlsplit(PORTAL_NOTIFY_WEBHOOK_URL)
+    if not _hook.netloc or (
+        _hook.scheme != "https" and not (_hook.scheme == "http" and _is_loopback_host(_hook.netloc))
+    ):
+        raise ConfigError(
+            "PORTAL_NOTIFY_WEBHOOK_URL", "must be an https:// URL (http:// only on loopback)"
+        )
+if not 1 <= PORTAL_NOTIFY_WEBHOOK_ATTEMPTS <= 20:
+    raise ConfigError("PORTAL_NOTIFY_WEBHOOK_ATTEMPTS", "must be between 1 and 20")
+if PORTAL_NOTIFY_WEBHOOK_BACKOFF_SECONDS <= 0:
+    raise ConfigError("PORTAL_NOTIFY_WEBHOOK_BACKOFF_SECONDS", "must be more than 0")

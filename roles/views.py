@@ -20,6 +20,7 @@ from graph import users as graph_users
 from graph.errors import GraphError
 from graph.results import Group, User
 from outbox.errors import PolicyError, QueueUnavailable
+from outbox.live import live_stamp
 from outbox.states import CANCELLABLE_STATUSES
 from portal.graph_client import get_graph_client
 from roles import catalog, page, services
@@ -327,13 +328,22 @@ def role_remove(request: HttpRequest) -> HttpResponse:
 def role_change_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     """One change; htmx polls its status fragment until it is final."""
     row = get_role_change_for_user(request.user, public_id)
-    context = {"rc": row, "can_decide": can_decide(request.user, row)}
-    if _is_htmx(request):
-        response = render(request, "roles/_change_status.html", context)
+    deciding = can_decide(request.user, row)
+    # Both in the live fragment: they go as soon as the change moves on.
+    cancellable = row.status in CANCELLABLE_STATUSES
+    context = {
+        "rc": row,
+        "can_decide": deciding,
+        "can_cancel": cancellable,
+        "decision_form": DecisionForm(),
+        "live_stamp": live_stamp(row, row.entra_event_ids, deciding, cancellable),
+    }
+    if _is_htmx(request) and request.GET.get("seen") == context["live_stamp"]:
+        # Nothing new: htmx swaps nothing on a 204, so a comment being typed stays.
+        response = HttpResponse(status=204)
     else:
-        context["decision_form"] = DecisionForm()
-        context["can_cancel"] = row.status in CANCELLABLE_STATUSES
-        response = render(request, "roles/change_detail.html", context)
+        template = "roles/_change_status.html" if _is_htmx(request) else "roles/change_detail.html"
+        response = render(request, template, context)
     response["Vary"] = "HX-Request"
     return response
 

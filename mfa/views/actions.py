@@ -13,10 +13,14 @@ from django.views.decorators.http import require_http_methods
 from accounts.roles import REQUESTER_ROLES, role_required
 from graph import GraphClient
 from graph.errors import GraphError
-from mfa import person_cache, policy, services
+from mfa import escalations, person_cache, policy, services
 from mfa.forms import ACTION_FORMS
 from mfa.models import ActionKind
-from mfa.verification import verification_current, verification_valid_until
+from mfa.verification import (
+    verification_carried_request,
+    verification_current,
+    verification_valid_until,
+)
 from mfa.views.pages import graph_problem_response, profile_or_problem
 from portal.graph_client import get_graph_client
 
@@ -47,10 +51,19 @@ def form_extras(
     returned instead (the caller reads them after its policy check).
 
     The choice of a method to delete may come from the cache: the runner deletes it in Graph,
-    which answers "not registered" for one that has gone meanwhile. Raises GraphError.
+    which answers "not registered" for one that has gone meanwhile. The per-user MFA form gets
+    the person's current state (``current_state``) from the cache, or None with
+    ``cached_only``. Raises GraphError.
     """
     if kind == ActionKind.ISSUE_TAP:
         return {"tap_policy": policy.tap_policy(client)}
+    if kind == ActionKind.SET_MFA_STATE:
+        # The state in force now, for the form to show; never worth holding a POST back for.
+        held = person_cache.cached(target_id)
+        state = held.mfa_state if held is not None else None
+        if state is None and not cached_only:
+            state = person_cache.load(client, target_id, parts=(person_cache.MFA_STATE,)).mfa_state
+        return {"current_state": state}
     if kind == ActionKind.DELETE_METHOD:
         held = person_cache.cached(target_id)
         if held is None or held.methods is None:
@@ -114,13 +127,27 @@ def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
                     policy.check_may_request(request.user, profile, kind)
                 except policy.PolicyError as exc:
                     raise PermissionDenied(exc.message) from exc
+    if not posted and kind == ActionKind.SET_MFA_STATE and extras.get("current_state") is None:
+        # The form shows the state in force now: read it (the person page's panel usually has).
+        try:
+            extras = form_extras(client, kind=kind, target_id=profile.user.id) or extras
+        except GraphError:
+            pass  # the form says the state is not known
     verification = verification_current(agent=request.user, target_id=profile.user.id)
+    # Carry the call: the ticket and reason of the agent's last request on this person under the
+    # same verification fill the next form.
+    carried = (
+        verification_carried_request(verification=verification)
+        if verification is not None and not posted
+        else None
+    )
     # The agent did this to this person moments ago (two tabs, a second click on a fresh form):
     # say so before they submit, and ask for a confirmation with a reason.
     repeat_of = policy.recent_success(request.user, target_id=profile.user.id, kind=kind)
     policy_error = ""
     if form is None:
-        form = form_class(**extras)
+        initial = {"reason": carried.reason, "ticket": carried.ticket} if carried else None
+        form = form_class(initial=initial, **extras)
     elif form.is_valid():
         # One that has just expired still goes to the service, whose refusal then says
         # "too old, verify again" instead of "missing".
@@ -167,6 +194,9 @@ def action_form(request: HttpRequest, oid: str, kind: str) -> HttpResponse:
             "approval_needed": bool(approval_reasons),
             "approval_reasons": approval_reasons,
             "policy_error": policy_error,
+            "carried": carried,
+            # An agent without PAA on a privileged person: the request goes to a PAA holder.
+            "escalation": escalations.escalation_notice(request.user, profile),
             "repeat_of": repeat_of,
             "repeat_window": settings.PORTAL_REPEAT_WINDOW_MINUTES,
         },

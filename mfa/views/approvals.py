@@ -1,5 +1,6 @@
-"""The Lead's and Admin's pages: the requests waiting for a decision, approve or reject, and the
-override of one agent's rate limit (a few more requests)."""
+"""The Lead's and Admin's pages: the requests waiting for a decision (helpdesk actions, and for an
+Admin the role grants waiting for a second Admin), approve or reject, and the override of one
+agent's rate limit (a few more requests)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import APPROVER_ROLES, display_name_of, role_required
-from mfa import policy, selectors, services
+from accounts.roles import APPROVER_ROLES, Role, display_name_of, has_role, role_required
+from mfa import policy, selectors, services, waiting
 from mfa.forms import DecisionForm, RateOverrideForm
 from mfa.overrides import rate_override_grant, rate_override_refusal
 from mfa.permissions import get_request_to_decide_for_user
+from outbox.errors import NotAllowed
+from outbox.states import Status
+from roles.models import RoleChangeRequest
+from roles.permissions import role_change_check_may_decide
 
 
 @require_GET
@@ -31,6 +36,7 @@ def approvals(request: HttpRequest) -> HttpResponse:
         "mfa/approvals.html",
         {
             "waiting": items,
+            "role_grants": _role_grants(request.user),
             "override_form": RateOverrideForm(agents=_override_candidates(request.user)),
             "rate_limit": settings.PORTAL_AGENT_RATE_LIMIT,
             "rate_window": settings.PORTAL_AGENT_RATE_WINDOW_MINUTES,
@@ -68,6 +74,26 @@ def approval_decide(request: HttpRequest, public_id: str) -> HttpResponse:
             f"{verb}: {action_request.get_kind_display()} for {action_request.target_name}.",
         )
     return redirect("mfa:approvals")
+
+
+def _role_grants(user: Any) -> list[dict[str, Any]]:
+    """For an Admin: the role changes waiting for a second Admin, oldest first, each as ``row``,
+    ``hold`` (how the role is to be held, in words), ``own`` (``user`` asked for it) and
+    ``blocked`` (why ``user`` may not decide it). Empty for a Lead, who never decides them."""
+    if not has_role(user, Role.ADMIN):
+        return []
+    rows = RoleChangeRequest.objects.filter(status=Status.AWAITING_APPROVAL).order_by("created_at")
+    grants: list[dict[str, Any]] = []
+    for row in rows:
+        own = row.requester_id == user.pk
+        blocked = ""
+        if not own:
+            try:
+                role_change_check_may_decide(user, row)
+            except NotAllowed as exc:
+                blocked = exc.message
+        grants.append({"row": row, "hold": waiting.hold_text(row), "own": own, "blocked": blocked})
+    return grants
 
 
 def _override_candidates(lead: Any) -> list[tuple[str, str]]:

@@ -1,5 +1,9 @@
 """Caller verification on the person page (send a code, check the code read back, record a
-manual check), and the demo mailbox where the codes land instead of being sent."""
+manual check), and the demo mailbox where the codes land instead of being sent.
+
+Every answer goes back to the verification card (``#verify``) with its message inside the card,
+next to the field it is about (``mfa.templatetags.card_notices``): a message at the top of the
+page would sit above the viewport after the jump to the card."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from accounts.roles import ADMIN_ROLES, REQUESTER_ROLES, has_role, role_required
 from mfa.forms import CheckCodeForm, ManualCheckForm, SendCodeForm
 from mfa.mailbox import mailbox_active, messages_for
 from mfa.permissions import get_pending_verification_for_user
+from mfa.templatetags.card_notices import card_tag
 from mfa.verification import (
     VerificationFailed,
     code_destinations,
@@ -25,12 +30,16 @@ from mfa.views.pages import profile_or_problem
 MAILBOX_SHOWN = 50
 
 
+# The card's slots: next to the code field, the send form, the manual form, and the
+# "Caller verified" notice.
+CODE = card_tag("verify-code")
+SEND = card_tag("verify-send")
+MANUAL = card_tag("verify-manual")
+DONE = card_tag("verify-done")
+
+
 def _back_to_verify(oid: str) -> HttpResponse:
     return redirect(reverse("mfa:user_detail", args=[oid]) + "#verify")
-
-
-def _on_to_actions(oid: str) -> HttpResponse:
-    return redirect(reverse("mfa:user_detail", args=[oid]) + "#actions")
 
 
 @require_POST
@@ -42,7 +51,7 @@ def verify_send(request: HttpRequest, oid: str) -> HttpResponse:
         return found
     form = SendCodeForm(request.POST, destinations=code_destinations(found))
     if not form.is_valid():
-        messages.error(request, "Choose where to send the code.")
+        messages.error(request, "Choose where to send the code.", extra_tags=SEND)
         return _back_to_verify(oid)
     try:
         verification = verification_send_code(
@@ -52,11 +61,12 @@ def verify_send(request: HttpRequest, oid: str) -> HttpResponse:
             http_request=request,
         )
     except VerificationFailed as exc:
-        messages.error(request, exc.message)
+        messages.error(request, exc.message, extra_tags=SEND)
     else:
         messages.success(
             request,
             f"Code sent to {verification.sent_to_masked}. Ask the caller to read it back.",
+            extra_tags=CODE,
         )
     return _back_to_verify(oid)
 
@@ -69,7 +79,7 @@ def verify_check(request: HttpRequest, oid: str) -> HttpResponse:
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
-                messages.error(request, str(error))
+                messages.error(request, str(error), extra_tags=CODE)
         return _back_to_verify(oid)
     verification = get_pending_verification_for_user(
         request.user, oid, form.cleaned_data["verification"]
@@ -82,10 +92,11 @@ def verify_check(request: HttpRequest, oid: str) -> HttpResponse:
             http_request=request,
         )
     except VerificationFailed as exc:
-        messages.error(request, exc.message)
+        # With tries left the code form stays: the message goes under its field. Without, the
+        # form is gone and the message goes to the way to send a new code.
+        messages.error(request, exc.message, extra_tags=CODE if exc.tries_left else SEND)
     else:
-        messages.success(request, "Caller verified. You can act now.")
-        return _on_to_actions(oid)
+        messages.success(request, "Caller verified. You can act now.", extra_tags=DONE)
     return _back_to_verify(oid)
 
 
@@ -101,7 +112,9 @@ def verify_manual(request: HttpRequest, oid: str) -> HttpResponse:
         for name, errors in form.errors.items():
             label = form.fields[name].label if name in form.fields else ""
             for error in errors:
-                messages.error(request, f"{label}: {error}" if label else str(error))
+                messages.error(
+                    request, f"{label}: {error}" if label else str(error), extra_tags=MANUAL
+                )
         return _back_to_verify(oid)
     try:
         verification_record_manual(
@@ -112,10 +125,10 @@ def verify_manual(request: HttpRequest, oid: str) -> HttpResponse:
             http_request=request,
         )
     except VerificationFailed as exc:
-        messages.error(request, exc.message)
+        messages.error(request, exc.message, extra_tags=MANUAL)
         return _back_to_verify(oid)
-    messages.success(request, "Manual check recorded. You can act now.")
-    return _on_to_actions(oid)
+    messages.success(request, "Manual check recorded. You can act now.", extra_tags=DONE)
+    return _back_to_verify(oid)
 
 
 @require_GET

@@ -56,7 +56,8 @@
     if (!source) {
       return;
     }
-    var text = source.textContent.trim();
+    // A pass shown in groups carries its plain value: the gaps between groups are not copied.
+    var text = button.getAttribute("data-copy-value") || source.textContent.trim();
     var say = function (message) {
       if (status) {
         status.textContent = message;

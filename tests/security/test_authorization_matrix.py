@@ -68,6 +68,9 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     # portal
     "": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
     "signed-out/": {"GET": everyone(200), "POST": NOT_ALLOWED},
+    # the plain page after signing in without a portal role; anyone with a role goes home
+    "no-role/": {"GET": _row(LOGIN, 403, 302, 302, 302), "POST": NOT_ALLOWED},
+    "favicon.ico": {"GET": everyone(200), "POST": NOT_ALLOWED},
     "healthz": {"GET": everyone(200), "POST": NOT_ALLOWED},
     "readyz": {"GET": everyone(200), "POST": NOT_ALLOWED},
     # sign-in: anyone may start one; a callback this session did not start is refused (400);
@@ -105,6 +108,13 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     "approvals/<guid:public_id>/": {"GET": NOT_ALLOWED, "POST": oversight(302)},
     "approvals/rate-override/": {"GET": NOT_ALLOWED, "POST": oversight(302)},
     "mailbox/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
+    # The escalation queue (B): every helpdesk role opens it (a non-PAA holder sees why it is
+    # empty); a decision on a request that was never escalated (Ada's own pass) is 404.
+    "escalations/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
+    "escalations/<guid:public_id>/": {
+        "GET": NOT_ALLOWED,
+        "POST": roles(agent=404, lead=404, admin=404),
+    },
     # directory role administration (roles)
     "roles/": {"GET": admins(200), "POST": NOT_ALLOWED},
     "roles/refresh/": {"GET": NOT_ALLOWED, "POST": admins(302)},

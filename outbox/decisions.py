@@ -18,7 +18,7 @@ from outbox.errors import InvalidRequest
 from outbox.flow import Flow, enqueue_on_commit
 from outbox.inputs import DECISION_COMMENT_MAX_LENGTH
 from outbox.models import DurableRequest
-from outbox.states import CANCELLABLE_STATUSES, DECISION_STATUSES, Status
+from outbox.states import CANCELLABLE_STATUSES, DECISION_STATUSES, STATUS_PHRASES, Status
 
 R = TypeVar("R", bound=DurableRequest)
 
@@ -113,9 +113,7 @@ def decide(
         ).update(**changes)
         if not done:
             row.refresh_from_db()
-            raise InvalidRequest(
-                f"This {noun} is already {row.get_status_display().lower()}: nothing to decide."
-            )
+            raise InvalidRequest(f"This {noun} {STATUS_PHRASES[row.status]}: nothing to decide.")
         portal_event_record(
             kind=flow.events.approved if approve else flow.events.rejected,
             actor=approver,
@@ -144,8 +142,7 @@ def cancel(flow: Flow[R], *, row: R, by: Any, http_request: HttpRequest | None) 
         if not done:
             row.refresh_from_db()
             raise InvalidRequest(
-                f"This {flow.noun} is {row.get_status_display().lower()}: it can no longer be "
-                "cancelled."
+                f"This {flow.noun} {STATUS_PHRASES[row.status]}: it can no longer be cancelled."
             )
         portal_event_record(
             kind=flow.events.cancelled,
@@ -220,8 +217,8 @@ def take(
         if not done:
             row.refresh_from_db()
             raise InvalidRequest(
-                f"This {noun} is {row.get_status_display().lower()}: it is no longer waiting "
-                "for someone to take it."
+                f"This {noun} {STATUS_PHRASES[row.status]}: it is no longer waiting for someone "
+                "to take it."
             )
         portal_event_record(
             kind=flow.events.taken if accept else flow.events.refused,

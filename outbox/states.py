@@ -37,6 +37,20 @@ FINAL_STATUSES = frozenset(
         Status.EXPIRED,
     }
 )
+# How a sentence says where a request stands: "This change has succeeded", never "is succeeded".
+STATUS_PHRASES: dict[str, str] = {
+    Status.AWAITING_APPROVAL: "is waiting for approval",
+    Status.ESCALATED: "is escalated",
+    Status.PENDING: "is queued",
+    Status.RUNNING: "is running",
+    Status.SUCCEEDED: "has succeeded",
+    Status.PARTIALLY_SUCCEEDED: "has partly succeeded",
+    Status.FAILED: "has failed",
+    Status.REJECTED: "was rejected",
+    Status.CANCELLED: "was cancelled",
+    Status.EXPIRED: "has expired",
+}
+
 # The states a request may still be cancelled from: nothing has reached Graph yet.
 CANCELLABLE_STATUSES = (Status.ESCALATED, Status.AWAITING_APPROVAL, Status.PENDING)
 # The states that wait for a person's decision (taking an escalation, or an approval): they

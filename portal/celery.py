@@ -54,6 +54,8 @@ app.conf.update(
         # An agent watches an action run; the outbox reaper is background work.
         "mfa.tasks.action_request_run": {"queue": "interactive"},
         "mfa.tasks.requests_*": {"queue": "sync"},
+        # Notices of what waits for someone (emails, the webhook post): background work.
+        "mfa.tasks.waiting_*": {"queue": "sync"},
         # A role change is watched like an action; the holders' schedule and the redispatch
         # are background work (an Admin's refresh button names its queue itself).
         "roles.tasks.role_change_run": {"queue": "interactive"},

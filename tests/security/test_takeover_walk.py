@@ -112,7 +112,7 @@ def _tap_8h(client: Client, oid: str) -> ActionRequest:
 def _approval_item(client: Client, row: ActionRequest) -> str:
     """The request's panel on ``client``'s approvals page."""
     html = client.get("/approvals/").content.decode()
-    marker = f'aria-labelledby="appr-{row.pk}"'
+    marker = f'id="appr-{row.pk}"'
     assert marker in html, f"request {row.pk} is not on the approvals page"
     start = html.index(marker)
     return html[start : html.index("</article>", start)]
@@ -144,8 +144,9 @@ def test_agent_to_lead_needs_an_admin(settings: Settings) -> None:
     page = ada.get(f"/users/{LEO.oid}/").content.decode()
     assert "badge--priv" in page, "a Lead of the portal is a privileged person"
     assert "data-portal-roles" in page and "Lead" in page.split("data-portal-roles", 1)[1][:200]
-    # Like Entra, only PAA holders act on privileged people: Ada is refused outright.
-    assert ada.get(f"/users/{LEO.oid}/actions/{ActionKind.ISSUE_TAP}/").status_code == 403
+    # Like Entra, only PAA holders act on privileged people: Ada may only escalate to one.
+    form = ada.get(f"/users/{LEO.oid}/actions/{ActionKind.ISSUE_TAP}/").content.decode()
+    assert "Escalate to Aaron Agent" in " ".join(form.split())
 
     # Aaron holds PAA: he may ask, with a self-attested check, but it waits for an Admin.
     aaron = signed_in(PERSONAS.privileged_agent)
@@ -174,8 +175,9 @@ def test_lead_to_lead_is_refused_and_a_lead_never_approves_a_leads_request(
     settings: Settings,
 ) -> None:
     leo = signed_in(LEO)
-    # Leads hold no PAA in the demo: with Entra's tiering mirrored, Lena is out of Leo's reach.
-    assert leo.get(f"/users/{LENA.oid}/actions/{ActionKind.ISSUE_TAP}/").status_code == 403
+    # Leads hold no PAA in the demo: with Entra's tiering mirrored, Leo may only escalate.
+    form = leo.get(f"/users/{LENA.oid}/actions/{ActionKind.ISSUE_TAP}/").content.decode()
+    assert "Escalate to Aaron Agent" in " ".join(form.split())
 
     # Without the mirrored tiering, Leo may ask; Lena (the person) may not decide it.
     settings.PORTAL_MIRROR_ENTRA_TIERING = False
@@ -207,7 +209,8 @@ def test_agent_to_executive_is_privileged_and_joining_while_queued_returns_to_ap
     ada = signed_in(PERSONAS.agent)
     page = ada.get(f"/users/{CEO}/").content.decode()
     assert "badge--priv" in page and PROTECTED_GROUP in page
-    assert ada.get(f"/users/{CEO}/actions/{ActionKind.REVOKE_SESSIONS}/").status_code == 403
+    form = ada.get(f"/users/{CEO}/actions/{ActionKind.REVOKE_SESSIONS}/").content.decode()
+    assert "Escalate to Aaron Agent" in " ".join(form.split())
 
     # Sam is standard when Ada asks; her request waits on Graph 503s; Sam joins Executives.
     before = _revokes(tenant)
@@ -254,13 +257,12 @@ def test_a_queued_pass_for_someone_who_became_global_admin_is_not_issued(tenant:
         role_definition_id=catalog.role_definition_id(client, catalog.GLOBAL_ADMIN),
         principal_id=SAM.oid,
     )
-    # A new request by Ada is refused: she holds no PAA, and Sam is privileged now.
-    with pytest.raises(policy.NotAllowed):
-        policy.check_may_request(
-            portal_user(PERSONAS.agent),
-            policy.target_profile(client, SAM.oid, use_cache=False),
-            ActionKind.ISSUE_TAP,
-        )
+    # A new request by Ada would be escalated: she holds no PAA, and Sam is privileged now.
+    from mfa import escalations
+
+    fresh = policy.target_profile(client, SAM.oid, use_cache=False)
+    assert fresh.tier == Tier.PRIVILEGED
+    assert escalations.needs_escalation(portal_user(PERSONAS.agent), privileged=True)
 
     services.action_request_execute(request_id=row.pk)  # the queued retry
     row.refresh_from_db()

@@ -56,6 +56,8 @@ SERVED_PATHS: tuple[str, ...] = (
     "/groups/{key}/transitiveMembers",
     "/auditLogs/directoryAudits",
     "/auditLogs/directoryAudits/{key}",
+    "/reports/authenticationMethods/userRegistrationDetails",
+    "/reports/authenticationMethods/userRegistrationDetails/{key}",
     "/users/{key}/authentication/methods",
     "/users/{key}/authentication/methods/{key}",
     *(f"/users/{{key}}/authentication/{name}" for name in _METHOD_COLLECTIONS),

@@ -10,8 +10,8 @@ Use it as a process (``python -m entra_emulator``) or inside a test process::
     server.stop()
 
 It binds to loopback addresses only. Route modules written by other engineers (methods, sessions,
-requirements, roles, audit, batch, service principals) are imported when present, so the server
-runs with whatever part of the Graph slice exists.
+requirements, roles, audit, batch, service principals, reports) are imported when present, so the
+server runs with whatever part of the Graph slice exists.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ ROUTE_MODULES = (
     "audit_api",
     "batch_api",
     "service_principals_api",
+    "reports_api",
 )
 
 

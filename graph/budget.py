@@ -124,6 +124,12 @@ def classify_path(path_or_url: str) -> str:
     root = segments[0].split("(", 1)[0]
     if root == "auditLogs":
         return REPORTS
+    if root == "reports":
+        # /reports/authenticationMethods/userRegistrationDetails: a Microsoft Entra reporting
+        # API, the identity and access reports class (5 per 10 s). The throttling page's
+        # resource list does not name userRegistrationDetails itself (docs silent):
+        # https://learn.microsoft.com/graph/throttling-limits
+        return REPORTS
     if root == "users" and len(segments) > 2 and segments[2] == "authentication":
         # Methods, TAP, and the beta per-user MFA requirements all live under authentication.
         return REPORTS

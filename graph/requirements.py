@@ -4,9 +4,9 @@ the sign-in preferences that name the default MFA method.
 Which source for the default method: beta ``/users/{id}/authentication/signInPreferences``, not
 v1.0 ``/reports/authenticationMethods/userRegistrationDetails/{id}`` (whose
 ``userPreferredMethodForSecondaryAuthentication`` says the same thing). The report is a periodic
-snapshot that lags behind changes, needs a P1/P2 licence and the AuditLog.Read.All permission on
-top of the reports one, while signInPreferences is read from the user's live state with the
-UserAuthenticationMethod.Read.All permission the portal already holds. The portal uses the
+snapshot that lags behind changes and needs a P1/P2 licence (and AuditLog.Read.All), while
+signInPreferences is read from the user's live state with the UserAuthenticationMethod.Read.All
+permission the portal already holds. The portal uses the
 default to order deletions right now, so a stale answer would defeat the purpose.
 """
 

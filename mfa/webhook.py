@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
+
+from graph.client import http_session
 
 TIMEOUT_SECONDS = 10
 
@@ -113,14 +114,23 @@ def post(notice: Notice) -> int:
     Raises WebhookFailed: retryable for a network error, 408, 429 and 5xx; not for other 4xx
     (a wrong URL or a refused body: retrying changes nothing)."""
     url = str(settings.PORTAL_NOTIFY_WEBHOOK_URL)
+    # The portal's egress rules, as for Graph: no environment (trust_env off), the configured
+    # proxy unless NO_PROXY names the host; the public CAs (a webhook host is not Entra's).
+    session = http_session(
+        True,
+        TIMEOUT_SECONDS,
+        https_proxy=settings.ENTRA_HTTPS_PROXY,
+        no_proxy=settings.ENTRA_NO_PROXY,
+    )
     try:
-        response = requests.post(
-            url,
-            json=payload(notice, fmt=webhook_format(url)),
-            timeout=TIMEOUT_SECONDS,
-            allow_redirects=False,
-        )
-    except requests.RequestException as exc:
+        with session:
+            response = session.post(
+                url,
+                json=payload(notice, fmt=webhook_format(url)),
+                timeout=TIMEOUT_SECONDS,
+                allow_redirects=False,
+            )
+    except OSError as exc:  # requests' RequestException is an OSError (connection, timeout, TLS)
         raise WebhookFailed(type(exc).__name__, retryable=True) from None
     if 200 <= response.status_code < 300:
         return response.status_code

@@ -112,6 +112,10 @@ OPERATION_PERMISSIONS: Mapping[str, Allowed] = {
     "applications.app_role_assigned_to": _APPLICATION_READ,
     "applications.service_principal_app_roles": _APPLICATION_READ,
     "audit_logs.directory_audits": Allowed("AuditLog.Read.All"),
+    # authenticationmethodsroot-list-userregistrationdetails / userregistrationdetails-get:
+    # AuditLog.Read.All only ("Higher privileged permissions: Not available").
+    "reports.registration_details": Allowed("AuditLog.Read.All"),
+    "reports.registration_details_of": Allowed("AuditLog.Read.All"),
     "groups.members": _MEMBERSHIP_READ,
     "groups.role_assignable": _MEMBERSHIP_READ,
     "groups.transitive_members": _MEMBERSHIP_READ,

@@ -1,8 +1,8 @@
 """The helpdesk in a real browser: headless Chromium (Debian's, never a downloaded one) against a
 live portal, a real Celery worker, the real Redis and the HTTPS Entra emulator.
 
-Each test signs in on the emulator's own sign-in page, as a person would. Screenshots of the main
-pages are written to docs/screenshots/.
+Each test signs in on the emulator's own sign-in page, as a person would. The person page's
+screenshot is taken here.
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _open_person_by_keyboard(page: Any, text: str, upn: str, *, screenshot: str = "") -> None:
+def _open_person_by_keyboard(page: Any, text: str, upn: str) -> None:
     page.locator("#q").fill(text)
     page.locator("[data-result-list] [data-result]", has_text=upn).wait_for()
-    if screenshot:
-        shot(page, screenshot)
     page.locator("#q").press("ArrowDown")
     focused = page.evaluate("document.activeElement.textContent")
     assert upn in focused
@@ -69,23 +67,19 @@ def _fill_reason_and_ticket(page: Any) -> None:
 def test_agent_verifies_by_code_and_requires_reregistration(chromium: Any, portal: str) -> None:
     page = open_page(chromium)
     sign_in(page, portal, PERSONAS.agent, "/users/")
-    _open_person_by_keyboard(
-        page, "Sam Standard", PERSONAS.standard_target.upn, screenshot="search"
-    )
+    _open_person_by_keyboard(page, "Sam Standard", PERSONAS.standard_target.upn)
     page.locator("text=Authenticator app").first.wait_for()
     shot(page, "person")
 
     _verify_with_emailed_code(page, portal)
     page.get_by_role("link", name="Require MFA re-registration").click()
     _fill_reason_and_ticket(page)
-    shot(page, "action-form")
     page.get_by_role("button", name="Require MFA re-registration").click()
 
     page.locator('[data-status="succeeded"]').wait_for(timeout=FINAL_TIMEOUT_MS)
     text = page.locator("#request-status").inner_text()
     assert "Removed" in text and "Microsoft Authenticator" in text, text
     assert "Still registered" in text and "Nothing that can be removed." in text, text
-    shot(page, "request")
 
 
 def test_privileged_action_is_approved_by_a_lead_in_another_browser(
@@ -104,7 +98,6 @@ def test_privileged_action_is_approved_by_a_lead_in_another_browser(
     lead = open_page(chromium)
     sign_in(lead, portal, PERSONAS.lead, "/approvals/")
     lead.locator("text=Priya Privileged").first.wait_for()
-    shot(lead, "approvals-lead")
     lead.get_by_label("Comment").first.fill("Confirmed with Priya's manager on Teams.")
     lead.get_by_role("button", name="Approve").first.click()
     lead.locator("text=Approved:").wait_for()

@@ -63,4 +63,4 @@ def test_lead_finds_the_reset_in_history_exports_it_and_opens_the_dashboard(
     lead.get_by_role("link", name="Dashboard").first.click()
     lead.wait_for_url(f"{portal}/dashboard/")
     lead.locator("canvas[data-chart=perDayByKind]").wait_for()
-    assert re.search(r"\d+(\.\d)? (s|min)$", lead.locator("[data-figure=median]").inner_text())
+    assert re.search(r"\d+(\.\d)?\s(s|min)$", lead.locator("[data-figure=median]").inner_text())

@@ -119,6 +119,7 @@ _REFERENCED_MODULES = {
     "requirements",
     "roles",
     "audit_logs",
+    "reports",
     "applications",
 }
 OPERATION_MODULES = [

@@ -46,7 +46,8 @@ def test_the_needed_list_allows_every_operation_and_nothing_in_it_is_spare() -> 
 
 
 def test_a_new_operation_changes_the_need() -> None:
-    names = [n for n in permissions.OPERATION_PERMISSIONS if not n.startswith("audit_logs.")]
+    audit_log_reads = ("audit_logs.", "reports.")
+    names = [n for n in permissions.OPERATION_PERMISSIONS if not n.startswith(audit_log_reads)]
     assert "AuditLog.Read.All" not in permissions.needed_permissions(names)
     report = permissions.compare(["User.Read.All"], ["users.get", "made.up"])
     assert report.unmapped == ("made.up",) and not report.missing
@@ -78,7 +79,11 @@ def test_compare_names_missing_broader_and_unneeded() -> None:
     }
     report = permissions.compare(held)
     assert list(report.missing) == ["AuditLog.Read.All"]
-    assert report.missing["AuditLog.Read.All"] == ("audit_logs.directory_audits",)
+    assert report.missing["AuditLog.Read.All"] == (
+        "audit_logs.directory_audits",
+        "reports.registration_details",
+        "reports.registration_details_of",
+    )
     assert report.broader == {"User.ReadWrite.All": "User.RevokeSessions.All"}
     assert report.unneeded == ("Mail.Send",)
 

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "outbox",
     "roles",
     "mfa",
+    "bulk",
     "preflight",
 ]
 

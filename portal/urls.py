@@ -14,6 +14,7 @@ urlpatterns = [
     path("roles/", include("roles.urls")),
     path("", include("audit.urls")),
     path("preflight/", include("preflight.urls")),
+    path("bulk/", include("bulk.urls")),
     path("ops/", ops.budget_view, name="ops_budget"),
     path("signed-out/", accounts_views.signed_out, name="signed_out"),
     path("no-role/", accounts_views.no_role, name="no_role"),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("preflight", "mfa", "roles", "outbox", "audit", "accounts", "graph")
+LAYERS = ("preflight", "bulk", "mfa", "roles", "outbox", "audit", "accounts", "graph")
 # What an app may take from the project package: the process's Graph client and Celery app.
 PORTAL_ALLOWED = frozenset({"portal.graph_client", "portal.celery"})
 MAX_MODULE_LINES = 700

@@ -105,6 +105,40 @@ class PortalEvent(models.Model):
         ROLE_CHANGE_FAILED = "role_change_failed", "Role change failed"
         ROLE_CHANGE_LINKED = "role_change_linked", "Role change linked to Entra's audit event"
         ROLE_HOLDERS_REFRESHED = "role_holders_refreshed", "Role holders read from Entra"
+        # Incident response: bulk operations (bulk.flow, bulk.services).
+        BULK_OPERATION_PLANNED = "bulk_operation_planned", "Bulk operation dry run"
+        BULK_OPERATION_PERSON_CONFIRMED = (
+            "bulk_operation_person_confirmed",
+            "Bulk operation: staff or break-glass person confirmed by an Admin",
+        )
+        BULK_OPERATION_REQUESTED = "bulk_operation_requested", "Bulk operation confirmed"
+        BULK_OPERATION_APPROVED = "bulk_operation_approved", "Bulk operation approved"
+        BULK_OPERATION_REJECTED = "bulk_operation_rejected", "Bulk operation rejected"
+        BULK_OPERATION_CANCELLED = "bulk_operation_cancelled", "Bulk operation cancelled"
+        BULK_OPERATION_EXPIRED = "bulk_operation_expired", "Bulk operation expired"
+        BULK_OPERATION_STARTED = "bulk_operation_started", "Bulk operation started"
+        BULK_OPERATION_RETRY_SCHEDULED = (
+            "bulk_operation_retry_scheduled",
+            "Bulk operation waiting to retry",
+        )
+        BULK_OPERATION_REDISPATCHED = (
+            "bulk_operation_redispatched",
+            "Bulk operation dispatched again",
+        )
+        BULK_OPERATION_RETURNED_TO_APPROVAL = (
+            "bulk_operation_returned_to_approval",
+            "Bulk operation returned to approval",
+        )
+        BULK_OPERATION_SUCCEEDED = "bulk_operation_succeeded", "Bulk operation succeeded"
+        BULK_OPERATION_PARTIALLY_SUCCEEDED = (
+            "bulk_operation_partially_succeeded",
+            "Bulk operation partially succeeded",
+        )
+        BULK_OPERATION_FAILED = "bulk_operation_failed", "Bulk operation failed"
+        BULK_OPERATION_PAUSED = "bulk_operation_paused", "Bulk operation paused"
+        BULK_OPERATION_RESUMED = "bulk_operation_resumed", "Bulk operation resumed"
+        BULK_OPERATION_RETRIED = "bulk_operation_retried", "Bulk operation: failed people retried"
+        BULK_OPERATION_NOTIFIED = "bulk_operation_notified", "Bulk operation notice sent"
 
     # Set by audit.services before hashing (auto_now_add would overwrite the hashed value).
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

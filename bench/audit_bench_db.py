@@ -189,7 +189,8 @@ def load(*, quiet: bool = False) -> BenchData:
             " reason, ticket, params, idempotency_key, decided_by_name, decision_comment,"
             " created_at, updated_at, attempts,"
             " steps, result, error_code, error_message, error_request_id, completed_writes,"
-            " pending_writes, notify_to, finished_at, decided_by_id) FROM STDIN"
+            " pending_writes, notify_to, finished_at, decided_by_id,"
+            " escalated_to, take_comment, taken_by_name) FROM STDIN"
         ) as copy,
     ):
         for n in range(1, REQUESTS + 1):
@@ -210,6 +211,7 @@ def load(*, quiet: bool = False) -> BenchData:
                     at, at, 1, "[]", "{}", "", "", "", "[]", "{}", "[]",
                     at + timedelta(seconds=rng.randint(20, 900)),
                     lead.pk if tier == "privileged" else None,
+                    "[]", "", "",
                 )
             )  # fmt: skip
             requests.append((n, at, user.pk, target, name, ticket))

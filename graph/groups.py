@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from graph import odata
 from graph.client import GraphClient
 from graph.operations import operation
 from graph.results import DirectoryObject, Group
@@ -71,4 +72,26 @@ def list_role_assignable_groups(client: GraphClient) -> list[Group]:
     return [
         Group.from_graph({"@odata.type": "#microsoft.graph.group", **item})
         for item in client.iterate(_ROLE_ASSIGNABLE_GROUPS, query=query)
+    ]
+
+
+# Added for the bulk operations (bulk.views: pick the incident's group by its name).
+# Reference: https://learn.microsoft.com/graph/api/group-list
+_GROUPS_STARTSWITH = operation(
+    "groups.list_startswith",
+    "GET",
+    "/v1.0/groups",
+    reference="https://learn.microsoft.com/graph/api/group-list",
+    select=("id", "displayName", "isAssignableToRole", "securityEnabled", "mailEnabled"),
+    filter_properties=("displayName",),
+)
+
+
+def list_groups_startswith(client: GraphClient, prefix: str, *, top: int = 10) -> list[Group]:
+    """Up to ``top`` groups whose display name starts with ``prefix`` (one request)."""
+    # Reference: https://learn.microsoft.com/graph/api/group-list
+    query = {"$filter": f"startswith(displayName,{odata.quote(prefix.strip())})", "$top": str(top)}
+    page = client.get_page(_GROUPS_STARTSWITH, query=query)
+    return [
+        Group.from_graph({"@odata.type": "#microsoft.graph.group", **item}) for item in page.values
     ]

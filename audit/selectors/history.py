@@ -23,8 +23,14 @@ from django.db.models import QuerySet
 
 from audit.permissions import HistoryScope, history_scope_for
 from audit.selectors import flat
+from audit.selectors.compiled import values_rows
 from audit.selectors.filters import SOURCE_RANK, Cursor, HistoryFilters, Source
-from audit.selectors.queries import beyond, entra_queryset, portal_queryset, request_pk_for
+from audit.selectors.queries import (
+    beyond,
+    entra_queryset,
+    portal_queryset,
+    request_pk_subquery,
+)
 from audit.selectors.rows import (
     ENTRA_FIELDS,
     PORTAL_FIELDS,
@@ -39,6 +45,14 @@ PAGE_SIZE = 50
 PAGE_SIZE_MAX = 200
 
 
+@dataclass
+class BatchPlan:
+    """The size of each branch's next keyset batch, set by the stream's reader as it learns how
+    many rows it needs (the request view: ``audit.selectors.requests``)."""
+
+    size: int
+
+
 def _keyset_stream(
     qs: QuerySet[Any, Any],
     *,
@@ -47,9 +61,11 @@ def _keyset_stream(
     after: Cursor | None,
     batch: int,
     limit: int | None = None,
+    plan: BatchPlan | None = None,
 ) -> Iterator[list[HistoryRow]]:
     """Batches of rows of one table in (time, id) order, strictly beyond ``after``; each batch is
-    one keyset query read with ``.iterator(chunk_size)``. At most ``limit`` rows in all."""
+    one keyset query of ``batch`` rows (of ``plan.size`` when a plan is given: its reader may
+    change it between batches). At most ``limit`` rows in all."""
     time_field, fields, make = (
         ("created_at", PORTAL_FIELDS, portal_row)
         if source == "portal"
@@ -60,12 +76,13 @@ def _keyset_stream(
     position = after
     remaining = limit
     while remaining is None or remaining > 0:
-        size = batch if remaining is None else min(batch, remaining)
+        wanted = plan.size if plan is not None else batch
+        size = wanted if remaining is None else min(wanted, remaining)
         page = qs if position is None else qs.filter(beyond(time_field, rank, position, descending))
         # A plain read, not .iterator(): the LIMIT already bounds the batch, and outside a
         # transaction Django's server-side cursors are WITH HOLD, which PostgreSQL materialises
         # before the first row is fetched (an extra copy and two more round trips per batch).
-        rows = [make(v) for v in page.order_by(*order).values(*fields)[:size]]
+        rows = [make(v) for v in values_rows(page, fields, order=order, limit=size)]
         if rows:
             yield rows
         if len(rows) < size:
@@ -88,12 +105,14 @@ def merged_stream(
     batch: int,
     limit: int | None,
     enrich: bool,
+    plan: BatchPlan | None = None,
 ) -> Iterator[HistoryRow]:
     """Every branch of both tables as one ordered stream, each row once, strictly beyond
-    ``after``: keyset batches of ``batch`` rows per branch, at most ``limit`` rows per branch;
+    ``after``: keyset batches of ``batch`` rows per branch (or of ``plan.size``), at most
+    ``limit`` rows per branch;
     ``enrich`` attaches each batch's requests. Also the request view's source
     (``audit.selectors.requests``)."""
-    request_pk = request_pk_for(filters.request) if filters.request else None
+    request_pk = request_pk_subquery(filters.request) if filters.request else None
     streams: list[Iterator[HistoryRow]] = []
     sources: list[tuple[Source, list[QuerySet[Any, Any]] | None]] = [
         ("portal", portal_queryset(filters, scope, request_pk=request_pk)),
@@ -108,6 +127,7 @@ def merged_stream(
                 after=after,
                 batch=batch,
                 limit=limit,
+                plan=plan,
             )
             streams.append(_flatten(with_requests(batches) if enrich else batches))
     merged = heapq.merge(

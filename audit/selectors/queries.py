@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from audit.models import DirectoryAuditRecord, PortalEvent
 from audit.permissions import HistoryScope
+from audit.selectors.compiled import values_rows
 from audit.selectors.filters import ENTRA_OUTCOMES, PORTAL_OUTCOMES, Cursor, HistoryFilters
 from audit.sources import request_manager
 
@@ -115,26 +116,46 @@ def _username(user_pk: int | None) -> str:
     record holds when there is none."""
     if user_pk is None:
         return ""
-    found = get_user_model().objects.filter(pk=user_pk).values_list("username", flat=True).first()
+    found = values_rows(get_user_model().objects.filter(pk=user_pk), ("username",), limit=1)
     # agent_oid is never blank for a linked record, so "" matches nothing here.
-    return str(found) if found else ""
+    return str(found[0][0]) if found and found[0][0] else ""
 
 
 def _user_pk(oid: str) -> int:
     """The Django user whose username is the Entra object id ``oid`` (accounts.models); 0 (matches
     nothing) when there is none."""
-    found = get_user_model().objects.filter(username=oid).values_list("pk", flat=True).first()
-    return int(found) if found is not None else 0
+    found = values_rows(get_user_model().objects.filter(username=oid), ("pk",), limit=1)
+    return int(found[0][0]) if found else 0
 
 
 def request_pk_for(public_id: uuid.UUID) -> int:
     """The primary key of the request ``public_id``; 0 (matches nothing) when unknown."""
-    found = request_manager().filter(public_id=public_id).values_list("pk", flat=True).first()
-    return int(found) if found is not None else 0
+    found = values_rows(request_manager().filter(public_id=public_id), ("pk",), limit=1)
+    return int(found[0][0]) if found else 0
+
+
+def _scope_implied(filters: HistoryFilters, scope: HistoryScope) -> bool:
+    """Whether ``scope`` restricts nothing that ``filters`` has not already: it sees everything,
+    or it is an Agent's scope on the person they opened and the filters keep only that person
+    (every row about that person is in scope, so the scope's branches would only repeat the
+    target's query)."""
+    return scope.everything or bool(scope.target_id and scope.target_id == filters.target)
+
+
+# The request filter's request: its primary key, or ``request_pk_subquery``'s subquery.
+RequestPk = int | QuerySet[Any, Any]
+
+
+def request_pk_subquery(public_id: uuid.UUID) -> QuerySet[Any, Any]:
+    """The primary key of the request ``public_id`` as a one-row subquery: a page's branches
+    compare their request column to it (``= (SELECT ...)``, which PostgreSQL evaluates once
+    before reading the (request, time) index), so the page needs no statement of its own to
+    look the request up; no row (an unknown id) matches nothing."""
+    return request_manager().filter(public_id=public_id).order_by().values("pk")[:1]
 
 
 def portal_queryset(
-    filters: HistoryFilters, scope: HistoryScope, *, request_pk: int | None = None
+    filters: HistoryFilters, scope: HistoryScope, *, request_pk: RequestPk | None = None
 ) -> list[QuerySet[PortalEvent, Any]] | None:
     """The portal events matching ``filters`` within ``scope``, as branches whose union is the
     answer (see ``_branches``), unordered; None when the filters rule out portal events
@@ -167,7 +188,8 @@ def portal_queryset(
     if filters.target:
         qs = qs.filter(target_id=filters.target)
     if request_pk is not None:
-        qs = qs.filter(request=request_pk)
+        # A pk or a one-row subquery (``RequestPk``): Q, which takes either.
+        qs = qs.filter(Q(request=request_pk))
     if filters.q:
         text = (
             _contains("actor_name", filters.q)
@@ -177,7 +199,7 @@ def portal_queryset(
         by_upn = _targets_by_upn(filters.q)
         # Two branches (one index each) rather than an OR no index serves.
         alternatives.append([text, Q(target_id__in=by_upn)] if by_upn else [text])
-    if not scope.everything:
+    if not _scope_implied(filters, scope):
         own = [Q(actor_id=scope.user_id), Q(request__in=_requests_of(scope.user_id or 0))]
         if scope.target_id:
             own.append(Q(target_id=scope.target_id))
@@ -186,7 +208,7 @@ def portal_queryset(
 
 
 def entra_queryset(
-    filters: HistoryFilters, scope: HistoryScope, *, request_pk: int | None = None
+    filters: HistoryFilters, scope: HistoryScope, *, request_pk: RequestPk | None = None
 ) -> list[QuerySet[DirectoryAuditRecord, Any]] | None:
     """The cached Entra records matching ``filters`` within ``scope``, as branches whose union
     is the answer (see ``_branches``), unordered; None when the filters rule out Entra records
@@ -218,7 +240,7 @@ def entra_queryset(
     if filters.target:
         qs = qs.filter(target_id=filters.target)
     if request_pk is not None:
-        qs = qs.filter(action_request=request_pk)
+        qs = qs.filter(Q(action_request=request_pk))
     if filters.q:
         # Entra knows nothing of tickets: a record matches a ticket through its request.
         alternatives.append(
@@ -230,7 +252,7 @@ def entra_queryset(
                 Q(action_request__in=_request_ids(_contains("ticket", filters.q))),
             ]
         )
-    if not scope.everything:
+    if not _scope_implied(filters, scope):
         # The records linked to the viewer's requests: agent_oid holds the requester of a linked
         # record (audit.correlation), so this is a range scan of (agent_oid, activity_at).
         own = [Q(agent_oid=_username(scope.user_id), action_request__isnull=False)]

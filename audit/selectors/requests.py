@@ -17,7 +17,7 @@ the stream's keyset cursor, forward only (the first page is the newest, or oldes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
@@ -25,8 +25,9 @@ from typing import Any
 
 from audit.models import DirectoryAuditRecord, PortalEvent
 from audit.permissions import HistoryScope, history_scope_for
+from audit.selectors.compiled import values_rows
 from audit.selectors.filters import Cursor, HistoryFilters
-from audit.selectors.history import merged_stream
+from audit.selectors.history import BatchPlan, merged_stream
 from audit.selectors.rows import (
     ENTRA_FIELDS,
     PORTAL_FIELDS,
@@ -35,7 +36,7 @@ from audit.selectors.rows import (
     attach_changes,
     entra_row,
     portal_row,
-    request_infos,
+    requests_with_records,
 )
 from audit.sources import change_histories, request_manager
 
@@ -57,6 +58,9 @@ STATUS_OUTCOMES: dict[str, str] = {
 }
 # How far before its request a verification's events may lie (a verification lives minutes).
 VERIFICATION_LOOKBACK = timedelta(days=1)
+# The most rows the request view reads at once after its first page of rows, in pages (a
+# request makes six to eight events).
+CHUNK_PAGES = 8
 
 Key = tuple[str, int]
 
@@ -172,14 +176,19 @@ def _key(row: HistoryRow, verifications: dict[int, int]) -> Key:
 
 
 def _fold(
-    stream: Iterator[HistoryRow], page_size: int, chunk: int
+    stream: Iterator[HistoryRow], page_size: int, plan: BatchPlan
 ) -> tuple[dict[Key, list[HistoryRow]], HistoryRow | None, bool]:
     """Group the stream's rows by request until ``page_size`` groups are full: (groups in the
-    order first met, the last row taken, whether rows remain)."""
+    order first met, the last row taken, whether rows remain). Reads ``plan.size - 1`` rows,
+    then, while groups are missing, as many as the rows per group so far say they need (at
+    least a page, at most ``CHUNK_PAGES`` pages), setting ``plan.size`` so that each branch
+    reads about that many at once."""
     groups: dict[Key, list[HistoryRow]] = {}
     last: HistoryRow | None = None
+    taken = 0
+    size = plan.size - 1
     while True:
-        rows = list(islice(stream, chunk))
+        rows = list(islice(stream, size))
         if not rows:
             return groups, last, False
         attach_changes(rows)
@@ -191,21 +200,30 @@ def _fold(
                 return groups, last, True
             groups.setdefault(key, []).append(row)
             last = row
-        if len(rows) < chunk:
+        if len(rows) < size:
             return groups, last, False
+        taken += len(rows)
+        per_group = taken / max(len(groups), 1)
+        missing = page_size - len(groups) + 1
+        size = min(max(int(missing * per_group * 1.25) + 1, page_size), CHUNK_PAGES * page_size)
+        plan.size = size + 1
 
 
-def _request_events(infos: dict[int, RequestInfo]) -> dict[int, list[HistoryRow]]:
-    """Every event of the action requests ``infos``: their portal events, their Entra records
-    and the events of the verification each used (three queries)."""
-    found: dict[int, list[HistoryRow]] = {pk: [] for pk in infos}
+def _request_events(
+    pks: Iterable[int],
+) -> tuple[dict[int, RequestInfo], dict[int, list[HistoryRow]]]:
+    """The action requests ``pks`` and every event of each: their Entra records (read with the
+    requests, one query), their portal events and the events of the verification each used
+    (two more)."""
+    infos, records = requests_with_records(pks, ENTRA_FIELDS)
+    found: dict[int, list[HistoryRow]] = {
+        pk: [entra_row(v) for v in rows] for pk, rows in records.items()
+    }
     if not infos:
-        return found
-    for v in PortalEvent.objects.filter(request__in=list(infos)).values(*PORTAL_FIELDS):
-        found[v["request"]].append(portal_row(v))
-    entra = DirectoryAuditRecord.objects.filter(action_request_id__in=list(infos))
-    for v in entra.values(*ENTRA_FIELDS):
-        found[v["action_request_id"]].append(entra_row(v))
+        return infos, found
+    for v in values_rows(PortalEvent.objects.filter(request__in=list(infos)), PORTAL_FIELDS):
+        row = portal_row(v)
+        found[row.request_id or 0].append(row)
     by_verification: dict[int, list[int]] = {}
     for pk, info in infos.items():
         if info.verification_id:
@@ -220,11 +238,12 @@ def _request_events(infos: dict[int, RequestInfo]) -> dict[int, list[HistoryRow]
             events = events.filter(
                 created_at__gte=min(times) - VERIFICATION_LOOKBACK, created_at__lte=max(times)
             )
-        for v in events.values(*PORTAL_FIELDS):
-            detail = v["detail"] if isinstance(v["detail"], dict) else {}
+        for v in values_rows(events, PORTAL_FIELDS):
+            row = portal_row(v)
+            detail = row.detail if isinstance(row.detail, dict) else {}
             for pk in by_verification.get(detail.get("verification_id") or 0, ()):
                 found[pk].append(portal_row(v))
-    return found
+    return infos, found
 
 
 def _change_events(flow: str, pks: set[int]) -> dict[int, list[HistoryRow]]:
@@ -245,14 +264,14 @@ def _change_events(flow: str, pks: set[int]) -> dict[int, list[HistoryRow]]:
         request__isnull=True,
         **{f"detail__{history.event_key}__in": sorted(summaries)},
     )
-    for v in events.values(*PORTAL_FIELDS):
+    for v in values_rows(events, PORTAL_FIELDS):
         row = portal_row(v)
         if row.change_pk in found:
             found[row.change_pk].append(row)
     entra_ids = {i: s.pk for s in summaries.values() for i in s.entra_event_ids}
     if entra_ids:
         records = DirectoryAuditRecord.objects.filter(entra_id__in=sorted(entra_ids))
-        for v in records.values(*ENTRA_FIELDS):
+        for v in values_rows(records, ENTRA_FIELDS):
             row = entra_row(v)
             row.change_flow, row.change_pk = flow, entra_ids[row.entra_id]
             found[row.change_pk].append(row)
@@ -269,10 +288,8 @@ def _merge_events(seen: list[HistoryRow], full: list[HistoryRow]) -> list[Histor
 
 
 def _entries(groups: dict[Key, list[HistoryRow]]) -> list[HistoryEntry]:
-    infos = request_infos(pk for (flow, pk) in groups if flow == "mfa")
-    full: dict[Key, list[HistoryRow]] = {
-        ("mfa", pk): rows for pk, rows in _request_events(infos).items()
-    }
+    infos, events_of = _request_events(pk for (flow, pk) in groups if flow == "mfa")
+    full: dict[Key, list[HistoryRow]] = {("mfa", pk): rows for pk, rows in events_of.items()}
     for history in change_histories():
         pks = {pk for (flow, pk) in groups if flow == history.flow}
         for pk, rows in _change_events(history.flow, pks).items():
@@ -308,10 +325,13 @@ def request_history_query(
     """One page of the request view of what ``viewer`` may read under ``filters`` (module
     docstring): ``page_size`` entries, in ``filters.order``, beyond ``after``."""
     scope = history_scope_for(viewer, opened_target_id=filters.target)
-    # A request makes six to eight events: a chunk reads about a page's worth of requests.
-    chunk = max(page_size * 8, 20)
-    stream = merged_stream(filters, scope, after=after, batch=chunk + 1, limit=None, enrich=False)
-    groups, last, more = _fold(stream, page_size, chunk)
+    # The first read is a page of rows per branch (enough when most rows are events of no
+    # request, Entra's own); the fold then reads on as far as it needs (``_fold``).
+    plan = BatchPlan(size=page_size + 1)
+    stream = merged_stream(
+        filters, scope, after=after, batch=plan.size, limit=None, enrich=False, plan=plan
+    )
+    groups, last, more = _fold(stream, page_size, plan)
     next_cursor = last.cursor if more and last is not None else None
     return RequestHistoryPage(
         entries=_entries(groups), next_cursor=next_cursor, filters=filters, scope=scope

@@ -6,15 +6,16 @@ there), or a change of a change history (roles' role changes), shown as a reques
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from audit.correlation import is_role_membership
 from audit.models import DirectoryAuditRecord
+from audit.selectors.compiled import values_rows
 from audit.selectors.filters import (
-    ENTRA_OUTCOMES,
+    ENTRA_RESULT_OUTCOME,
     KIND_LABELS,
     OUTCOME_LABELS,
     PORTAL_KIND_OUTCOME,
@@ -200,96 +201,105 @@ def _change_of_event(detail: Any) -> tuple[str, int | None]:
     return "", None
 
 
-def portal_row(v: Mapping[str, Any]) -> HistoryRow:
-    flow, change_pk = ("", None) if v["request"] else _change_of_event(v["detail"])
+def portal_row(v: Sequence[Any]) -> HistoryRow:
+    """A portal event's row from its ``PORTAL_FIELDS`` values, in that order (a values_list
+    tuple: no dict per row)."""
+    pk, created_at, kind, actor_name, actor_oid, target_id, target_name, ticket, request, detail = v
+    flow, change_pk = ("", None) if request else _change_of_event(detail)
     return HistoryRow(
         source="portal",
-        id=v["id"],
-        at=v["created_at"],
-        kind=v["kind"],
-        kind_label=KIND_LABELS.get(v["kind"], v["kind"]),
-        agent_name=v["actor_name"],
-        agent_oid=v["actor_oid"],
-        target_id=v["target_id"],
-        target_name=v["target_name"],
+        id=pk,
+        at=created_at,
+        kind=kind,
+        kind_label=KIND_LABELS.get(kind, kind),
+        agent_name=actor_name,
+        agent_oid=actor_oid,
+        target_id=target_id,
+        target_name=target_name,
         target_upn="",
-        ticket=v["ticket"],
-        outcome=PORTAL_KIND_OUTCOME.get(v["kind"], ""),
-        request_id=v["request"],
-        detail=v["detail"],
+        ticket=ticket,
+        outcome=PORTAL_KIND_OUTCOME.get(kind, ""),
+        request_id=request,
+        detail=detail,
         change_flow=flow,
         change_pk=change_pk,
     )
 
 
-def _entra_outcome(result: str) -> str:
-    for outcome, values in ENTRA_OUTCOMES.items():
-        if result in values:
-            return outcome
-    return ""
-
-
-def entra_row(v: Mapping[str, Any]) -> HistoryRow:
-    by_user = v["initiated_by_kind"] == DirectoryAuditRecord.InitiatorKind.USER
+def entra_row(v: Sequence[Any]) -> HistoryRow:
+    """An Entra record's row from its ``ENTRA_FIELDS`` values, in that order."""
+    (
+        pk,
+        activity_at,
+        activity,
+        category,
+        result,
+        result_reason,
+        initiated_by_kind,
+        initiated_by_id,
+        initiated_by_name,
+        target_id,
+        target_name,
+        target_upn,
+        correlation_id,
+        entra_id,
+        action_request_id,
+        outside_portal,
+    ) = v
+    by_user = initiated_by_kind == DirectoryAuditRecord.InitiatorKind.USER
     return HistoryRow(
         source="entra",
-        id=v["id"],
-        at=v["activity_at"],
-        kind=v["activity"],
-        kind_label=v["activity"],
+        id=pk,
+        at=activity_at,
+        kind=activity,
+        kind_label=activity,
         # Entra names a person only when one acted directly; for the portal's own app the
         # human comes from the linked request (filled in by _attach_requests).
-        agent_name=v["initiated_by_name"] if by_user else "",
-        agent_oid=v["initiated_by_id"] if by_user else "",
-        target_id=v["target_id"],
-        target_name=v["target_name"],
-        target_upn=v["target_upn"],
+        agent_name=initiated_by_name if by_user else "",
+        agent_oid=initiated_by_id if by_user else "",
+        target_id=target_id,
+        target_name=target_name,
+        target_upn=target_upn,
         ticket="",
-        outcome=_entra_outcome(v["result"]),
-        request_id=v["action_request_id"],
-        outside_portal=v["outside_portal"],
-        entra_id=v["entra_id"],
-        category=v["category"],
-        initiated_by_kind=v["initiated_by_kind"],
-        initiated_by_name=v["initiated_by_name"],
-        result_reason=v["result_reason"],
-        correlation_id=v["correlation_id"],
+        outcome=ENTRA_RESULT_OUTCOME.get(result, ""),
+        request_id=action_request_id,
+        outside_portal=outside_portal,
+        entra_id=entra_id,
+        category=category,
+        initiated_by_kind=initiated_by_kind,
+        initiated_by_name=initiated_by_name,
+        result_reason=result_reason,
+        correlation_id=correlation_id,
     )
 
 
-def request_infos(ids: Iterable[int]) -> dict[int, RequestInfo]:
-    """What history shows of each request among ``ids`` (one query; unknown ids are left out)."""
-    wanted = {i for i in ids if i}
-    if not wanted:
-        return {}
-    source = request_source()
-    kind_labels, status_labels = source.kind_labels, source.status_labels
-    verification_labels = source.verification_labels
-    # Plain values, not model instances: an export attaches requests to every batch.
-    rows = (
-        request_manager()
-        .filter(pk__in=wanted)
-        .values_list(
-            "pk",
-            "public_id",
-            "kind",
-            "status",
-            "requester_id",
-            "requester__username",
-            "requester_name",
-            "target_upn",
-            "ticket",
-            "target_tier",
-            "verification__method",
-            "verification__manual_check",
-            "decided_by_name",
-            "decision_comment",
-            "verification_id",
-            "created_at",
-        )
-    )
-    infos: dict[int, RequestInfo] = {}
-    for (
+# The request columns history shows (``RequestInfo``), in ``_request_info``'s order.
+REQUEST_FIELDS = (
+    "pk",
+    "public_id",
+    "kind",
+    "status",
+    "requester_id",
+    "requester__username",
+    "requester_name",
+    "target_upn",
+    "ticket",
+    "target_tier",
+    "verification__method",
+    "verification__manual_check",
+    "decided_by_name",
+    "decision_comment",
+    "verification_id",
+    "created_at",
+)
+# The Entra record columns of a ``LinkedEntraRecord``, in its order.
+LINKED_FIELDS = ("id", "entra_id", "activity_at", "activity", "result")
+
+
+def _request_info(v: Sequence[Any], labels: tuple[Mapping[str, str], ...]) -> RequestInfo:
+    """A ``RequestInfo`` from the ``REQUEST_FIELDS`` values ``v``; ``labels``: the request
+    source's kind, status and verification labels."""
+    (
         pk,
         public_id,
         kind,
@@ -306,30 +316,84 @@ def request_infos(ids: Iterable[int]) -> dict[int, RequestInfo]:
         decision_comment,
         verification_id,
         created_at,
-    ) in rows:
-        infos[pk] = RequestInfo(
-            id=pk,
-            public_id=public_id,
-            kind=kind,
-            kind_label=kind_labels.get(kind, kind),
-            status=status,
-            status_label=status_labels.get(status, status),
-            requester_id=requester_id,
-            requester_name=requester_name,
-            ticket=ticket,
-            target_tier=target_tier,
-            verification_method=method or "",
-            verification_label=(
-                (manual_check or verification_labels.get(method, method)) if method else ""
-            ),
-            decided_by_name=decided_by_name,
-            decision_comment=decision_comment,
-            requester_oid=requester_oid or "",
-            target_upn=target_upn or "",
-            verification_id=verification_id,
-            created_at=created_at,
-        )
-    return infos
+    ) = v
+    kind_labels, status_labels, verification_labels = labels
+    return RequestInfo(
+        id=pk,
+        public_id=public_id,
+        kind=kind,
+        kind_label=kind_labels.get(kind, kind),
+        status=status,
+        status_label=status_labels.get(status, status),
+        requester_id=requester_id,
+        requester_name=requester_name,
+        ticket=ticket,
+        target_tier=target_tier,
+        verification_method=method or "",
+        verification_label=(
+            (manual_check or verification_labels.get(method, method)) if method else ""
+        ),
+        decided_by_name=decided_by_name,
+        decision_comment=decision_comment,
+        requester_oid=requester_oid or "",
+        target_upn=target_upn or "",
+        verification_id=verification_id,
+        created_at=created_at,
+    )
+
+
+def _labels() -> tuple[Mapping[str, str], ...]:
+    source = request_source()
+    return source.kind_labels, source.status_labels, source.verification_labels
+
+
+def request_infos(ids: Iterable[int]) -> dict[int, RequestInfo]:
+    """What history shows of each request among ``ids`` (one query; unknown ids are left out)."""
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    labels = _labels()
+    # Plain values, not model instances: an export attaches requests to every batch.
+    rows = request_manager().filter(pk__in=wanted).values_list(*REQUEST_FIELDS)
+    return {v[0]: _request_info(v, labels) for v in rows}
+
+
+def requests_with_records(
+    ids: Iterable[int], fields: Sequence[str], *, order: Sequence[str] = ()
+) -> tuple[dict[int, RequestInfo], dict[int, list[tuple[Any, ...]]]]:
+    """``request_infos(ids)`` and each request's Entra records, as tuples of their ``fields``
+    (in ``order`` within a request), in one query: the requests LEFT JOINed to the records
+    linked to them."""
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}, {}
+    labels = _labels()
+    # The requests' side of DirectoryAuditRecord.action_request, by its own name.
+    records = DirectoryAuditRecord._meta.get_field("action_request").related_query_name()
+    rows = values_rows(
+        request_manager().filter(pk__in=sorted(wanted)),
+        (*REQUEST_FIELDS, *(f"{records}__{name}" for name in fields)),
+        order=("pk", *(f"{records}__{name}" for name in order)),
+    )
+    infos: dict[int, RequestInfo] = {}
+    found: dict[int, list[tuple[Any, ...]]] = {}
+    width = len(REQUEST_FIELDS)
+    for v in rows:
+        pk = v[0]
+        if pk not in infos:
+            infos[pk] = _request_info(v[:width], labels)
+            found[pk] = []
+        if v[width] is not None:
+            found[pk].append(v[width:])
+    return infos, found
+
+
+def requests_with_links(
+    ids: Iterable[int],
+) -> tuple[dict[int, RequestInfo], dict[int, list[LinkedEntraRecord]]]:
+    """``request_infos(ids)`` and each request's Entra records (oldest first), in one query."""
+    infos, found = requests_with_records(ids, LINKED_FIELDS, order=("activity_at", "id"))
+    return infos, {pk: [LinkedEntraRecord(*v) for v in rows] for pk, rows in found.items()}
 
 
 def _apply_request(row: HistoryRow, info: RequestInfo | None) -> None:
@@ -384,9 +448,8 @@ def attach_changes(rows: list[HistoryRow]) -> None:
 def _records_by_entra_id(entra_ids: set[str]) -> dict[str, LinkedEntraRecord]:
     if not entra_ids:
         return {}
-    values = DirectoryAuditRecord.objects.filter(entra_id__in=sorted(entra_ids)).values_list(
-        "id", "entra_id", "activity_at", "activity", "result"
-    )
+    records = DirectoryAuditRecord.objects.filter(entra_id__in=sorted(entra_ids))
+    values = values_rows(records, LINKED_FIELDS)
     return {v[1]: LinkedEntraRecord(*v) for v in values}
 
 
@@ -403,22 +466,9 @@ def with_requests(batches: Iterable[list[HistoryRow]]) -> Iterator[list[HistoryR
 
 
 def attach_links(rows: list[HistoryRow]) -> None:
-    """Fill ``request`` and, for portal events of a request, ``linked`` (its Entra records)."""
-    infos = request_infos(row.request_id for row in rows if row.request_id)
-    portal_request_ids = {
-        row.request_id for row in rows if row.source == "portal" and row.request_id
-    }
-    linked: dict[int, list[LinkedEntraRecord]] = {}
-    if portal_request_ids:
-        records = (
-            DirectoryAuditRecord.objects.filter(action_request_id__in=portal_request_ids)
-            .order_by("activity_at", "id")
-            .values_list("id", "entra_id", "activity_at", "activity", "result", "action_request_id")
-        )
-        for rid, entra_id, at, activity, result, request_id in records:
-            linked.setdefault(request_id, []).append(
-                LinkedEntraRecord(rid, entra_id, at, activity, result)
-            )
+    """Fill ``request`` and, for portal events of a request, ``linked`` (its Entra records):
+    one query for both (``requests_with_links``), and a few more for a role change's rows."""
+    infos, linked = requests_with_links(row.request_id for row in rows if row.request_id)
     for row in rows:
         if row.request_id:
             _apply_request(row, infos.get(row.request_id))

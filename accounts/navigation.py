@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from django.urls import NoReverseMatch, reverse
+from django.conf import settings
+from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, reverse
 
 from accounts.roles import (
     ADMIN_ROLES,
     ALL_ROLES,
     APPROVER_ROLES,
+    BULK_ROLES,
     HISTORY_ROLES,
     OVERSIGHT_ROLES,
     REQUESTER_ROLES,
@@ -83,6 +86,12 @@ AREAS: tuple[NavItem, ...] = (
         OVERSIGHT_ROLES,
     ),
     NavItem(
+        "bulk:operation_list",
+        "Bulk operations",
+        "Incident response: revoke sessions or require re-registration for many people at once.",
+        BULK_ROLES,
+    ),
+    NavItem(
         "roles:directory_roles",
         "Directory roles",
         "Who holds Privileged Authentication Administrator and its neighbours.",
@@ -103,17 +112,29 @@ AREAS: tuple[NavItem, ...] = (
 )
 
 
+@lru_cache(maxsize=64)
+def _area_url(url_name: str, urlconf: str, prefix: str) -> str | None:
+    """The URL of an area under ``urlconf`` and the script ``prefix``; None while unbuilt.
+    Every page draws the navigation: the areas' URLs are resolved once per URL configuration,
+    not ten ``reverse()`` calls a page."""
+    try:
+        return reverse(url_name, urlconf=urlconf)
+    except NoReverseMatch:
+        return None
+
+
 def nav_items_for(roles: Set[str], counts: Mapping[str, int] | None = None) -> list[NavLink]:
     """The areas a person holding ``roles`` may open, in order, skipping unbuilt ones; each
     with ``counts[url_name]`` (what waits there for the person, 0 when not given)."""
     counts = counts or {}
+    urlconf = str(get_urlconf() or settings.ROOT_URLCONF)
+    prefix = get_script_prefix()
     links: list[NavLink] = []
     for item in AREAS:
         if not roles & set(item.roles):
             continue
-        try:
-            url = reverse(item.url_name)
-        except NoReverseMatch:
+        url = _area_url(item.url_name, urlconf, prefix)
+        if url is None:
             continue
         links.append(
             NavLink(

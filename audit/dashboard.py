@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from audit.correlation import is_portal_app
@@ -468,6 +468,64 @@ def _add_before_records(
     del group.items[FLAG_LIST_MAX:]
 
 
+def _bulk_operation_url(public_id: Any) -> str:
+    """The bulk operation's page (``bulk:operation_detail``, reversed by name: audit may not
+    import bulk), or the history when it cannot be named."""
+    try:
+        return reverse("bulk:operation_detail", args=[str(public_id)])
+    except NoReverseMatch:
+        return reverse("audit:history")
+
+
+def _bulk_flags(now: datetime) -> FlagGroup:
+    """Large or repeated bulk operations (issue 14), from their ``bulk_operation_requested``
+    events (confirmed operations; ``left`` is the people included at that moment)."""
+    large: int = settings.DASHBOARD_BULK_LARGE
+    most: int = settings.DASHBOARD_BULK_REPEAT_MAX
+    days: int = settings.DASHBOARD_REPEAT_RESET_DAYS
+    group = FlagGroup(
+        "bulk_operations",
+        "Large or repeated bulk operations",
+        f"A bulk operation on more than {large} people, or more than {most} confirmed by the "
+        f"same person within {days} days.",
+    )
+    since = now - timedelta(days=days)
+    rows = (
+        PortalEvent.objects.filter(
+            kind="bulk_operation_requested", created_at__gte=since, created_at__lte=now
+        )
+        .order_by("created_at")
+        .values_list("actor_oid", "actor_name", "created_at", "detail")
+    )
+    per_starter: dict[str, list[datetime]] = defaultdict(list)
+    names: dict[str, str] = {}
+    for oid, name, created_at, detail in rows:
+        facts = detail if isinstance(detail, dict) else {}
+        per_starter[oid].append(created_at)
+        names[oid] = name or oid
+        size = sum(int(facts.get(key) or 0) for key in ("done", "failed", "left"))
+        if size > large:
+            group.add(
+                Flag(
+                    title=f"{facts.get('source_label') or 'Bulk operation'}: {size} people",
+                    detail=f"Confirmed by {name or oid}",
+                    url=_bulk_operation_url(facts.get("bulk_operation")),
+                    at=created_at,
+                )
+            )
+    for oid, moments in per_starter.items():
+        if len(moments) > most:
+            group.add(
+                Flag(
+                    title=names[oid],
+                    detail=f"{len(moments)} bulk operations in {days} days",
+                    url=_history_url(agent=oid, since=_local_day(since)),
+                    at=moments[-1],
+                )
+            )
+    return group
+
+
 def _manual_check_flags(now: datetime) -> FlagGroup:
     minimum: int = settings.DASHBOARD_MANUAL_CHECKS_MIN
     cap: int = settings.PORTAL_MANUAL_CHECKS_PER_DAY
@@ -524,6 +582,7 @@ def dashboard_figures(*, now: datetime | None = None) -> DashboardFigures:
             privileged,
             _outside_portal_flags(now),
             _manual_check_flags(now),
+            _bulk_flags(now),
         ],
         **charts,
     )

@@ -48,6 +48,28 @@ class BatchOutcome:
     def ok(self) -> bool:
         return self.error is None
 
+    def result(self) -> Any:
+        """The answer's JSON; raises the inner request's typed error when it failed."""
+        if self.error is not None:
+            raise self.error
+        return self.data
+
+    def items(self, client: GraphClient) -> list[Mapping[str, Any]]:
+        """Every item of the collection the inner GET read: its first page from the batch,
+        then each page after it (``@odata.nextLink``) through ``client.iterate``, one request
+        per page, as a direct read would. Raises the inner request's error, and
+        GraphProtocolError for an answer that is not a collection."""
+        data = self.result()
+        if not isinstance(data, Mapping) or not isinstance(data.get("value"), list):
+            raise GraphProtocolError(
+                self.status, "NotACollection", "Graph answered without a 'value' list"
+            )
+        found = [v for v in data["value"] if isinstance(v, Mapping)]
+        next_link = data.get("@odata.nextLink")
+        if isinstance(next_link, str) and next_link:
+            found.extend(client.iterate(self.call.op, next_link=next_link))
+        return found
+
 
 def _inner_url(call: BatchCall) -> str:
     # Inner URLs are relative to the version: /v1.0/users/x becomes /users/x.

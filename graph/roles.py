@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from graph import odata
+from graph.batch import BatchCall, BatchOutcome
 from graph.client import GraphClient
 from graph.operations import operation
 from graph.results import (
@@ -379,3 +380,40 @@ def create_role_assignment_schedule_request(
         }
     response = client.call(_CREATE_ASSIGNMENT_REQUEST, body=body)
     return RoleAssignmentScheduleRequest.from_graph(response.data)
+
+
+# --- the same reads as inner requests of one $batch (graph.batch.run_batch) -----------------
+
+
+def role_assignments_call(
+    *, role_definition_id: str | None = None, principal_id: str | None = None
+) -> BatchCall:
+    """:func:`list_role_assignments` as an inner request of a ``$batch`` (its first page); read
+    it with :func:`role_assignments_from`. Raises ValueError when neither id is given."""
+    # Reference: https://learn.microsoft.com/graph/json-batching
+    return BatchCall(_LIST_ASSIGNMENTS, query=_role_filter(role_definition_id, principal_id))
+
+
+def role_assignments_from(client: GraphClient, outcome: BatchOutcome) -> list[RoleAssignment]:
+    """Every assignment a :func:`role_assignments_call` read (the pages after the first read
+    through ``client``); raises the inner request's error."""
+    # Reference: https://learn.microsoft.com/graph/api/rbacapplication-list-roleassignments
+    return [RoleAssignment.from_graph(item) for item in outcome.items(client)]
+
+
+def role_eligibility_schedules_call(
+    *, role_definition_id: str | None = None, principal_id: str | None = None
+) -> BatchCall:
+    """:func:`list_role_eligibility_schedules` as an inner request (its first page)."""
+    # Reference: https://learn.microsoft.com/graph/json-batching
+    return BatchCall(
+        _LIST_ELIGIBILITY_SCHEDULES, query=_role_filter(role_definition_id, principal_id)
+    )
+
+
+def role_eligibility_schedules_from(
+    client: GraphClient, outcome: BatchOutcome
+) -> list[RoleEligibilitySchedule]:
+    """Every eligibility a :func:`role_eligibility_schedules_call` read; raises its error."""
+    # Reference: https://learn.microsoft.com/graph/api/rbacapplication-list-roleeligibilityschedules
+    return [RoleEligibilitySchedule.from_graph(item) for item in outcome.items(client)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from graph import odata
-from graph.batch import BatchCall, run_batch
+from graph.batch import BatchCall, BatchOutcome, run_batch
 from graph.client import GraphClient
 from graph.errors import GraphError, GraphNotFound
 from graph.operations import operation
@@ -144,11 +144,15 @@ def get_manager(client: GraphClient, user_id: str) -> User | None:
     try:
         response = client.call(_GET_MANAGER, path={"user_id": user_id})
     except GraphNotFound as exc:
-        if "'manager'" in exc.message:
+        if _no_manager(exc):
             return None
-        # The user itself may be the missing resource: that is an error, not "no manager".
         raise
     return User.from_graph(response.data)
+
+
+def _no_manager(exc: GraphNotFound) -> bool:
+    # The user itself may be the missing resource: that is an error, not "no manager".
+    return "'manager'" in exc.message
 
 
 def list_transitive_member_of(client: GraphClient, user_id: str) -> list[DirectoryObject]:
@@ -163,3 +167,48 @@ def list_transitive_member_of(client: GraphClient, user_id: str) -> list[Directo
         DirectoryObject.from_graph(item)
         for item in client.iterate(_TRANSITIVE_MEMBER_OF, path={"user_id": user_id})
     ]
+
+
+# --- the same reads as inner requests of one $batch (graph.batch.run_batch) -----------------
+
+
+def user_call(user_id: str) -> BatchCall:
+    """:func:`get_user` as an inner request of a ``$batch``; read it with :func:`user_from`."""
+    # Reference: https://learn.microsoft.com/graph/json-batching
+    return BatchCall(_GET_USER, {"user_id": user_id})
+
+
+def user_from(outcome: BatchOutcome) -> User:
+    """The user a :func:`user_call` read; raises its error (GraphNotFound: no such user)."""
+    # Reference: https://learn.microsoft.com/graph/api/user-get
+    return User.from_graph(outcome.result())
+
+
+def manager_call(user_id: str) -> BatchCall:
+    """:func:`get_manager` as an inner request; read it with :func:`manager_from`."""
+    # Reference: https://learn.microsoft.com/graph/json-batching
+    return BatchCall(_GET_MANAGER, {"user_id": user_id})
+
+
+def manager_from(outcome: BatchOutcome) -> User | None:
+    """The manager a :func:`manager_call` read, None when none is set, as :func:`get_manager`."""
+    # Reference: https://learn.microsoft.com/graph/api/user-list-manager
+    try:
+        return User.from_graph(outcome.result())
+    except GraphNotFound as exc:
+        if _no_manager(exc):
+            return None
+        raise
+
+
+def transitive_member_of_call(user_id: str) -> BatchCall:
+    """:func:`list_transitive_member_of` as an inner request (its first page)."""
+    # Reference: https://learn.microsoft.com/graph/json-batching
+    return BatchCall(_TRANSITIVE_MEMBER_OF, {"user_id": user_id})
+
+
+def transitive_member_of_from(client: GraphClient, outcome: BatchOutcome) -> list[DirectoryObject]:
+    """Every membership a :func:`transitive_member_of_call` read (the pages after the first
+    read through ``client``), as :func:`list_transitive_member_of` gives them."""
+    # Reference: https://learn.microsoft.com/graph/api/user-list-transitivememberof
+    return [DirectoryObject.from_graph(item) for item in outcome.items(client)]

@@ -32,7 +32,6 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any, Literal
 
 from django.conf import settings
@@ -41,13 +40,11 @@ from django.utils import timezone
 
 # The role sets are declared once, in accounts.roles; kept importable from here because
 # mfa/services.py reads ``policy.APPROVER_ROLES``.
-from accounts.capabilities import pim_read
 from accounts.roles import APPROVER_ROLES as APPROVER_ROLES
 from accounts.roles import REQUESTER_ROLES as REQUESTER_ROLES
 from accounts.roles import Role, has_role, portal_roles_of
 from graph import GraphClient
 from graph import roles as graph_roles
-from graph import users as graph_users
 from graph.errors import GraphError, GraphThrottled, GraphTransient
 from graph.results import Group, User
 from mfa.models import (
@@ -63,6 +60,7 @@ from mfa.overrides import rate_override_take
 from mfa.tap_rules import check_tap_params as check_tap_params
 from mfa.tap_rules import tap_lifetime_bounds as tap_lifetime_bounds
 from mfa.tap_rules import tap_policy as tap_policy
+from mfa.target_reads import identity_reads, principal_roles
 from outbox.errors import InvalidRequest as InvalidRequest
 from outbox.errors import NotAllowed as NotAllowed
 from outbox.errors import PolicyError as PolicyError
@@ -231,19 +229,20 @@ def target_profile(
     (and refreshes the cache), as the action form does before it decides the tier of a request.
     ``portal_roles``: a read of ``roles.holders.read_portal_roles`` the caller already made, used
     instead of reading the portal's app role assignments again.
+    The independent reads (person, manager, memberships, the person's own roles) go as one
+    ``$batch``, the roles of role-assignable groups as a second one (``mfa.target_reads``).
     Raises GraphNotFound for an unknown person and any other GraphError as it comes.
     """
     if use_cache:
         cached = cache.get(_cache_key(target_id))
         if isinstance(cached, TargetProfile):
             return cached
-    user = graph_users.get_user(client, target_id)
-    manager = graph_users.get_manager(client, user.id)
-    memberships = graph_users.list_transitive_member_of(client, user.id)
+    user, manager, memberships, direct = identity_reads(client, target_id)
     groups = [m for m in memberships if isinstance(m, Group)]
 
     holdings: list[RoleHolding] = []
-    for assignment in graph_roles.list_role_assignments(client, principal_id=user.id):
+    assignments, schedules = direct
+    for assignment in assignments:
         holdings.append(
             RoleHolding(
                 role_name=_role_name(client, assignment.role_definition_id),
@@ -251,9 +250,7 @@ def target_profile(
                 how="active",
             )
         )
-    # No PIM (no Entra ID P2, accounts.capabilities): nobody is eligible, nothing is read.
-    eligible = partial(graph_roles.list_role_eligibility_schedules, client)
-    for schedule in pim_read(client, partial(eligible, principal_id=user.id)) or ():
+    for schedule in schedules:
         holdings.append(
             RoleHolding(
                 role_name=_role_name(client, schedule.role_definition_id),
@@ -265,11 +262,12 @@ def target_profile(
     # Roles held by a role-assignable group pass to its (transitive) members, active or eligible.
     # Fail closed: a group whose isAssignableToRole Graph did not give (None: limited
     # information, an older read) is read as if it were role-assignable.
-    for group in groups:
-        if group.is_assignable_to_role is False:
-            continue
+    held_by_groups = [g for g in groups if g.is_assignable_to_role is not False]
+    for group, (assignments, schedules) in zip(
+        held_by_groups, principal_roles(client, [g.id for g in held_by_groups]), strict=True
+    ):
         name = group.display_name or group.id
-        for assignment in graph_roles.list_role_assignments(client, principal_id=group.id):
+        for assignment in assignments:
             holdings.append(
                 RoleHolding(
                     role_name=_role_name(client, assignment.role_definition_id),
@@ -278,7 +276,7 @@ def target_profile(
                     via_group=name,
                 )
             )
-        for schedule in pim_read(client, partial(eligible, principal_id=group.id)) or ():
+        for schedule in schedules:
             holdings.append(
                 RoleHolding(
                     role_name=_role_name(client, schedule.role_definition_id),

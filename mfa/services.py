@@ -149,7 +149,9 @@ def _bool(value: Any) -> bool:
     return bool(value)
 
 
-def _notify_to(profile: TargetProfile) -> list[dict[str, str]]:
+def notify_recipients(profile: TargetProfile) -> list[dict[str, str]]:
+    """Who is told when an action on ``profile`` finishes: the person, and their manager when
+    PORTAL_NOTIFY_MANAGER is on (kind, address, name each)."""
     recipients: list[dict[str, str]] = []
     address = profile.user.mail or profile.user.user_principal_name
     if address:
@@ -384,7 +386,7 @@ def _insert(
         created_at=now,
         enqueued_at=None if waiting else now,
         open_slot=slot,
-        notify_to=_notify_to(profile),
+        notify_to=notify_recipients(profile),
     )
     portal_event_record(
         kind=PortalEvent.Kind.ACTION_REQUESTED,

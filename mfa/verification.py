@@ -34,6 +34,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -427,6 +428,34 @@ def verification_pending(*, agent: Any, target_id: str) -> CallerVerification | 
         .order_by("-created_at", "-id")
         .first()
     )
+
+
+def verification_state(
+    *, agent: Any, target_id: str
+) -> tuple[CallerVerification | None, CallerVerification | None]:
+    """(:func:`verification_current`, :func:`verification_pending`) of ``agent`` for
+    ``target_id``, read in one query: the person page shows both. The rows an agent has for one
+    person within the verification's lifetime are few; the two are picked from them by the
+    same rules and order as the two functions."""
+    now = timezone.now()
+    max_age = timedelta(minutes=settings.PORTAL_VERIFICATION_MAX_AGE_MINUTES)
+    backing = Q(verified_at__isnull=False, verified_at__gte=now - max_age)
+    waiting = Q(
+        method=VerificationMethod.EMAIL_CODE,
+        verified_at__isnull=True,
+        failed_at__isnull=True,
+        expires_at__gt=now,
+    )
+    rows = list(
+        CallerVerification.objects.filter(agent=agent, target_id=target_id).filter(
+            backing | waiting
+        )
+    )
+    verified = [r for r in rows if r.verified_at is not None]
+    codes = [r for r in rows if r.verified_at is None]
+    current = max(verified, key=lambda r: (r.verified_at, r.pk), default=None)
+    pending = max(codes, key=lambda r: (r.created_at, r.pk), default=None)
+    return current, pending
 
 
 def verification_carried_request(*, verification: CallerVerification) -> ActionRequest | None:

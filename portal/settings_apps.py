@@ -326,7 +326,13 @@ DASHBOARD_REPEAT_RESET_MAX = env.int("DASHBOARD_REPEAT_RESET_MAX", default=1)
 DASHBOARD_RESET_KINDS = env.list("DASHBOARD_RESET_KINDS", default=["reregister"])
 # An agent who recorded at least this many manual caller checks in the last 24 hours is flagged.
 DASHBOARD_MANUAL_CHECKS_MIN = env.int("DASHBOARD_MANUAL_CHECKS_MIN", default=5)
+# A bulk operation on more than DASHBOARD_BULK_LARGE people, or more than
+# DASHBOARD_BULK_REPEAT_MAX confirmed by one person within DASHBOARD_REPEAT_RESET_DAYS, is flagged.
+DASHBOARD_BULK_LARGE = env.int("DASHBOARD_BULK_LARGE", default=100)
+DASHBOARD_BULK_REPEAT_MAX = env.int("DASHBOARD_BULK_REPEAT_MAX", default=2)
 for _name in (
+    "DASHBOARD_BULK_LARGE",
+    "DASHBOARD_BULK_REPEAT_MAX",
     "DASHBOARD_MANUAL_CHECKS_MIN",
     "DASHBOARD_WINDOW_DAYS",
     "DASHBOARD_FLAG_DAYS",
@@ -408,3 +414,34 @@ if not 1 <= PORTAL_NOTIFY_WEBHOOK_ATTEMPTS <= 20:
     raise ConfigError("PORTAL_NOTIFY_WEBHOOK_ATTEMPTS", "must be between 1 and 20")
 if PORTAL_NOTIFY_WEBHOOK_BACKOFF_SECONDS <= 0:
     raise ConfigError("PORTAL_NOTIFY_WEBHOOK_BACKOFF_SECONDS", "must be more than 0")
+
+# --- incident response: bulk operations (helper S's block: bulk.services, bulk.flow) -----------
+# An operation on more people than this (or with any privileged person included) waits for a
+# second person's approval (a Lead, Responder or Admin, never the starter).
+PORTAL_BULK_APPROVAL_THRESHOLD = env.int("PORTAL_BULK_APPROVAL_THRESHOLD", default=25)
+# The most people one operation may name (after duplicates are counted): a larger list is
+# refused with nothing stored.
+PORTAL_BULK_MAX_PEOPLE = env.int("PORTAL_BULK_MAX_PEOPLE", default=1000)
+# Break-glass accounts (Entra object ids): never included without an Admin's per-person
+# confirmation, like the portal's own staff.
+PORTAL_BREAK_GLASS_IDS = [
+    i.strip().lower() for i in env.list("PORTAL_BREAK_GLASS_IDS", default=[]) if i.strip()
+]
+if PORTAL_BULK_APPROVAL_THRESHOLD < 0:
+    raise ConfigError("PORTAL_BULK_APPROVAL_THRESHOLD", "must be 0 or more")
+if not 1 <= PORTAL_BULK_MAX_PEOPLE <= 100_000:
+    raise ConfigError("PORTAL_BULK_MAX_PEOPLE", "must be between 1 and 100000")
+_base.CELERY_BEAT_SCHEDULE.update(
+    {
+        "bulk-operations-redispatch": {
+            "task": "bulk.tasks.operations_redispatch",
+            "schedule": 30.0,
+            "options": {"queue": "sync", "expires": 30},
+        },
+        "bulk-operations-expire-stale": {
+            "task": "bulk.tasks.operations_expire_stale",
+            "schedule": 60.0,
+            "options": {"queue": "sync", "expires": 60},
+        },
+    }
+)

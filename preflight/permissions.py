@@ -117,6 +117,8 @@ OPERATION_PERMISSIONS: Mapping[str, Allowed] = {
     "reports.registration_details": Allowed("AuditLog.Read.All"),
     "reports.registration_details_of": Allowed("AuditLog.Read.All"),
     "groups.members": _MEMBERSHIP_READ,
+    # group-list: GroupMember.Read.All is the least privileged application permission.
+    "groups.list_startswith": _MEMBERSHIP_READ,
     "groups.role_assignable": _MEMBERSHIP_READ,
     "groups.transitive_members": _MEMBERSHIP_READ,
     "methods.create_tap": _METHODS_WRITE,

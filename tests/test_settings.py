@@ -206,10 +206,12 @@ def test_task_routes_send_background_work_off_the_interactive_queue() -> None:
     for name in tasks:
         assert _queue_for(name) in QUEUE_NAMES, name
 
-    # A run that an agent or an admin watches goes to the interactive queue.
-    runs = {name for name in tasks if name.endswith("_run")}
+    # A run that an agent or an admin watches goes to the interactive queue; a bulk operation
+    # (many people, nobody waits on the line) to the bulk queue.
+    runs = {name for name in tasks if name.endswith("_run") and not name.startswith("bulk.")}
     assert len(runs) >= 2, sorted(tasks)
     assert {name: _queue_for(name) for name in runs} == dict.fromkeys(runs, "interactive")
+    assert _queue_for("bulk.tasks.bulk_operation_run") == "bulk"
 
     # The audit trail and the mfa outbox reaper read in the background.
     background = {n for n in tasks if n.startswith(("audit.tasks.", "mfa.tasks.requests_"))}

@@ -24,12 +24,7 @@ from mfa import escalations, panels, person_cache, policy, selectors
 from mfa.forms import SEARCH_MAX_LENGTH, CheckCodeForm, ManualCheckForm, SendCodeForm
 from mfa.mailbox import mailbox_active
 from mfa.search import people_search
-from mfa.verification import (
-    code_destinations,
-    verification_current,
-    verification_pending,
-    verification_valid_until,
-)
+from mfa.verification import code_destinations, verification_state, verification_valid_until
 from mfa.views.pages import graph_problem, is_htmx, profile_or_problem
 from portal.graph_client import get_graph_client
 
@@ -95,8 +90,7 @@ def user_search(request: HttpRequest) -> HttpResponse:
 
 def _verification_context(request: HttpRequest, profile: policy.TargetProfile) -> dict[str, Any]:
     """The caller-verification panel of the person page: its state and its three forms."""
-    current = verification_current(agent=request.user, target_id=profile.user.id)
-    pending = verification_pending(agent=request.user, target_id=profile.user.id)
+    current, pending = verification_state(agent=request.user, target_id=profile.user.id)
     return {
         "verification": current,
         "verification_until": verification_valid_until(current) if current else None,

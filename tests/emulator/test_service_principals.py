@@ -32,7 +32,7 @@ def test_app_roles_and_assignments_by_app_id(graph: GraphCaller, fresh_tenant: A
     body = sp.json()
     assert body["appId"] == CLIENT_ID and "displayName" not in body
     roles = {r["value"]: r["id"] for r in body["appRoles"]}
-    assert set(roles) == {"Helpdesk.Agent", "Helpdesk.Lead", "Helpdesk.Admin"}
+    assert set(roles) == {"Helpdesk.Agent", "Helpdesk.Lead", "Helpdesk.Admin", "Helpdesk.Responder"}
 
     # A group assignment is listed as the group (the caller expands it).
     group = GROUP_IDS[HELPDESK_LEADS_GROUP]

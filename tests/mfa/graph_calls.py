@@ -46,6 +46,21 @@ class GraphCalls:
             return len(self.seen)
 
 
+def _requests_of(method: str, path: str, kwargs: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(class, method, path) of the Graph requests one HTTP request carries: itself, or each
+    inner request of a JSON ``$batch``, as Graph's throttling counts them (and bench/'s emulator
+    counter): ``POST /v1.0/$batch`` of five inner GETs is five calls, each under its own path."""
+    version, _, rest = path.lstrip("/").partition("/")
+    if rest != "$batch":
+        return [(classify_path(path), method, path)]
+    body = kwargs.get("json") or {}
+    found = []
+    for inner in body.get("requests", ()):
+        inner_path = f"/{version}" + urlsplit(str(inner["url"])).path
+        found.append((classify_path(inner_path), str(inner["method"]).upper(), inner_path))
+    return found
+
+
 @contextmanager
 def counting_graph_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphCalls]:
     calls = GraphCalls()
@@ -60,7 +75,7 @@ def counting_graph_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphCalls
         if same_host and parts.path.startswith(("/v1.0/", "/beta/")):
             method_text = method.decode() if isinstance(method, bytes) else str(method)
             with calls.lock:
-                calls.seen.append((classify_path(target), method_text.upper(), parts.path))
+                calls.seen.extend(_requests_of(method_text.upper(), parts.path, kwargs))
         return real(self, method, url, *args, **kwargs)
 
     monkeypatch.setattr(graph_client._HttpSession, "request", counted)

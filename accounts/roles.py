@@ -32,6 +32,8 @@ class Role(models.TextChoices):
     AGENT = "Agent", "Agent"
     LEAD = "Lead", "Lead"
     ADMIN = "Admin", "Admin"
+    # Incident response (issue 14): starts bulk operations; never acts on one person alone.
+    RESPONDER = "Responder", "Responder"
 
 
 ALL_ROLES: tuple[str, ...] = tuple(Role.values)
@@ -49,6 +51,12 @@ HISTORY_ROLES: tuple[str, ...] = (Role.AGENT, Role.LEAD, Role.ADMIN)
 OVERSIGHT_ROLES: tuple[str, ...] = (Role.LEAD, Role.ADMIN)
 # Who administers Entra directory roles (the roles pages).
 ADMIN_ROLES: tuple[str, ...] = (Role.ADMIN,)
+# Who may start a bulk operation (/bulk/): revoke sessions or require re-registration for many.
+RESPONDER_ROLES: tuple[str, ...] = (Role.RESPONDER, Role.ADMIN)
+# Who approves a large bulk operation or one that includes privileged people (never the starter).
+BULK_APPROVER_ROLES: tuple[str, ...] = (Role.LEAD, Role.RESPONDER, Role.ADMIN)
+# Who opens /bulk/ at all: the starters and the approvers.
+BULK_ROLES: tuple[str, ...] = (Role.LEAD, Role.RESPONDER, Role.ADMIN)
 
 
 def roles_from_claims(claim_values: Iterable[str]) -> list[str]:

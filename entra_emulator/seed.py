@@ -36,7 +36,7 @@ DEFAULT_REDIRECT_URIS = (
     "http://localhost:*/oauth2/callback",
 )
 
-APP_ROLE_VALUES = ("Helpdesk.Agent", "Helpdesk.Lead", "Helpdesk.Admin")
+APP_ROLE_VALUES = ("Helpdesk.Agent", "Helpdesk.Lead", "Helpdesk.Admin", "Helpdesk.Responder")
 
 # Application permissions granted to the portal app (admin consent): exactly the least it needs,
 # as `manage.py tenant_check` derives it from the portal's Graph operations
@@ -107,11 +107,20 @@ _PERSONA_TABLE: dict[str, tuple[str, str, str, tuple[str, ...], tuple[str, ...]]
         (),
         ("Authentication Administrator",),
     ),
+    # Incident response (issue 14): starts bulk operations, holds no directory role.
+    "rita.responder": (
+        "Rita",
+        "Responder",
+        "Security Operations Analyst",
+        ("Helpdesk.Responder",),
+        (),
+    ),
 }
 _PERSONA_DEPARTMENTS = {
     "otto.outsider": "Finance",
     "sam.standard": "Sales",
     "priya.privileged": "Security",
+    "rita.responder": "Security",
 }
 
 
@@ -144,9 +153,21 @@ ROLE_ASSIGNABLE_GROUP = "Identity Tier 0 Operators"
 PROTECTED_GROUP = "Executives"
 HELPDESK_STAFF_GROUP = "Helpdesk Staff"
 HELPDESK_LEADS_GROUP = "Helpdesk Leads"
+# The incident of the bulk operations' demo (issue 14): the people who clicked a phishing link.
+PHISHING_GROUP = "Phishing campaign 2026-12"
+PHISHING_NESTED_GROUP = "Phishing campaign 2026-12: late reports"
+PHISHING_DIRECT_STANDARD = 30  # standard people directly in the group
+PHISHING_NESTED_STANDARD = 3  # standard people only in the nested group
 GROUP_IDS: dict[str, str] = {
     name: stable_id("groups", name)
-    for name in (ROLE_ASSIGNABLE_GROUP, PROTECTED_GROUP, HELPDESK_STAFF_GROUP, HELPDESK_LEADS_GROUP)
+    for name in (
+        ROLE_ASSIGNABLE_GROUP,
+        PROTECTED_GROUP,
+        HELPDESK_STAFF_GROUP,
+        HELPDESK_LEADS_GROUP,
+        PHISHING_GROUP,
+        PHISHING_NESTED_GROUP,
+    )
 }
 
 _FIRST_NAMES = (
@@ -648,7 +669,9 @@ def _seed_groups(
     )
     add(PROTECTED_GROUP, "Executive team: protected from helpdesk resets", set(executives))
     security_people = [
-        u for u in dept_members.get("Security", []) if u != PERSONAS["priya.privileged"]["id"]
+        u
+        for u in dept_members.get("Security", [])
+        if u not in (PERSONAS["priya.privileged"]["id"], PERSONAS["rita.responder"]["id"])
     ]
     operators = set(rng.sample(security_people, k=min(2, len(security_people))))
     add(
@@ -657,3 +680,7 @@ def _seed_groups(
         operators,
         role_assignable=True,
     )
+    # The incident groups need PERSONAS and GROUP_IDS from here: imported once they exist.
+    from entra_emulator.seed_incident import seed_phishing_groups
+
+    seed_phishing_groups(tenant, set(executives), add)

@@ -8,13 +8,15 @@ when a request that changed something ends.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
-from accounts.roles import REQUESTER_ROLES, has_role
+from accounts.roles import BULK_APPROVER_ROLES, REQUESTER_ROLES, RESPONDER_ROLES, has_role
+from graph.budget import Priority
 from mfa import policy
 from mfa.models import ActionRequest, Status
 from mfa.runners import run_action
@@ -23,7 +25,7 @@ from outbox.errors import NeedsApproval, NotAllowed, PolicyError
 from outbox.flow import EventKinds, Flow, Outcome
 from roles.catalog import PAA
 from roles.holders import read_portal_roles
-from roles.tiering import holds_paa_now, staff_now
+from roles.tiering import StaffNow, holds_paa_now, staff_now
 
 
 class ActionRequestFlow(Flow[ActionRequest]):
@@ -43,6 +45,10 @@ class ActionRequestFlow(Flow[ActionRequest]):
         from mfa.tasks import action_request_run
 
         action_request_run.apply_async(args=(request_id,), queue="interactive")
+
+    def budget_priority(self, row: ActionRequest) -> Priority:
+        # One person's part of a bulk operation waits behind every agent's own work.
+        return Priority.BULK if row.is_bulk_part else Priority.ACTION
 
     def check_may_decide(self, approver: Any, row: ActionRequest) -> None:
         policy.check_may_decide(approver, row)
@@ -90,6 +96,9 @@ class ActionRequestFlow(Flow[ActionRequest]):
         held = read_portal_roles(client)
         requester = staff_now(client, row.requester, portal_roles=held)
         who = row.requester_name
+        if row.is_bulk_part:
+            self._check_bulk_part(run, requester, held)
+            return
         if not requester.holds(*REQUESTER_ROLES):
             raise PolicyError(
                 f"{who} no longer holds a helpdesk role in the portal (read from Entra now), so "
@@ -142,6 +151,48 @@ class ActionRequestFlow(Flow[ActionRequest]):
             raise NeedsApproval(
                 f"The approval by {row.decided_by_name} no longer fits: {refusal}",
                 updates=updates,
+            )
+
+    def _check_bulk_part(
+        self, run: Run[ActionRequest], requester: StaffNow, held: Mapping[str, tuple[str, ...]]
+    ) -> None:
+        """A bulk operation's part (no caller to verify: the operation's starter acts, with its
+        approval): the starter still holds Responder or Admin and is enabled; the person's tier
+        is read again, and a person who became privileged since the dry run is not acted on
+        (PolicyError: retry the operation's failed people after a new dry run); on a privileged
+        person, with mirrored tiering, the starter still holds PAA and the operation's approver
+        still holds a role that approves bulk operations."""
+        row, client = run.row, run.client
+        who = row.requester_name
+        if not requester.holds(*RESPONDER_ROLES):
+            raise PolicyError(
+                f"{who} no longer holds the portal role Responder or Admin (read from Entra now), "
+                "so this person was not acted on."
+            )
+        if not requester.enabled:
+            raise PolicyError(f"{who}'s account is disabled in Entra, so nothing was done.")
+        profile = policy.target_profile(client, row.target_id, use_cache=False, portal_roles=held)
+        if not profile.privileged:
+            return
+        name = profile.user.display_name
+        if not row.is_privileged:
+            why = "; ".join(profile.reasons)
+            raise PolicyError(
+                f"{name} became privileged after the dry run ({why}): not acted on without an "
+                "approval that covers a privileged person."
+            )
+        if settings.PORTAL_MIRROR_ENTRA_TIERING and not holds_paa_now(client, row.requester):
+            raise PolicyError(
+                f"{who} no longer holds {PAA} in the tenant, so {name} (privileged) was not "
+                "acted on."
+            )
+        if row.decided_by is None:
+            raise PolicyError(f"{name} is privileged and the operation has no approval.")
+        approver = staff_now(client, row.decided_by, portal_roles=held)
+        if not approver.holds(*BULK_APPROVER_ROLES) or not approver.enabled:
+            raise PolicyError(
+                f"{row.decided_by_name}, who approved the operation, no longer holds a role that "
+                f"approves it (or is disabled in Entra), so {name} (privileged) was not acted on."
             )
 
     def check_may_cancel(self, by: Any, row: ActionRequest) -> None:

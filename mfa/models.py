@@ -117,6 +117,10 @@ class ActionRequest(DurableRequest):
     # Graph when the request was made; and when it was sent, so a re-run never mails twice.
     notify_to = models.JSONField(default=list, blank=True)
     notified_at = models.DateTimeField(null=True, blank=True)
+    # The bulk operation (bulk.BulkOperation's pk) this request is one person's part of; NULL
+    # for a single action. Set by bulk, read here (mfa never imports bulk): a part runs at the
+    # budget's bulk priority and has no caller to verify (mfa.flow).
+    bulk_operation_id = models.BigIntegerField(null=True, blank=True, db_index=True)
 
     objects = ActionRequestQuerySet.as_manager()
 
@@ -134,6 +138,10 @@ class ActionRequest(DurableRequest):
     @property
     def is_privileged(self) -> bool:
         return self.target_tier == Tier.PRIVILEGED
+
+    @property
+    def is_bulk_part(self) -> bool:
+        return self.bulk_operation_id is not None
 
     @property
     def was_escalated(self) -> bool:

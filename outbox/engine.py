@@ -48,7 +48,6 @@ from django.utils import timezone
 
 from audit.services import portal_event_record
 from graph import GraphClient
-from graph.budget import Priority
 from graph.errors import GraphError, GraphThrottled, GraphTokenUnavailable, GraphTransient
 from outbox.errors import Deferred, NeedsApproval, PolicyError
 from outbox.flow import Event, Flow, Outcome, enqueue_on_commit
@@ -227,8 +226,10 @@ def execute(flow: Flow[R], request_id: int) -> None:
     from portal.graph_client import get_graph_client
 
     # A submitted change runs at the budget's action priority, ahead of page reads (graph.budget),
+    # a flow's background work (a bulk operation's parts) at bulk priority (Flow.budget_priority),
     # each request its own fair key: running requests share the budget round-robin.
-    client = get_graph_client().with_priority(Priority.ACTION).for_agent(f"run:{row.public_id}")
+    priority = flow.budget_priority(row)
+    client = get_graph_client().with_priority(priority).for_agent(f"run:{row.public_id}")
     run = Run(flow=flow, row=row, client=client, token=row.attempts)
     try:
         if taken_over:

@@ -21,6 +21,7 @@ import redis
 from django.db import transaction
 
 from audit.models import PortalEvent
+from graph.budget import Priority
 from graph.errors import GraphError
 from outbox.errors import NotAllowed, QueueUnavailable
 from outbox.models import DurableRequest
@@ -149,6 +150,12 @@ class Flow(Generic[R]):
     def on_taken(self, row: R) -> None:
         """Called inside the transaction of a take, with ``row`` as it now is (use
         ``on_commit`` for work outside the database: notices)."""
+
+    def budget_priority(self, row: R) -> Priority:
+        """The shared Graph budget's priority of the row's run (``graph.budget``): ``action``
+        (default: an agent's submitted change, ahead of page reads); a flow's background work
+        (a bulk operation's parts) answers ``bulk``, behind every agent."""
+        return Priority.ACTION
 
     def check_before_write(self, run: Run[R]) -> None:
         """The execution-time policy check: called just before the first Graph write of every

@@ -265,7 +265,12 @@ LOGIN_URL = "django_auth_adfs:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
-PORTAL_ROLE_CLAIMS = {"Helpdesk.Agent": "Agent", "Helpdesk.Lead": "Lead", "Helpdesk.Admin": "Admin"}
+PORTAL_ROLE_CLAIMS = {
+    "Helpdesk.Agent": "Agent",
+    "Helpdesk.Lead": "Lead",
+    "Helpdesk.Admin": "Admin",
+    "Helpdesk.Responder": "Responder",
+}
 
 AUTH_ADFS: dict[str, Any] = {
     "SETTINGS_CLASS": "accounts.adfs.PortalAdfsSettings",

@@ -82,6 +82,8 @@ STANDARD_TARGET = _person("standard_target", "sam.standard", "Sam Standard")
 PRIVILEGED_TARGET = _person(
     "privileged_target", "priya.privileged", "Priya Privileged", None, (AUTH_ADMIN,)
 )
+# Incident response (issue 14): starts bulk operations; no directory role, no helpdesk role.
+RESPONDER = _person("responder", "rita.responder", "Rita Responder", "Helpdesk.Responder")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Personas:
     outsider: Persona = OUTSIDER
     standard_target: Persona = STANDARD_TARGET
     privileged_target: Persona = PRIVILEGED_TARGET
+    responder: Persona = RESPONDER
 
     def all(self) -> list[Persona]:
         """Every persona, in declaration order."""

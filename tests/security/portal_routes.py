@@ -76,6 +76,7 @@ class RouteObjects:
     own_tap: ActionRequest
     privileged: ActionRequest
     role_change: RoleChangeRequest
+    bulk: Any
 
     @classmethod
     def create(cls) -> RouteObjects:
@@ -111,7 +112,20 @@ class RouteObjects:
             ticket="INC0012347",
             idempotency_key=uuid.uuid4().hex,
         )
-        return cls(own_tap=own_tap, privileged=privileged, role_change=role_change)
+        from bulk import services as bulk_services
+
+        rita = portal_user(PERSONAS.responder)
+        bulk = bulk_services.plan(
+            starter=rita,
+            people=[PERSONAS.standard_target.upn],
+            group_id=None,
+            actions=["revoke_sessions"],
+            reason="Phishing campaign: signing the people who clicked out everywhere",
+            ticket="INC0012348",
+            notify=False,
+            source_label="1 pasted",
+        )
+        return cls(own_tap=own_tap, privileged=privileged, role_change=role_change, bulk=bulk)
 
     def url_for(self, route: Route) -> str:
         """``route`` with every path parameter filled; LookupError for an unknown parameter."""
@@ -128,6 +142,8 @@ class RouteObjects:
         if param == "fmt":
             return "csv"
         if param == "public_id":
+            if route.namespace == "bulk":
+                return str(self.bulk.public_id)
             if route.namespace == "roles":
                 return str(self.role_change.public_id)
             if route.name == "mfa:approval_decide":

@@ -6,7 +6,8 @@ real: the object id of a seeded person, the public ids of requests and role chan
 the portal's services at the start of each case.
 
 Personas: anonymous (no session), ``outsider`` (signed in, no portal role: Otto Outsider),
-``agent`` (Ada), ``lead`` (Leo), ``admin`` (Ana). CSRF checks are off here (Django's test client
+``agent`` (Ada), ``lead`` (Leo), ``admin`` (Ana), ``responder`` (Rita: Helpdesk.Responder only,
+who starts bulk operations and acts on nobody alone). CSRF checks are off here (Django's test client
 default): tests/security/test_csrf.py checks that every POST needs the token.
 
 Reading a row: ``{"GET": {...}, "POST": {...}}`` maps each persona to the status code. An
@@ -28,23 +29,28 @@ from tests.security.portal_routes import Route, RouteObjects, portal_routes
 
 pytestmark = pytest.mark.django_db
 
-PERSONA_KEYS = ("anonymous", "outsider", "agent", "lead", "admin")
+PERSONA_KEYS = ("anonymous", "outsider", "agent", "lead", "admin", "responder")
 METHODS = ("GET", "POST")
 LOGIN = 302  # anonymous: sent to sign in (the Location is checked)
 
 
-def _row(anonymous: int, outsider: int, agent: int, lead: int, admin: int) -> dict[str, int]:
-    return dict(zip(PERSONA_KEYS, (anonymous, outsider, agent, lead, admin), strict=True))
+def _row(
+    anonymous: int, outsider: int, agent: int, lead: int, admin: int, responder: int
+) -> dict[str, int]:
+    return dict(
+        zip(PERSONA_KEYS, (anonymous, outsider, agent, lead, admin, responder), strict=True)
+    )
 
 
 def everyone(status: int) -> dict[str, int]:
     """The same answer for every persona (public pages, wrong methods)."""
-    return _row(status, status, status, status, status)
+    return _row(status, status, status, status, status, status)
 
 
-def roles(*, agent: int, lead: int, admin: int) -> dict[str, int]:
-    """A page behind ``role_required``: anonymous signs in, no role gets the 403 page."""
-    return _row(LOGIN, 403, agent, lead, admin)
+def roles(*, agent: int, lead: int, admin: int, responder: int = 403) -> dict[str, int]:
+    """A page behind ``role_required``: anonymous signs in, no role gets the 403 page. A
+    Responder holds a portal role, but none of the helpdesk's: 403 unless said otherwise."""
+    return _row(LOGIN, 403, agent, lead, admin, responder)
 
 
 def helpdesk(status: int) -> dict[str, int]:
@@ -57,6 +63,17 @@ def oversight(status: int) -> dict[str, int]:
     return roles(agent=403, lead=status, admin=status)
 
 
+def bulk_roles(status: int, *, lead: int | None = None) -> dict[str, int]:
+    """Lead, Responder and Admin (``accounts.roles.BULK_ROLES``), the Lead's answer apart:
+    404 on Rita's dry run, which only she and Admins see."""
+    return roles(agent=403, lead=status if lead is None else lead, admin=status, responder=status)
+
+
+def starters(status: int) -> dict[str, int]:
+    """Responder and Admin (``accounts.roles.RESPONDER_ROLES``): who starts bulk operations."""
+    return roles(agent=403, lead=403, admin=status, responder=status)
+
+
 def admins(status: int) -> dict[str, int]:
     """Admin only (/roles/)."""
     return roles(agent=403, lead=403, admin=status)
@@ -66,10 +83,10 @@ NOT_ALLOWED = everyone(405)
 
 EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     # portal
-    "": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
+    "": {"GET": roles(agent=200, lead=200, admin=200, responder=200), "POST": NOT_ALLOWED},
     "signed-out/": {"GET": everyone(200), "POST": NOT_ALLOWED},
     # the plain page after signing in without a portal role; anyone with a role goes home
-    "no-role/": {"GET": _row(LOGIN, 403, 302, 302, 302), "POST": NOT_ALLOWED},
+    "no-role/": {"GET": _row(LOGIN, 403, 302, 302, 302, 302), "POST": NOT_ALLOWED},
     "favicon.ico": {"GET": everyone(200), "POST": NOT_ALLOWED},
     "healthz": {"GET": everyone(200), "POST": NOT_ALLOWED},
     "readyz": {"GET": everyone(200), "POST": NOT_ALLOWED},
@@ -107,7 +124,11 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     # Aaron's request on Priya: an empty decision redirects back with a message.
     "approvals/<guid:public_id>/": {"GET": NOT_ALLOWED, "POST": oversight(302)},
     "approvals/rate-override/": {"GET": NOT_ALLOWED, "POST": oversight(302)},
-    "mailbox/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
+    # The demo's mailbox: anyone holding a portal role, a Responder too.
+    "mailbox/": {
+        "GET": roles(agent=200, lead=200, admin=200, responder=200),
+        "POST": NOT_ALLOWED,
+    },
     # The escalation queue (B): every helpdesk role opens it (a non-PAA holder sees why it is
     # empty); a decision on a request that was never escalated (Ada's own pass) is 404.
     "escalations/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
@@ -134,6 +155,29 @@ EXPECTED: dict[str, dict[str, dict[str, int]]] = {
     "audit/export.<slug:fmt>": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
     "audit/person/<uuid:oid>/": {"GET": helpdesk(200), "POST": NOT_ALLOWED},
     "dashboard/": {"GET": oversight(200), "POST": NOT_ALLOWED},
+    # bulk operations (issue 14). The path's operation is Rita's dry run, not yet confirmed
+    # (portal_routes.RouteObjects.bulk): she and Admins see it, a Lead gets 404 until she
+    # confirms it.
+    "bulk/": {"GET": bulk_roles(200), "POST": NOT_ALLOWED},
+    # An empty start form is a 400 with the form's errors.
+    "bulk/new/": {"GET": starters(200), "POST": starters(400)},
+    "bulk/new/groups/": {"GET": starters(200), "POST": NOT_ALLOWED},
+    "bulk/<uuid:public_id>/": {"GET": bulk_roles(200, lead=404), "POST": NOT_ALLOWED},
+    # Rita confirms her own dry run (back to its page); an Admin sees it but may not confirm it.
+    "bulk/<uuid:public_id>/confirm/": {
+        "GET": NOT_ALLOWED,
+        "POST": roles(agent=403, lead=403, admin=403, responder=302),
+    },
+    # Only an Admin includes staff or break-glass people; an empty form: back with a message.
+    "bulk/<uuid:public_id>/people/": {"GET": NOT_ALLOWED, "POST": admins(302)},
+    # A dry run is not awaiting approval, and its starter never decides it: 403.
+    "bulk/<uuid:public_id>/decide/": {"GET": NOT_ALLOWED, "POST": bulk_roles(403, lead=404)},
+    # Pause, resume, cancel and retry steer a confirmed operation only: 403 on a dry run.
+    "bulk/<uuid:public_id>/pause/": {"GET": NOT_ALLOWED, "POST": bulk_roles(403, lead=404)},
+    "bulk/<uuid:public_id>/resume/": {"GET": NOT_ALLOWED, "POST": bulk_roles(403, lead=404)},
+    "bulk/<uuid:public_id>/cancel/": {"GET": NOT_ALLOWED, "POST": bulk_roles(403, lead=404)},
+    "bulk/<uuid:public_id>/retry/": {"GET": NOT_ALLOWED, "POST": bulk_roles(403, lead=404)},
+    "bulk/<uuid:public_id>/export.csv": {"GET": bulk_roles(200, lead=404), "POST": NOT_ALLOWED},
 }
 
 ROUTES = portal_routes()

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.test import Client
 
 from audit.models import PortalEvent
+from bulk.models import BulkItem, BulkOperation, BulkPart
 from mfa.models import ActionRequest, CallerVerification, MailboxMessage
 from roles.models import RoleChangeRequest, RoleHolderSnapshot
 from tests.personas import PERSONAS, portal_user
@@ -32,13 +33,16 @@ WRITTEN = (
     RoleChangeRequest,
     RoleHolderSnapshot,
     MailboxMessage,
+    BulkOperation,
+    BulkItem,
+    BulkPart,
 )
 
 
 def _admitted_persona(route: Route) -> str:
     """The persona whose POST the matrix lets through to the view (admin first), else admin."""
     row = EXPECTED[route.route]["POST"]
-    for key in ("admin", "lead", "agent"):
+    for key in ("admin", "lead", "agent", "responder"):
         if row[key] not in (403, 404, 405):
             return key
     return "admin"

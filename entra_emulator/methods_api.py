@@ -389,6 +389,12 @@ def generate_pass(length: int) -> str:
 _DELETED_STILL_LISTED: dict[int, dict[str, list[tuple[dict[str, Any], float]]]] = {}
 
 
+def forget_deleted(tenant: Tenant) -> None:
+    """Drop what reads still show of deleted methods (the tenant was re-seeded: its deletions
+    belong to the directory that was replaced, and a seeded method with the same id is new)."""
+    _DELETED_STILL_LISTED.pop(id(tenant), None)
+
+
 def _still_listed(tenant: Tenant, user_id: str, now: datetime) -> list[dict[str, Any]]:
     """The user's deleted methods that reads still show at ``now`` (caller holds the lock)."""
     per_user = _DELETED_STILL_LISTED.get(id(tenant))

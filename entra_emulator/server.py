@@ -31,7 +31,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from entra_emulator import pki
+from entra_emulator import methods_api, pki
 from entra_emulator.control import handle_control
 from entra_emulator.faults import Faults
 from entra_emulator.graph_core import handle_graph_request
@@ -220,6 +220,7 @@ class EmulatorServer:
     def reset(self) -> None:
         """Re-seed the tenant in place and clear faults, throttle buckets and sign-in state."""
         self.tenant.replace_with(self._build_tenant())
+        methods_api.forget_deleted(self.tenant)
         self.faults.reset()
         self.throttle.configure()
         self.oidc.reset()

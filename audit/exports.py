@@ -4,7 +4,8 @@
 filters and the format) and returns a ``StreamingHttpResponse`` whose body is produced row by row
 from ``audit.selectors.history_flat_rows``: the rows are read in keyset batches of plain tuples
 (no object per row) and written ``ROWS_PER_CHUNK`` at a time, so memory stays flat whatever the
-size of the export. The viewer's scope applies as on the page, and in an Agent's scope the
+size of the export (on PostgreSQL the CSV is written by the database instead, the same bytes:
+``audit.export_sql``). The viewer's scope applies as on the page, and in an Agent's scope the
 evidence, reasons and comments other agents wrote are left out of the ``detail`` column
 (``audit.selectors.flat.PRIVATE_DETAIL_KEYS``).
 
@@ -24,9 +25,11 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC
 from typing import Any, Literal
 
+from django.db import connection
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
+from audit.export_sql import copy_csv_chunks
 from audit.models import PortalEvent
 from audit.selectors import FLAT_FIELDS, FlatRow, HistoryFilters, history_flat_rows
 from audit.services import portal_event_record
@@ -117,6 +120,22 @@ def csv_chunks(rows: Iterable[FlatRow]) -> Iterator[bytes]:
         yield take()
 
 
+def _csv_line(row: FlatRow) -> bytes:
+    """One flat row as its CSV line, as ``csv_chunks`` writes it."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(_csv_row(row))
+    return buffer.getvalue().encode()
+
+
+def postgresql_csv_chunks(filters: HistoryFilters, viewer: Any) -> Iterator[bytes]:
+    """The CSV export of what ``viewer`` sees under ``filters``, written by PostgreSQL
+    (``audit.export_sql``): the same bytes as ``csv_chunks`` over ``history_flat_rows``."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(COLUMNS)
+    yield buffer.getvalue().encode()
+    yield from copy_csv_chunks(filters, viewer, _csv_line, using=connection.alias)
+
+
 def jsonl_chunks(rows: Iterable[FlatRow]) -> Iterator[bytes]:
     """The JSON Lines export of ``rows``: one JSON object per line, in chunks."""
     lines: list[str] = []
@@ -147,8 +166,12 @@ def export_response(
         # No target: an export acts on nobody (the filters, person included, are in the detail).
         detail={"format": fmt, "filters": filters.to_params()},
     )
-    rows = history_flat_rows(filters, request.user)
-    response = StreamingHttpResponse(CHUNKERS[fmt](rows), content_type=content_type)
+    body: Iterator[bytes]
+    if fmt == "csv" and connection.vendor == "postgresql":
+        body = postgresql_csv_chunks(filters, request.user)
+    else:
+        body = CHUNKERS[fmt](history_flat_rows(filters, request.user))
+    response = StreamingHttpResponse(body, content_type=content_type)
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="audit-history-{stamp}.{extension}"'
     response["Cache-Control"] = "no-store"

@@ -20,7 +20,7 @@ from django.db import connections
 from django.db.models import BigIntegerField, Func, QuerySet
 
 from audit.correlation import is_role_membership
-from audit.models import DirectoryAuditRecord
+from audit.models import DirectoryAuditRecord, PortalEvent
 from audit.permissions import history_scope_for
 from audit.selectors.filters import (
     ENTRA_RESULT_OUTCOME,
@@ -437,3 +437,30 @@ def _distinct_flat(items: Iterator[_FlatItem]) -> Iterator[FlatRow]:
         if identity != previous:
             yield row
         previous = identity
+
+
+def flat_rows_by_key(
+    keys: Iterable[tuple[int, int]], viewer_pk: int | None, *, using: str = "default"
+) -> dict[tuple[int, int], FlatRow]:
+    """The flat rows of the rows ``keys`` ((source rank, id) pairs), as ``history_flat_rows``
+    makes them (``viewer_pk``: see ``_portal_flat``): the rows the SQL export leaves to Python
+    (``audit.export_sql``). Unknown keys are left out. A few queries for the whole list."""
+    wanted: dict[int, list[int]] = {}
+    for rank, pk in keys:
+        wanted.setdefault(rank, []).append(pk)
+    found: dict[tuple[int, int], FlatRow] = {}
+    readers = (
+        (PortalEvent, _PORTAL_FLAT_FIELDS, _portal_flat, SOURCE_RANK["portal"]),
+        (DirectoryAuditRecord, _ENTRA_FLAT_FIELDS, _entra_flat, SOURCE_RANK["entra"]),
+    )
+    for model, fields, make, rank in readers:
+        if ids := wanted.get(rank):
+            values = list(
+                model._default_manager.using(using)
+                .filter(pk__in=ids)
+                .order_by()
+                .values_list(*fields)
+            )
+            for _at, item_rank, pk, row in make(values, False, viewer_pk):
+                found[(item_rank, pk)] = row
+    return found

@@ -87,7 +87,7 @@ AREAS: tuple[NavItem, ...] = (
     ),
     NavItem(
         "bulk:operation_list",
-        "Bulk operations",
+        "Bulk",
         "Incident response: revoke sessions or require re-registration for many people at once.",
         BULK_ROLES,
     ),

@@ -55,9 +55,9 @@ def _wait_for(
 
 
 def _start_from_the_group(page: Any, portal: str, problems: dict[str, Any]) -> None:
-    # Rita holds only Helpdesk.Responder: home, then the navigation's "Bulk operations".
+    # Rita holds only Helpdesk.Responder: home, then the navigation's "Bulk".
     sign_in(page, portal, PERSONAS.responder, "/")
-    page.get_by_role("link", name="Bulk operations").first.click()
+    page.get_by_role("link", name="Bulk", exact=True).first.click()
     page.wait_for_url(f"{portal}/bulk/")
     check_accessibility(page, "bulk-list", problems)
     page.get_by_role("link", name="New bulk operation").click()
@@ -131,8 +131,14 @@ def test_a_responder_and_an_approver_walk_the_whole_bulk_flow(
     shot(rita, "bulk-watch")
     rita.get_by_role("button", name="Pause").click()
     rita.locator("#bulk-live [data-paused-by]").wait_for(timeout=FINAL_TIMEOUT_MS)
-    # The person being worked on finishes; after that nothing moves while paused.
-    rita.wait_for_timeout(1500)
+    # The person being worked on finishes and the runner lets go (the operation is queued
+    # again, paused); after that nothing moves while paused.
+    _wait_for(
+        rita,
+        lambda: BulkOperation.objects.get(pk=operation.pk).status != "running",
+        "the runner to stop after the current person",
+    )
+    rita.reload()
     done_paused = _counter(rita, "done")
     rita.wait_for_timeout(2500)
     rita.reload()

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('mfa', '0003_escalation'),
+        ("mfa", "0003_escalation"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='actionrequest',
-            name='bulk_operation_id',
+            model_name="actionrequest",
+            name="bulk_operation_id",
             field=models.BigIntegerField(blank=True, db_index=True, null=True),
         ),
     ]

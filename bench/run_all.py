@@ -76,7 +76,14 @@ def discover() -> tuple[list[Path], set[str]]:
     """The benchmarks to run, in name order, and the names of those that need PostgreSQL."""
     files = sorted(p for p in BENCH_DIR.glob("*.py") if p.name != Path(__file__).name)
     imported = {path.stem: _imports(path) for path in files}
-    helpers = {stem for stem in imported if any(stem in names for names in imported.values())}
+    # A module another benchmark imports is its helper, unless it says it runs alone too
+    # (``RUN_ALONE = True``: bench/load_real_budget.py, whose run load_within_budget reuses).
+    alone = {p.stem for p in files if "\nRUN_ALONE = True" in p.read_text()}
+    helpers = {
+        stem
+        for stem in imported
+        if stem not in alone and any(stem in names for names in imported.values())
+    }
     benches = [p for p in files if p.stem not in helpers]
     needs_postgres = {p.stem for p in benches if "audit_bench_db" in imported[p.stem]}
     return benches, needs_postgres

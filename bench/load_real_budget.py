@@ -532,14 +532,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return figures
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--agents", type=int, default=AGENTS)
+def main(
+    *,
+    description: str = (__doc__ or "").splitlines()[0],
+    agents: int = AGENTS,
+    people: int = PEOPLE,
+    cache_seconds: int = CACHE_SECONDS,
+) -> int:
+    """Parse the command line (these defaults: bench/load_within_budget.py gives its own), run
+    the load and print its figures."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--agents", type=int, default=agents)
     parser.add_argument("--duration", type=float, default=DURATION_SECONDS)
     parser.add_argument("--warmup", type=float, default=WARMUP_SECONDS)
     parser.add_argument("--drain", type=float, default=DRAIN_SECONDS)
-    parser.add_argument("--people", type=int, default=PEOPLE)
-    parser.add_argument("--cache-seconds", type=int, default=CACHE_SECONDS)
+    parser.add_argument("--people", type=int, default=people)
+    parser.add_argument("--cache-seconds", type=int, default=cache_seconds)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     if not 1 <= args.agents <= 200 or not 0 < args.duration <= 900:

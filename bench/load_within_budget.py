@@ -17,8 +17,6 @@ bench/load_real_budget.py, under this benchmark's name in bench/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,29 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import load_real_budget
-from real_budget_report import print_figures
 
 AGENTS = 8
 PEOPLE = 40
 CACHE_SECONDS = 300
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--agents", type=int, default=AGENTS)
-    parser.add_argument("--duration", type=float, default=load_real_budget.DURATION_SECONDS)
-    parser.add_argument("--warmup", type=float, default=load_real_budget.WARMUP_SECONDS)
-    parser.add_argument("--drain", type=float, default=load_real_budget.DRAIN_SECONDS)
-    parser.add_argument("--people", type=int, default=PEOPLE)
-    parser.add_argument("--cache-seconds", type=int, default=CACHE_SECONDS)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    figures = load_real_budget.run(args)
-    print_figures(figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(
+        load_real_budget.main(
+            description=(__doc__ or "").splitlines()[0],
+            agents=AGENTS,
+            people=PEOPLE,
+            cache_seconds=CACHE_SECONDS,
+        )
+    )

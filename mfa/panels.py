@@ -167,6 +167,28 @@ def _release(client: GraphClient, *, agent_key: str, oid: str, panel: str) -> No
         pass  # the hold lapses by itself within HOLD_SECONDS
 
 
+def _methods_read_before(
+    panel: str,
+    oid: str,
+    *,
+    preferences_waiting: BudgetWaitShown | None = None,
+    preferences_error: GraphError | None = None,
+) -> Panel | None:
+    """The methods panel from the methods the load read (cached) before its default-method
+    read waited or failed; None for another panel, or when the methods were not read."""
+    after = person_cache.cached(oid)
+    if panel != METHODS_PANEL or after is None or not after.has(person_cache.METHODS):
+        return None
+    return Panel(
+        name=panel,
+        oid=oid,
+        security=after,
+        age_seconds=after.age_seconds(person_cache.METHODS),
+        preferences_waiting=preferences_waiting,
+        preferences_error=preferences_error,
+    )
+
+
 def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -> Panel:
     """The panel ``panel`` (METHODS_PANEL or MFA_PANEL) of ``oid``'s person page for the agent
     whose fair-share key (their object id) is ``agent_key``. See the module docstring.
@@ -196,34 +218,18 @@ def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -
     except BudgetBusy as exc:
         # Nothing was sent for the refused call; parts read before it are kept in the cache.
         wait = _waiting(exc.wait.seconds, exc.wait.position)
-        after = person_cache.cached(oid)
-        if panel == METHODS_PANEL and after is not None and after.has(person_cache.METHODS):
-            # The methods were read and only the default waits: show them now (what the agent
-            # needs first); the default mark fills in when its read is granted.
-            return Panel(
-                name=panel,
-                oid=oid,
-                security=after,
-                age_seconds=after.age_seconds(person_cache.METHODS),
-                preferences_waiting=wait,
-            )
-        return Panel(name=panel, oid=oid, waiting=wait)
+        # The methods read and only the default waiting: show them now (what the agent needs
+        # first); the default mark fills in when its read is granted.
+        shown = _methods_read_before(panel, oid, preferences_waiting=wait)
+        return shown or Panel(name=panel, oid=oid, waiting=wait)
     except GraphThrottled as exc:
         # Graph said 429 after all (the client recorded the pause for every process).
         again = exc.retry_after if exc.retry_after is not None else MIN_RETRY_SECONDS
         return Panel(name=panel, oid=oid, waiting=_waiting(again, 1))
     except GraphError as exc:
-        after = person_cache.cached(oid)
-        if panel == METHODS_PANEL and after is not None and after.has(person_cache.METHODS):
-            # The methods were read; only the default could not be: show them, say so.
-            return Panel(
-                name=panel,
-                oid=oid,
-                security=after,
-                age_seconds=after.age_seconds(person_cache.METHODS),
-                preferences_error=exc,
-            )
-        return Panel(name=panel, oid=oid, error=exc)
+        # The methods read and only the default failing: show them, say so.
+        shown = _methods_read_before(panel, oid, preferences_error=exc)
+        return shown or Panel(name=panel, oid=oid, error=exc)
     held_parts = [p for p in parts if security.has(p)]
     return Panel(
         name=panel, oid=oid, security=security, age_seconds=security.age_seconds(*held_parts)

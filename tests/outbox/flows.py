@@ -123,6 +123,12 @@ class Flow:
         a re-registration between two deletes, a role change with its one write on the wire."""
         raise NotImplementedError
 
+    def on_the_wire(self, row: Any, arrived: list[tuple[str, str]]) -> bool:
+        """Whether the write ``row`` journals as begun has reached Entra, given the (method, path)
+        of every Graph request the emulator has received. The journal entry is saved before the
+        request is sent, so a worker killed in between never sent it."""
+        return True
+
     # --- what happened ---------------------------------------------------------------------------
     def writes(self, server: Any) -> int:
         """How many writes of this flow Entra (the emulator's audit log) records about Sam."""
@@ -273,6 +279,12 @@ class RoleChangeFlow(Flow):
     def mid_run(self, row: Any, planned: int) -> bool:
         # The one write is begun (journalled) and its answer not yet recorded.
         return bool(row.pending_writes)
+
+    def on_the_wire(self, row: Any, arrived: list[tuple[str, str]]) -> bool:
+        return any(
+            method == self.write_method and re.match(self.write_path, path)
+            for method, path in arrived
+        )
 
     def writes(self, server: Any) -> int:
         return len(

@@ -25,6 +25,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from entra_emulator import graph_core
 from outbox.states import Status
 from tests.faults.support import assert_visible_final
 from tests.outbox.flows import FLOWS, Flow
@@ -95,9 +96,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.mark.parametrize("flow", FLOWS)
 @override_settings(PORTAL_ACTION_LEASE_SECONDS=LEASE_SECONDS, PORTAL_REDISPATCH_AFTER_SECONDS=1)
 def test_worker_killed_mid_run(
-    flow: Flow, fresh_tenant: Any, transactional_db: None, tmp_path: Path
+    flow: Flow,
+    fresh_tenant: Any,
+    transactional_db: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     quiet_emulator_throttle(fresh_tenant)
+    # Every Graph request the emulator receives, noted as it arrives (before its latency), so the
+    # worker is killed only once its journalled write is really on the wire: the journal entry is
+    # saved before the request is sent, and a worker slowed by a loaded machine can be caught in
+    # between, with nothing sent at all.
+    arrived: list[tuple[str, str]] = []
+    process = graph_core._process
+
+    def noting_arrival(runtime: Any, request: Any, *args: Any) -> Any:
+        arrived.append((request.method.upper(), request.path))
+        return process(runtime, request, *args)
+
+    monkeypatch.setattr(graph_core, "_process", noting_arrival)
     planned = flow.planned_writes()
     before = flow.writes(fresh_tenant)
 
@@ -110,7 +127,8 @@ def test_worker_killed_mid_run(
         row = flow.create()
 
         def caught() -> bool:
-            return flow.mid_run(flow.get(row.pk), planned)
+            current = flow.get(row.pk)
+            return flow.mid_run(current, planned) and flow.on_the_wire(current, list(arrived))
 
         wait_for(caught, timeout=120, interval=0.05, what="the worker to be mid-run")
         first.send_signal(signal.SIGKILL)

@@ -8,10 +8,11 @@ from the same buckets (an atomic Lua script on Redis, Redis's clock for every pr
 * Priorities ``action`` > ``interactive`` > ``bulk`` > ``sync``. ``action`` is the runner of a
   change an agent has submitted (a reset with the caller on the line: it reads, writes and
   re-reads a few times and must not queue behind page reads, which can show a wait or a cached
-  answer); ``interactive`` is an agent's page. Bulk and sync may never take the last
-  ``interactive_reserve`` tokens, and a lower priority yields while a higher one is waiting (each
-  waiter registers itself in a sorted set with an expiry), so an agent's call waits at most
-  about one refill slot while a sync is running.
+  answer); ``interactive`` is an agent's page. Sync may never take the last
+  ``interactive_reserve`` tokens, bulk never the last ``bulk_reserve`` (BULK_RESERVE), and a
+  lower priority yields while a higher one is waiting (each waiter registers itself in a sorted
+  set with an expiry), so an agent's call waits at most about one refill slot while a sync or a
+  bulk operation is running.
 * Fair shares: a call may carry a ``fair_key`` (the agent's Entra object id; calls without one
   share one key). Within a priority the waiting keys are served round-robin, the agent who has
   waited longest first, so one agent with many parallel calls gets one grant per round while
@@ -97,6 +98,13 @@ class BudgetRate:
                 f"{text!r} is not a budget: write requests/seconds, e.g. 5/10"
             ) from None
 
+
+# The tokens a bulk operation leaves in each bucket (at most all but one): enough for an agent's
+# reset that starts while a bulk runs to make its first calls at once (at 5 per 10 s: the list,
+# the sign-in preferences and two deletes), so that it waits at most about one refill slot more
+# than it would alone. The bulk's throughput is not lowered: it still takes every token the
+# bucket refills, only never the last ones.
+BULK_RESERVE = 4
 
 # The bucket's window is stretched by this factor (see RequestBudget.acquire).
 REFILL_SAFETY_FACTOR = 1.1
@@ -219,6 +227,7 @@ class RequestBudget:
         rates: Mapping[str, BudgetRate] = DEFAULT_BUDGETS,
         *,
         interactive_reserve: int = 1,
+        bulk_reserve: int = BULK_RESERVE,
         prefix: str = "graph:budget",
     ) -> None:
         missing = set(THROTTLE_CLASSES) - set(rates)
@@ -230,8 +239,11 @@ class RequestBudget:
                     f"interactive_reserve {interactive_reserve} must be at least 0 and below "
                     f"the {name} budget of {rate.requests}"
                 )
+        if bulk_reserve < 0:
+            raise ValueError(f"bulk_reserve {bulk_reserve} must be at least 0")
         self.rates = dict(rates)
         self.interactive_reserve = interactive_reserve
+        self.bulk_reserve = bulk_reserve
         self.prefix = prefix
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         self._acquire = self._redis.register_script(budget_scripts.ACQUIRE)
@@ -256,11 +268,18 @@ class RequestBudget:
     def max_burst(self, cls: str, priority: Priority | str) -> int:
         """The most tokens one ``acquire`` at ``priority`` can ever get at once for ``cls``."""
         rate = self.rates[cls]
-        return rate.requests - self._reserve(Priority(priority))
+        return rate.requests - self._reserve(cls, Priority(priority))
 
-    def _reserve(self, priority: Priority) -> int:
-        """The tokens a call at ``priority`` must leave in the bucket."""
-        return 0 if priority in AGENT_PRIORITIES else self.interactive_reserve
+    def _reserve(self, cls: str, priority: Priority) -> int:
+        """The tokens a call at ``priority`` must leave in the ``cls`` bucket: none for an
+        agent's; ``interactive_reserve`` for sync; for bulk the larger of that and
+        ``bulk_reserve``, but never the whole bucket."""
+        if priority in AGENT_PRIORITIES:
+            return 0
+        if priority == Priority.BULK:
+            ceiling = self.rates[cls].requests - 1
+            return min(ceiling, max(self.interactive_reserve, self.bulk_reserve))
+        return self.interactive_reserve
 
     def _check_tokens(self, cls: str, priority: Priority, tokens: int) -> None:
         if not 1 <= tokens <= self.max_burst(cls, priority):
@@ -292,7 +311,7 @@ class RequestBudget:
                 int(rate.per_seconds * 1000 * REFILL_SAFETY_FACTOR),
                 tokens,
                 priority.rank,
-                self._reserve(priority),
+                self._reserve(cls, priority),
                 fair_key,
                 waiter,
                 ttl_ms,

@@ -45,6 +45,7 @@ import urllib3.exceptions
 
 from graph.budget import (
     AGENT_PRIORITIES,
+    BULK_RESERVE,
     DEFAULT_BUDGETS,
     BudgetBusy,
     BudgetRate,
@@ -93,6 +94,7 @@ class GraphConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     budgets: Mapping[str, BudgetRate] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     interactive_reserve: int = 1
+    bulk_reserve: int = BULK_RESERVE
     budget_prefix: str = "graph:budget"
     # The first backoff step without Retry-After (seconds); later steps double it.
     backoff_base: float = 1.0
@@ -269,6 +271,7 @@ class _Shared:
             config.redis_url,
             config.budgets,
             interactive_reserve=config.interactive_reserve,
+            bulk_reserve=config.bulk_reserve,
             prefix=config.budget_prefix,
         )
         self._pid = os.getpid()

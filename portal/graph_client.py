@@ -63,6 +63,7 @@ def graph_config_from_settings() -> GraphConfig:
                 "identity": _budget("GRAPH_BUDGET_IDENTITY"),
             },
             interactive_reserve=settings.GRAPH_INTERACTIVE_RESERVE,
+            bulk_reserve=settings.GRAPH_BULK_RESERVE,
             # One budget per app registration and tenant: that is what Graph throttles by.
             budget_prefix=f"graph:budget:{settings.ENTRA_TENANT_ID}:{settings.ENTRA_CLIENT_ID}",
         )

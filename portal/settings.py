@@ -180,6 +180,8 @@ GRAPH_MAX_RETRY_WAIT_SECONDS = env.float("GRAPH_MAX_RETRY_WAIT_SECONDS", default
 GRAPH_BUDGET_REPORTS = env.str("GRAPH_BUDGET_REPORTS", default="5/10")
 GRAPH_BUDGET_IDENTITY = env.str("GRAPH_BUDGET_IDENTITY", default="3500/10")
 GRAPH_INTERACTIVE_RESERVE = env.int("GRAPH_INTERACTIVE_RESERVE", default=1)
+# The tokens a bulk operation leaves in each bucket for agents (at most all but one).
+GRAPH_BULK_RESERVE = env.int("GRAPH_BULK_RESERVE", default=4)
 # /readyz fails when calls wait on a class and nothing was granted for this long, or a 429 pause
 # has more than this left (portal/health.py).
 GRAPH_BUDGET_STALL_SECONDS = env.float("GRAPH_BUDGET_STALL_SECONDS", default=120.0)

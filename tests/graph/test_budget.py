@@ -96,6 +96,30 @@ def test_reserve_keeps_the_last_tokens_for_interactive(budget_prefix: str) -> No
         budget.acquire("reports", "interactive", timeout=0.1)
 
 
+def test_a_bulk_operation_leaves_the_bulk_reserve_for_an_agents_reset(budget_prefix: str) -> None:
+    """Bulk takes a token only above ``bulk_reserve`` (4 by default), so an agent's reset that
+    starts while a bulk runs finds its first four calls' tokens at once."""
+    budget = make_budget(budget_prefix, BudgetRate(5, 100))
+    assert budget.max_burst("reports", "bulk") == 1
+    budget.acquire("reports", "bulk", timeout=0.1)
+    with pytest.raises(GraphThrottled):
+        budget.acquire("reports", "bulk", timeout=0.1)
+    for _ in range(4):
+        budget.acquire("reports", "action", timeout=0.1)
+    with pytest.raises(GraphThrottled):
+        budget.acquire("reports", "action", timeout=0.1)
+    # Never the whole bucket: a bucket of 3 keeps 2 from bulk, and sync keeps its own reserve.
+    small = RequestBudget(
+        REDIS_URL,
+        {"reports": BudgetRate(3, 100), "identity": BudgetRate(3500, 10)},
+        interactive_reserve=1,
+        prefix=f"{budget_prefix}:small",
+    )
+    assert small.max_burst("reports", "bulk") == 1
+    assert small.max_burst("reports", "sync") == 2
+    assert small.max_burst("identity", "bulk") == 3496
+
+
 def test_never_grantable_request_is_a_value_error(budget_prefix: str) -> None:
     budget = make_budget(budget_prefix, BudgetRate(5, 10))
     assert budget.max_burst("reports", "sync") == 4

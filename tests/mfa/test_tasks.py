@@ -16,6 +16,7 @@ from mfa.models import ActionKind, ActionRequest, Status
 from portal.celery import app
 from tests.mfa.action_requests import action_request_make, emulator_audit, wait_final
 from tests.personas import PERSONAS, portal_user
+from tests.waiting import wait_for
 
 SAM = PERSONAS.standard_target
 
@@ -46,6 +47,15 @@ def test_redelivered_task_does_nothing(tenant: Any, celery_worker: Any) -> None:
     before = _revokes(tenant)
     row = wait_final(_revoke(agent).pk)
     assert row.status == Status.SUCCEEDED
+    # The notice to the person is recorded just after the request is final: wait for it, so
+    # that the count below is the finished request's.
+    wait_for(
+        lambda: PortalEvent.objects.filter(
+            request=row.pk, kind=PortalEvent.Kind.ACTION_NOTIFIED
+        ).exists(),
+        timeout=30,
+        what="the notice to the person",
+    )
     events = PortalEvent.objects.filter(request=row.pk).count()
 
     # The same message again (acks_late redelivery), run here and through the worker.

@@ -65,6 +65,17 @@ def agent_upn(n: int) -> str:
     return f"bench.agent{n}@contoso-demo.onmicrosoft.com"
 
 
+def agent_role(n: int) -> str:
+    """The app role of bench agent ``n``: ``Helpdesk.Agent`` unless ``BENCH_AGENT_ROLES``
+    (``0=Helpdesk.Responder,1=Helpdesk.Lead``) names another, in the emulator and the session
+    alike."""
+    for pair in os.environ.get("BENCH_AGENT_ROLES", "").split(","):
+        index, _, role = pair.partition("=")
+        if index.strip() == str(n) and role.strip():
+            return role.strip()
+    return "Helpdesk.Agent"
+
+
 def emulator_main(argv: list[str]) -> int:
     """The real emulator, with every throttle token it takes recorded (time, class, allowed)."""
     from werkzeug.wrappers import Response
@@ -119,7 +130,7 @@ def emulator_main(argv: list[str]) -> int:
                     employee_id=f"B{n:06d}",
                 )
             )
-            tenant.app_role_assignments[oid] = {"Helpdesk.Agent"}
+            tenant.app_role_assignments[oid] = {agent_role(n)}
         return tenant
 
     server_module.EmulatorServer._build_tenant = build_tenant  # type: ignore[method-assign]
@@ -240,7 +251,7 @@ def create_agent_sessions(count: int) -> tuple[str, list[tuple[str, str]]]:
                 "oid": oid,
                 "name": f"Bench Agent {n}",
                 "preferred_username": agent_upn(n),
-                "roles": ["Helpdesk.Agent"],
+                "roles": [agent_role(n)],
             },
         )
         session = SessionStore()
@@ -361,6 +372,7 @@ def portal_stack(
     reports_budget: str,
     celery_worker: bool,
     extra_env: dict[str, str] | None = None,
+    emulator_args: tuple[str, ...] = (),
 ) -> Iterator[Stack]:
     """Start everything (module docstring); ``reports_budget`` is both the emulator's and the
     portal's reports class (``5/10`` is Graph's real one)."""
@@ -394,7 +406,7 @@ def portal_stack(
                 [
                     python, str(Path(__file__).resolve()), "emulator", "--host", "127.0.0.1",
                     "--port", str(emulator_port), "--state-dir", str(var_dir / "emulator"),
-                    "--reports-limit", reports_budget,
+                    "--reports-limit", reports_budget, *emulator_args,
                 ],
                 env,
                 log,
@@ -504,7 +516,7 @@ class Client:
         method: str,
         path: str,
         *,
-        form: dict[str, str] | None = None,
+        form: dict[str, Any] | None = None,
         htmx: bool = False,
     ) -> tuple[int, str, dict[str, str]]:
         headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
@@ -512,7 +524,7 @@ class Client:
             headers["HX-Request"] = "true"
         body = None
         if form is not None:
-            body = urlencode(form)
+            body = urlencode(form, doseq=True)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             headers["Referer"] = f"http://127.0.0.1:{self.port}{path}"
         try:

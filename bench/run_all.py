@@ -89,6 +89,13 @@ def discover() -> tuple[list[Path], set[str]]:
     return benches, needs_postgres
 
 
+def own_timeout(path: Path) -> float:
+    """The time limit a benchmark asks for itself (``BENCH_TIMEOUT_SECONDS = 1800`` at the top
+    level: bench/bulk_ops.py's two stacks and long run), else 0."""
+    match = re.search(r"^BENCH_TIMEOUT_SECONDS = (\d+)$", path.read_text(), re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
 def postgres_url() -> str:
     """DATABASE_URL when it names a PostgreSQL server, else an empty string."""
     url = os.environ.get("DATABASE_URL", "")
@@ -370,7 +377,7 @@ def main() -> int:
                 continue
             takes_json = '"--json"' in path.read_text()
             json_path = Path(scratch) / f"{path.stem}.json" if takes_json else None
-            outcome = run_one(path, timeout=timeout, json_path=json_path)
+            outcome = run_one(path, timeout=max(timeout, own_timeout(path)), json_path=json_path)
             print(f"  -> {outcome.status} in {outcome.seconds:.0f} s", flush=True)
             outcomes.append(outcome)
             if json_path is not None and json_path.is_file():

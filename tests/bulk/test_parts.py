@@ -14,6 +14,7 @@ from bulk import services
 from bulk.flow import BULK_OPERATIONS
 from bulk.models import ItemState
 from graph import Priority
+from graph.budget import BULK_RESERVE
 from mfa import flow as mfa_flow
 from mfa import runners
 from mfa.models import ActionKind, ActionRequest
@@ -58,7 +59,8 @@ def test_an_agents_single_reset_goes_ahead_of_a_running_bulk(
 ) -> None:
     """With Graph's real reports budget (5 per 10 s), a bulk re-registration of many people
     runs in one thread; an agent's re-registration of Sam, started while it runs, waits no
-    more than about one budget slot per call: the bulk's calls yield to it."""
+    more than about one budget slot per call beyond the four the bulk leaves in the bucket: the
+    bulk's calls yield to it."""
     real_graph_budget.throttle.configure(enabled=False)  # the client's budget paces the calls
     people = group_standard_ids(real_graph_budget, 6)
     op = services.confirm(plan(people, actions=("reregister",)), by=rita())
@@ -85,9 +87,10 @@ def test_an_agents_single_reset_goes_ahead_of_a_running_bulk(
             services.pause(op, by=rita())
         runner.join(timeout=170)
     calls = 3 + len(single.result.get("removed") or [])
-    # Each of the agent's reports calls waits at most about one slot (2 s at 5 per 10 s, with
-    # the bucket's safety factor) instead of queuing behind the bulk's remaining calls.
-    assert took <= calls * 2.2 + 2, (took, calls)
+    # The bulk leaves BULK_RESERVE (4) tokens in the bucket, so the agent's first four calls go
+    # at once and each later one waits at most about one slot (2.2 s at 5 per 10 s, with the
+    # bucket's safety factor), ahead of the bulk's calls; 2 s for the portal's own work.
+    assert took <= max(0, calls - BULK_RESERVE) * 2.2 + 2, (took, calls)
     assert still_running  # the bulk was still going when the agent's reset ended
     reset_graph_client()
 

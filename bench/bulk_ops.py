@@ -316,26 +316,31 @@ def memory_figures(run: BulkRun) -> dict[str, float]:
     return {"early_mb": early, "end_mb": late, "peak_mb": peak, "growth": (late - early) / early}
 
 
+def bulk_stack(budget: str) -> Any:
+    """The stack both parts run on: the bench's Responder, Lead and Agent, the bulk size cap
+    raised for the candidates, no approver mail, a tenant of TENANT_USERS people."""
+    os.environ["BENCH_AGENT_ROLES"] = ROLES
+    return bench_stack.portal_stack(
+        agents=3,
+        reports_budget=budget,
+        celery_worker=True,
+        extra_env={
+            "BENCH_AGENT_ROLES": ROLES,
+            "PORTAL_BULK_MAX_PEOPLE": str(CANDIDATES + 50),
+            "PORTAL_NOTIFY_APPROVERS": "false",
+        },
+        emulator_args=("--users", str(TENANT_USERS)),
+    )
+
+
 # --- part 1: the scaled budget ---
 
 
 def part_scaled(args: argparse.Namespace) -> dict[str, Any]:
     budget = f"{SCALED_BUDGET[0]}/{SCALED_BUDGET[1]:g}"
-    env = {
-        "BENCH_AGENT_ROLES": ROLES,
-        "PORTAL_BULK_MAX_PEOPLE": str(CANDIDATES + 50),
-        "PORTAL_NOTIFY_APPROVERS": "false",
-    }
-    os.environ["BENCH_AGENT_ROLES"] = ROLES
     out: dict[str, Any] = {"scaled_budget": budget, "scale": SCALE}
     log(f"part 1: reports budget {budget} on both sides (Graph's 5/10 times {SCALE})")
-    with bench_stack.portal_stack(
-        agents=3,
-        reports_budget=budget,
-        celery_worker=True,
-        extra_env=env,
-        emulator_args=("--users", str(TENANT_USERS)),
-    ) as stack:
+    with bulk_stack(budget) as stack:
         upns = candidate_upns(CANDIDATES)
         time.sleep(SCALED_BUDGET[1] * 1.2)  # the stack's start used the budget: full again
         stack.pull_events()
@@ -481,22 +486,10 @@ def agent_reset(stack: bench_stack.Stack, oid: str, ticket: str) -> float:
 
 def part_real(args: argparse.Namespace) -> dict[str, Any]:
     budget = f"{REAL_BUDGET[0]}/{REAL_BUDGET[1]:g}"
-    env = {
-        "BENCH_AGENT_ROLES": ROLES,
-        "PORTAL_BULK_MAX_PEOPLE": str(CANDIDATES + 50),
-        "PORTAL_NOTIFY_APPROVERS": "false",
-    }
-    os.environ["BENCH_AGENT_ROLES"] = ROLES
     refill = REAL_BUDGET[1] * 1.1 * 1.15  # the portal's window (its safety factor) and a margin
     slot = REAL_BUDGET[1] / REAL_BUDGET[0]
     log(f"part 2: Graph's real reports budget {budget}, an agent's reset while the bulk runs")
-    with bench_stack.portal_stack(
-        agents=3,
-        reports_budget=budget,
-        celery_worker=True,
-        extra_env=env,
-        emulator_args=("--users", str(TENANT_USERS)),
-    ) as stack:
+    with bulk_stack(budget) as stack:
         upns = candidate_upns(CANDIDATES)
         survey, _ = start_dry_run(stack, upns, "INC-0002000")
         items = [i for i in included_items(survey) if i["included"]]

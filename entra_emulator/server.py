@@ -28,13 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from entra_emulator import methods_api, pki
 from entra_emulator.control import handle_control
 from entra_emulator.faults import Faults
 from entra_emulator.graph_core import handle_graph_request
+from entra_emulator.keepalive import ConnectionSet, KeepAliveHandler
 from entra_emulator.oidc import OidcProvider
 from entra_emulator.seed import DEFAULT_SEED, DOMAIN, TENANT_ID, build_tenant
 from entra_emulator.tenant import ClientCertificate, Propagation, Tenant, check_licence
@@ -70,8 +71,9 @@ def load_route_modules() -> list[str]:
     return loaded
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """Request logging at DEBUG on the emulator's logger (URLs carry codes; keep them quiet)."""
+class _QuietHandler(KeepAliveHandler):
+    """Kept-alive connections (entra_emulator.keepalive), with request logging at DEBUG on the
+    emulator's logger (URLs carry codes; keep them quiet)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         logger.debug("%s %s %s", self.command, self.path.split("?", 1)[0], code)
@@ -138,6 +140,9 @@ class EmulatorServer:
             ssl_context=self.pki.server_ssl_context(),
             request_handler=_QuietHandler,
         )
+        # Read by KeepAliveHandler; stop() closes what is still open.
+        self._connections = ConnectionSet()
+        self._httpd.open_connections = self._connections  # type: ignore[attr-defined]
         self.port = int(self._httpd.server_port)
         url_host = f"[{host}]" if ":" in host else host
         self.base_url = f"https://{url_host}:{self.port}"
@@ -281,6 +286,8 @@ class EmulatorServer:
             self._httpd.shutdown()
             self._serving.clear()
         self._httpd.server_close()
+        # A client's kept connection must not outlive the server (it would still be answered).
+        self._connections.close_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None

@@ -365,6 +365,12 @@ class Stack:
         return f"{self.cookie_name}={self.agents[n][1]}"
 
 
+# The key every stack of this process signs with. The bench process reads Django's settings
+# once, at its first stack, and signs the agents' sessions with that key: a second stack with a
+# key of its own (bench/bulk_ops.py's part 2) would find every session invalid and answer 302.
+_SECRET_KEY = secrets.token_urlsafe(48)
+
+
 @contextlib.contextmanager
 def portal_stack(
     *,
@@ -382,6 +388,9 @@ def portal_stack(
     emulator_port, portal_port = free_port(), free_port()
     redis_server = EmbeddedRedis(workdir=var_dir / "redis")
     children: list[subprocess.Popen[bytes]] = []
+    # This process takes the stack's environment (its own Django use); a later stack of the
+    # same process must start from what was there before (DATABASE_URL names the server).
+    saved_environ = dict(os.environ)
     try:
         with stack_database() as (database_url, database_label):
             env = {
@@ -389,7 +398,7 @@ def portal_stack(
                 **demo_environment(emulator_port=emulator_port, var_dir=var_dir),
                 "PORTAL_VAR_DIR": str(var_dir),
                 "DJANGO_SETTINGS_MODULE": "portal.settings",
-                "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+                "DJANGO_SECRET_KEY": _SECRET_KEY,
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_server.start(),
                 "GRAPH_BUDGET_REPORTS": reports_budget,
@@ -485,6 +494,8 @@ def portal_stack(
                 os.killpg(child.pid, signal.SIGCONT)
             stop_child(child)
         redis_server.stop()
+        os.environ.clear()
+        os.environ.update(saved_environ)
         if not os.environ.get("PORTAL_KEEP_VAR"):
             shutil.rmtree(var_dir, ignore_errors=True)
 

@@ -80,9 +80,6 @@ ROLES = f"{RESPONDER}=Helpdesk.Responder,{LEAD}=Helpdesk.Lead,{AGENT}=Helpdesk.A
 GOALS = {"calls_ratio": 1.0, "throughput": 0.9, "added_slots": 1.0, "memory_growth": 0.10}
 OPERATION_URL = re.compile(r"^/bulk/([0-9a-f-]{36})/$")
 USER_PATH = re.compile(r"/users/([0-9a-fA-F-]{36})(/|$)")
-# The server every stack makes its own database on: portal_stack points DATABASE_URL at the
-# stack's database (dropped when it stops), so each part starts from this one again.
-SERVER_DATABASE_URL = os.environ.get("DATABASE_URL", "")
 
 
 def log(text: str) -> None:
@@ -603,7 +600,6 @@ def main() -> int:
     figures: dict[str, Any] = {}
     if args.only != "real":
         figures.update(part_scaled(args))
-    os.environ["DATABASE_URL"] = SERVER_DATABASE_URL
     if args.only != "scaled":
         figures["real"] = part_real(args)
     figures["seconds"] = round(time.monotonic() - started, 1)

@@ -25,10 +25,13 @@ Scaled, keeping one ratio (the budget and the agents' pace are real time): the p
 the demo tenant's 200), so that views per person per cache lifetime (1.67 views/s x 60 s / 40 =
 2.5) and the rate of views that find no fresh cache (people / (lifetime + people / view rate) =
 0.48/s) are those of 50 agents over the demo tenant with the default lifetime, and the run
-reaches them within minutes. That demand is more than Graph's budget: 0.48 cold views/s x 3
-reports calls = 1.4 calls/s against 0.5/s, so waits grow until the budget is saturated, for the
-ideal client too (the floor); how long they then are depends on the scale, so the absolute fill
-times here are this scale's, and the ratio to the floor is the figure.
+reaches them within minutes. That demand is more than Graph's budget: 0.48 cold views/s x 1
+reports call (the methods: the page reads the default method and the per-user MFA state only
+when the agent asks, and these agents do not) plus the re-registrations (one view in eight,
+n + 2 calls and the default's read each, about 1 call/s) against 0.5/s, so waits grow until the
+budget is saturated, for the ideal client too (the floor); how long they then are depends on
+the scale, so the absolute fill times here are this scale's, and the ratio to the floor is the
+figure.
 
 Figures (printed, and with ``--json PATH`` written for bench/run_all.py), each with its goal:
 reports-class calls per person view (all the measured window's reports calls less the action
@@ -39,12 +42,12 @@ budget; agents with two or more such views), the invalid and valid POST p95 unde
 after the load, with the Celery worker paused, Graph calls per invalid and valid POST, counted
 alone), and 429s shown to an agent as an error.
 
-The floor: an ideal Graph client that reads a person's three reports-class parts (methods,
-sign-in preferences, per-user MFA state) only when its last read is older than the cache
-lifetime (a view of a person whose read is queued joins it), and serves every such read and
-every re-registration's stated minimum in arrival order from a perfect 5-per-10-s token bucket
-(full at the start of the warm-up): a view's floor is when its methods call would be granted,
-plus the median fill time of the views that did not wait (the portal's own time).
+The floor: an ideal Graph client that reads what the page shows by itself (the methods:
+``real_budget_report.PANEL_PARTS`` reports-class calls) only when its last read is older than
+the cache lifetime (a view of a person whose read is queued joins it), and serves every such
+read and every re-registration's stated minimum in arrival order from a perfect 5-per-10-s
+token bucket (full at the start of the warm-up): a view's floor is when its methods call would
+be granted, plus the median fill time of the views that did not wait (the portal's own time).
 """
 
 from __future__ import annotations
@@ -200,7 +203,7 @@ def budget_floor(
     cache_seconds: float,
 ) -> tuple[dict[int, float], set[int]]:
     """Per view (by id), the wait an ideal client would see for the methods call (module
-    docstring): a perfect token bucket, FIFO over every cold view's three calls and every
+    docstring): a perfect token bucket, FIFO over every cold view's PANEL_PARTS calls and every
     runner's minimum; a view of a person whose read is queued waits for that read, one read
     less than ``cache_seconds`` before costs nothing. Also the ids of the views that read."""
     count, window = REPORTS_BUDGET

@@ -9,7 +9,7 @@ it cannot show whether the waits are close to the best possible.
 This one keeps everything (the agents' pace and mix, the runners, the real budget, the floor:
 the same code) but with ``AGENTS`` agents over ``PEOPLE`` people and the person cache at its
 default lifetime (``PORTAL_PERSON_CACHE_SECONDS``, 300 s), so that the demand stays under the
-budget (about 0.35 of the 0.5 calls/s: cold views about 0.09/s x 3 parts, plus the
+budget (cold views about 0.09/s x 1 part, the methods, plus the
 re-registrations' n + 2 calls): the methods panel's fill time against the floor and the spread
 between agents are then measured, not censored. Same figures and goals as
 bench/load_real_budget.py, under this benchmark's name in bench/RESULTS.md.

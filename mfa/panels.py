@@ -1,6 +1,11 @@
 """The person page's Graph panels: methods (with the sign-in preference: the default method) and
 per-user MFA state, each loaded as a fragment after the page.
 
+The page reads only what an agent needs first: the methods load by themselves; the default
+method and the per-user MFA state show at once when the cache holds them, and are otherwise read
+when the agent asks for them (``PANEL_PARTS``), since each is one more call of the reports budget
+(5 per 10 s for the whole tenant).
+
 A panel is answered, in this order:
 
 1. from ``mfa.person_cache`` while what it shows is held there (with its age);
@@ -33,11 +38,18 @@ from mfa.forms import METHOD_NAMES
 
 METHODS_PANEL = "methods"
 MFA_PANEL = "mfa"
-# The person_cache parts each panel shows.
+# The person_cache parts each panel reads from Graph when they are not held. A person page
+# reads only what an agent needs first, the methods (one reports-class call): the default
+# method (the sign-in preferences) and the per-user MFA state are each one more call of the
+# same 5-per-10-s budget the whole helpdesk shares, so they are read when the agent asks
+# ("Show the default method", "Show the per-user MFA state"), and shown at once, with no call,
+# whenever the cache holds them (another view, a reset's re-list, an earlier ask).
 PANEL_PARTS: dict[str, tuple[str, ...]] = {
-    METHODS_PANEL: (person_cache.METHODS, person_cache.PREFERENCES),
+    METHODS_PANEL: (person_cache.METHODS,),
     MFA_PANEL: (person_cache.MFA_STATE,),
 }
+# The methods panel asked for with the default method (``?default=1``).
+WITH_DEFAULT_PARTS = (person_cache.METHODS, person_cache.PREFERENCES)
 # The browser asks again after half the estimate (the wait shortens as the queue moves, and a
 # re-fetch is a request on the portal's workers: under a saturated budget, polling every few
 # seconds made most of their work), never sooner than MIN_RETRY_SECONDS nor later than
@@ -79,12 +91,14 @@ class Panel:
     error: GraphError | None = None
     preferences_error: GraphError | None = None
     preferences_waiting: BudgetWaitShown | None = None
+    with_default: bool = False
 
     def context(self) -> dict[str, Any]:
         """The template context of ``mfa/_panel_<name>.html``."""
         context: dict[str, Any] = {
             "panel": self.name,
             "oid": self.oid,
+            "with_default": self.with_default,
             "waiting": self.waiting,
             "panel_error": self.error,
             "age_seconds": self.age_seconds,
@@ -110,6 +124,10 @@ class Panel:
                 preferences_error=self.preferences_error,
                 preferences_waiting=self.preferences_waiting,
                 default_known=default_id is not None,
+                # Not read yet, and not asked for: the panel offers "Show the default method".
+                default_offered=bool(methods)
+                and not self.with_default
+                and not (security and security.has(person_cache.PREFERENCES)),
             )
         else:
             context["mfa_state"] = security.mfa_state if security else None
@@ -173,6 +191,7 @@ def _methods_read_before(
     *,
     preferences_waiting: BudgetWaitShown | None = None,
     preferences_error: GraphError | None = None,
+    with_default: bool = False,
 ) -> Panel | None:
     """The methods panel from the methods the load read (cached) before its default-method
     read waited or failed; None for another panel, or when the methods were not read."""
@@ -186,16 +205,21 @@ def _methods_read_before(
         age_seconds=after.age_seconds(person_cache.METHODS),
         preferences_waiting=preferences_waiting,
         preferences_error=preferences_error,
+        with_default=with_default,
     )
 
 
-def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -> Panel:
+def person_panel(
+    client: GraphClient, *, oid: str, panel: str, agent_key: str, with_default: bool = False
+) -> Panel:
     """The panel ``panel`` (METHODS_PANEL or MFA_PANEL) of ``oid``'s person page for the agent
-    whose fair-share key (their object id) is ``agent_key``. See the module docstring.
+    whose fair-share key (their object id) is ``agent_key``; ``with_default``: the methods
+    panel with the default method (read when not held). See the module docstring.
 
     Raises KeyError for an unknown panel; never raises for Graph (failures are in ``error``).
     """
-    parts = PANEL_PARTS[panel]
+    with_default = with_default and panel == METHODS_PANEL
+    parts = WITH_DEFAULT_PARTS if with_default else PANEL_PARTS[panel]
     held = person_cache.cached(oid)
     missing = _missing(held, parts)
     if not missing and held is not None:
@@ -206,6 +230,7 @@ def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -
             security=held,
             age_seconds=held.age_seconds(*[p for p in parts if held.has(p)]),
             from_cache=True,
+            with_default=with_default,
         )
     try:
         security = person_cache.load(
@@ -220,17 +245,30 @@ def person_panel(client: GraphClient, *, oid: str, panel: str, agent_key: str) -
         wait = _waiting(exc.wait.seconds, exc.wait.position)
         # The methods read and only the default waiting: show them now (what the agent needs
         # first); the default mark fills in when its read is granted.
-        shown = _methods_read_before(panel, oid, preferences_waiting=wait)
-        return shown or Panel(name=panel, oid=oid, waiting=wait)
+        shown = _methods_read_before(
+            panel, oid, preferences_waiting=wait, with_default=with_default
+        )
+        return shown or Panel(name=panel, oid=oid, waiting=wait, with_default=with_default)
     except GraphThrottled as exc:
         # Graph said 429 after all (the client recorded the pause for every process).
         again = exc.retry_after if exc.retry_after is not None else MIN_RETRY_SECONDS
-        return Panel(name=panel, oid=oid, waiting=_waiting(again, 1))
+        return Panel(name=panel, oid=oid, waiting=_waiting(again, 1), with_default=with_default)
     except GraphError as exc:
         # The methods read and only the default failing: show them, say so.
-        shown = _methods_read_before(panel, oid, preferences_error=exc)
-        return shown or Panel(name=panel, oid=oid, error=exc)
+        shown = _methods_read_before(panel, oid, preferences_error=exc, with_default=with_default)
+        return shown or Panel(name=panel, oid=oid, error=exc, with_default=with_default)
     held_parts = [p for p in parts if security.has(p)]
     return Panel(
-        name=panel, oid=oid, security=security, age_seconds=security.age_seconds(*held_parts)
+        name=panel,
+        oid=oid,
+        security=security,
+        age_seconds=security.age_seconds(*held_parts),
+        with_default=with_default,
     )
+
+
+def mfa_state_held(oid: str) -> bool:
+    """Whether the cache holds ``oid``'s per-user MFA state: the person page then loads that
+    panel by itself (no Graph call), else it offers to read it."""
+    held = person_cache.cached(oid)
+    return held is not None and held.has(person_cache.MFA_STATE)

@@ -136,6 +136,8 @@ def user_detail(request: HttpRequest, oid: str) -> HttpResponse:
         "escalation": escalations.escalation_notice(request.user, found),
         **_verification_context(request, found),
         **_entra_context(request, found.user.id),
+        # Held: the per-user MFA panel loads by itself from the cache; else it is read on asking.
+        "mfa_state_held": panels.mfa_state_held(found.user.id),
     }
     return render(request, "mfa/user_detail.html", context)
 
@@ -145,10 +147,15 @@ def user_detail(request: HttpRequest, oid: str) -> HttpResponse:
 def user_panel(request: HttpRequest, oid: str, panel: str) -> HttpResponse:
     """``/users/<oid>/panels/<methods|mfa>/``: one Graph panel of the person page
     (``mfa.panels.person_panel``): from the cache, read now, or waiting for the budget (the
-    panel says how long and asks again by itself). A fragment for the page's script; a page of
-    its own without it."""
+    panel says how long and asks again by itself); ``?default=1``: the methods with the default
+    method. A fragment for the page's script; a page of its own without it."""
     shown = panels.person_panel(
-        get_graph_client(), oid=oid, panel=panel, agent_key=_agent_key(request.user)
+        get_graph_client(),
+        oid=oid,
+        panel=panel,
+        agent_key=_agent_key(request.user),
+        # "Show the default method": the methods panel with the sign-in preferences read too.
+        with_default=request.GET.get("default") == "1",
     )
     context = shown.context()
     template = f"mfa/_panel_{panel}.html"

@@ -2,7 +2,9 @@
  * The person page's panels (mfa/panels.py). A panel is an element with data-panel-url and
  * data-panel-state: "loading" is fetched at once, "waiting" (for Graph's budget, or for a sync)
  * and "partial" (shown, one part still waiting) after data-retry-after seconds, and replaced by
- * the answer; "filled" and "error" end the loop.
+ * the answer; "filled" and "error" end the loop. "idle" waits for the agent: a link marked
+ * data-panel-load inside a panel (also in a filled one: "Show the default method") loads its
+ * href into the panel in place, and the panel goes on from the answer.
  * Without this script each panel offers a link instead. A file, not inline: the CSP forbids
  * inline script.
  */
@@ -62,6 +64,23 @@
     }
     window.setTimeout(function () { load(panel, 0); }, seconds * 1000);
   }
+
+  // Asked for by the agent: one click, one fetch (a second click while it loads does nothing).
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest ? event.target.closest("a[data-panel-load]") : null;
+    var panel = link ? link.closest("[data-panel]") : null;
+    if (!panel) {
+      return;
+    }
+    event.preventDefault();
+    if (panel.getAttribute("data-panel-state") === "loading") {
+      return;
+    }
+    panel.setAttribute("data-panel-url", link.getAttribute("href"));
+    panel.setAttribute("data-panel-state", "loading");
+    link.replaceWith(document.createTextNode("Loading from Graph…"));
+    load(panel, 0);
+  });
 
   Array.prototype.forEach.call(document.querySelectorAll("[data-panel-url]"), schedule);
 })();

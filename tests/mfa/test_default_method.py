@@ -38,9 +38,11 @@ def _default_rows(html: str) -> list[str]:
 
 
 def _methods_panel(agent: Any) -> str:
-    """The person page's methods panel (a fragment the page loads)."""
+    """The person page's methods panel with the default method ("Show the default method")."""
     return str(
-        agent.get(f"/users/{SAM.oid}/panels/methods/", HTTP_HX_REQUEST="true").content.decode()
+        agent.get(
+            f"/users/{SAM.oid}/panels/methods/?default=1", HTTP_HX_REQUEST="true"
+        ).content.decode()
     )
 
 

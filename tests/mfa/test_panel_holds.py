@@ -26,7 +26,9 @@ SAM = PERSONAS.standard_target
 
 
 def _panel(client: Client, name: str) -> str:
-    response = client.get(f"/users/{SAM.oid}/panels/{name}/", HTTP_HX_REQUEST="true")
+    path, _, query = name.partition("?")
+    url = f"/users/{SAM.oid}/panels/{path}/" + (f"?{query}" if query else "")
+    response = client.get(url, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     return str(response.content.decode())
 
@@ -73,8 +75,10 @@ def test_the_methods_show_while_only_the_default_method_waits(tenant: Any) -> No
     agent = signed_in(PERSONAS.agent)
     person_cache.load(get_graph_client(), SAM.oid, parts=[person_cache.METHODS])
     get_graph_client().budget.record_pause(REPORTS, 5)
-    html = _panel(agent, "methods")
+    html = _panel(agent, "methods?default=1")
     assert 'data-panel-state="partial"' in html
+    # It asks again for the same: the methods with the default.
+    assert f'data-panel-url="/users/{SAM.oid}/panels/methods/?default=1"' in html
     assert "Authenticator app" in html
     assert "The default method: waiting for Graph's budget" in " ".join(html.split())
     assert re.search(r'data-retry-after="[\d.]+"', html)

@@ -37,7 +37,10 @@ SAM = PERSONAS.standard_target
 
 
 def _panel(client: Client, name: str, oid: str = SAM.oid) -> str:
-    response = client.get(f"/users/{oid}/panels/{name}/", HTTP_HX_REQUEST="true")
+    """The panel ``name`` ("methods", "mfa"; "methods?default=1": with the default method)."""
+    path, _, query = name.partition("?")
+    url = f"/users/{oid}/panels/{path}/" + (f"?{query}" if query else "")
+    response = client.get(url, HTTP_HX_REQUEST="true")
     assert response.status_code == 200, response.content.decode()[:2000]
     return str(response.content.decode())
 
@@ -74,12 +77,48 @@ def test_the_shell_makes_no_reports_call(tenant: Any, monkeypatch: pytest.Monkey
     assert "Recent portal requests" in html
     # ... the Entra events from the local cache ...
     assert "Admin registered security info" in html and "Someone Else" in html
-    # ... and the Graph panels as fragments the page's script loads (a link without it).
+    # ... and the Graph panels as fragments the page's script loads (a link without it): the
+    # methods at once, the per-user MFA state (nothing cached) when the agent asks.
     for name in ("methods", "mfa"):
         assert f'data-panel-url="/users/{SAM.oid}/panels/{name}/"' in html
-    assert html.count('data-panel-state="loading"') == 2
+    assert html.count('data-panel-state="loading"') == 1
+    assert html.count('data-panel-state="idle"') == 1
+    assert "Show the per-user MFA state" in html
     assert "Authenticator app" not in html
     assert "js/panels.js" in html
+
+
+def test_a_first_view_reads_only_the_methods_and_offers_the_rest(
+    tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: the page spends one reports call on a person nobody opened (the methods); the
+    default method and the per-user MFA state cost one call each when the agent asks, and none
+    once held: the page then shows them by itself."""
+    agent = signed_in(PERSONAS.agent)
+    with counting_graph_calls(monkeypatch) as calls:
+        methods = _panel(agent, "methods")
+    assert [p for _, p in calls.of(REPORTS)] == [f"/v1.0/users/{SAM.oid}/authentication/methods"]
+    assert _state(methods) == "filled" and "Authenticator app" in methods
+    assert "data-default-method" not in methods
+    assert f'href="/users/{SAM.oid}/panels/methods/?default=1" data-panel-load' in methods
+
+    with counting_graph_calls(monkeypatch) as calls:
+        with_default = _panel(agent, "methods?default=1")
+        mfa = _panel(agent, "mfa")
+    assert [p for _, p in calls.of(REPORTS)] == [
+        f"/beta/users/{SAM.oid}/authentication/signInPreferences",
+        f"/beta/users/{SAM.oid}/authentication/requirements",
+    ]
+    assert "data-default-method" in with_default and "data-default-offer" not in with_default
+    assert _state(mfa) == "filled" and "Disabled" in mfa
+
+    # Held now: the page loads the MFA panel by itself, and the methods come marked, no call.
+    with counting_graph_calls(monkeypatch) as calls:
+        shell = agent.get(f"/users/{SAM.oid}/").content.decode()
+        again = _panel(agent, "methods")
+    assert calls.of(REPORTS) == []
+    assert shell.count('data-panel-state="loading"') == 2 and "data-panel-idle" not in shell
+    assert "data-default-method" in again and "data-default-offer" not in again
 
 
 def test_a_panel_reads_graph_once_then_answers_from_the_cache(
@@ -87,7 +126,7 @@ def test_a_panel_reads_graph_once_then_answers_from_the_cache(
 ) -> None:
     agent = signed_in(PERSONAS.agent)
     with counting_graph_calls(monkeypatch) as calls:
-        first = _panel(agent, "methods")
+        first = _panel(agent, "methods?default=1")
     assert _state(first) == "filled"
     assert "Authenticator app" in first and "+44 **** **0123" in first
     assert "Read from Graph, as of just now" in first
@@ -95,7 +134,7 @@ def test_a_panel_reads_graph_once_then_answers_from_the_cache(
     assert len(paths) == 2 and paths[1].endswith("/signInPreferences"), paths
 
     with counting_graph_calls(monkeypatch) as calls:
-        again = _panel(agent, "methods")
+        again = _panel(agent, "methods?default=1")
         mfa = _panel(agent, "mfa")
     assert "From the portal's cache, as of just now" in again
     assert "Authenticator app" in again and "data-default-method" in again

@@ -28,8 +28,13 @@ PREFERENCES_PATH = r"/beta/users/[^/]+/authentication/signInPreferences"
 
 
 def _panel(name: str) -> panels.Panel:
+    """The panel ``name``; the methods with the default method ("Show the default method")."""
     return panels.person_panel(
-        get_graph_client(), oid=SAM.oid, panel=name, agent_key=PERSONAS.agent.oid
+        get_graph_client(),
+        oid=SAM.oid,
+        panel=name,
+        agent_key=PERSONAS.agent.oid,
+        with_default=True,
     )
 
 

@@ -270,5 +270,4 @@ def person_panel(
 def mfa_state_held(oid: str) -> bool:
     """Whether the cache holds ``oid``'s per-user MFA state: the person page then loads that
     panel by itself (no Graph call), else it offers to read it."""
-    held = person_cache.cached(oid)
-    return held is not None and held.has(person_cache.MFA_STATE)
+    return person_cache.holds(oid, person_cache.MFA_STATE)

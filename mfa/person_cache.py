@@ -227,6 +227,16 @@ def cached(oid: str) -> PersonSecurity | None:
     )
 
 
+def holds(oid: str, part: str) -> bool:
+    """Whether the cache holds ``part`` of ``oid`` (one key read, nothing decoded; a part that
+    cannot be read back counts as held here, and as not held by ``cached``)."""
+    try:
+        entry = cache.get(_key(oid, part))
+    except (RedisError, OSError):
+        return False
+    return isinstance(entry, dict) and "at" in entry
+
+
 def _store(oid: str, values: Mapping[str, Any], *, started: float | None) -> None:
     """Keep ``values`` (part -> graph result) unless a forget came after ``started``."""
     if not values:

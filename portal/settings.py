@@ -115,7 +115,8 @@ if not REDIS_URL:
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # Django's Redis cache, with one client per pool instead of one per call.
+        "BACKEND": "portal.cache_backend.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "portal",
         # Not pickle: whoever can write to Redis must not be able to run code in the portal.

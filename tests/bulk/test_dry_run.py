@@ -155,3 +155,27 @@ def test_only_responders_and_admins_plan(tenant: Any) -> None:
             plan([PERSONAS.standard_target.upn], starter=portal_user(persona))
     assert plan([PERSONAS.standard_target.upn], starter=portal_user(PERSONAS.admin)).pk
     assert rita().pk
+
+
+def test_a_protected_group_member_follows_the_privileged_rule(tenant: Any) -> None:
+    """Guard rails: a member of a protected group (PORTAL_PROTECTED_GROUP_IDS) with no role is
+    privileged, so a starter without PAA cannot include them, as for a role holder."""
+    from django.core.cache import cache
+
+    from entra_emulator.seed import GROUP_IDS, PROTECTED_GROUP
+    from mfa import policy
+    from portal.graph_client import get_graph_client
+
+    executives = sorted(tenant.tenant.group_members[GROUP_IDS[PROTECTED_GROUP]])
+    with override_settings(PORTAL_PROTECTED_GROUP_IDS=[]):
+        member = next(
+            oid
+            for oid in executives
+            if policy.target_profile(get_graph_client(), oid, use_cache=False).tier == "standard"
+        )
+    cache.clear()  # the profiles read above knew of no protected group
+    with override_settings(PORTAL_PROTECTED_GROUP_IDS=[GROUP_IDS[PROTECTED_GROUP].upper()]):
+        (item,) = items(plan([member]))
+    assert item.tier == "privileged" and not item.included
+    assert item.refusal == Refusal.PRIVILEGED_WITHOUT_PAA
+    assert PROTECTED_GROUP in item.refusal_text

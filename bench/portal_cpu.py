@@ -360,16 +360,15 @@ def goals(f: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": k["x_floor"] <= PERSON_PAGE_FLOOR_MULTIPLE and k["reports"] == 0,
                 "why": (
                     f"The shell's {k['identity']:g} identity-class Graph calls (person, "
-                    "manager, memberships, own roles) go as one $batch: one HTTPS request "
-                    "(against the emulator a new TLS connection each, werkzeug closes every "
-                    "one) of about 3.5 ms of portal CPU, plus the cache reads and write of the "
-                    "profile; the repeat view has no Graph call. What is left of a repeat "
-                    "view (in-process, about 10 ms): the verification panel's form widgets "
-                    "(~1.4 ms), two verification queries (~1.5 ms), session, user and portal "
-                    "profile (3 queries, ~1.6 ms), the navigation's counts (~0.9 ms), the "
-                    "Entra events (~1.2 ms), the page template. What would meet it: each of "
-                    "those cut (one query instead of two or three, unbound widgets rendered "
-                    "once), and a Graph connection kept alive (real Graph keeps it)."
+                    "manager, memberships, own roles) go as one $batch on a kept connection, "
+                    "then the profile is built and cached: that is the cold view's cost over "
+                    "the repeat view, which has no Graph call. What is left of a repeat view: "
+                    "the verification panel's code and destination widgets, two verification "
+                    "queries, session, user and portal profile (3 queries), the navigation's "
+                    "counts, the Entra events, the page template. What would meet it: fewer "
+                    "queries (one for the verification state, the portal profile with the "
+                    "user), the remaining widgets written without their templates, and the "
+                    "profile's JSON built once instead of through the dataclasses."
                 ),
             }
         )

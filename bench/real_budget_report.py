@@ -79,10 +79,18 @@ def goals(f: dict[str, Any]) -> list[dict[str, Any]]:
         "ratio <= 1.5",
         not censored and ratio == ratio and ratio <= GOALS["fill_ratio"],
         (
-            f"Graph's budget is saturated: even the ideal client leaves {f['floor_censored']} "
-            f"of {f['views']} views waiting past their give-up time, so the p95 of both is a "
-            "give-up time and their ratio is no measure (the p50 ratio is the comparable "
-            "one). "
+            (
+                f"Graph's budget is saturated: even the ideal client leaves "
+                f"{f['floor_censored']} of {f['views']} views waiting past their give-up time, "
+                "so the p95 of both is a give-up time and their ratio is no measure (the p50 "
+                "ratio is the comparable one). "
+                if f["floor_censored"]
+                else f"The portal gave up on {f['fill_unfilled']} of {f['views']} views, so "
+                "its p95 is a give-up time (a lower bound); the ideal client, serving panel "
+                "reads and the runners' writes first come first served, gave up on none. The "
+                "portal serves an agent's submitted write before any panel read, so under "
+                "this demand the re-registrations' calls keep the panels waiting. "
+            )
             if censored
             else ""
         )

@@ -89,6 +89,13 @@ def discover() -> tuple[list[Path], set[str]]:
     return benches, needs_postgres
 
 
+def _takes_json(path: Path) -> bool:
+    """Whether the benchmark takes ``--json``: its own command line, or that of the bench module
+    whose ``main`` it runs (bench/load_within_budget.py runs load_real_budget's)."""
+    own = [path] + [BENCH_DIR / f"{name}.py" for name in sorted(_imports(path))]
+    return any(p.is_file() and '"--json"' in p.read_text() for p in own)
+
+
 def own_timeout(path: Path) -> float:
     """The time limit a benchmark asks for itself (``BENCH_TIMEOUT_SECONDS = 1800`` at the top
     level: bench/bulk_ops.py's two stacks and long run), else 0."""
@@ -375,7 +382,7 @@ def main() -> int:
                 print(f"  {note}", flush=True)
                 outcomes.append(Outcome(path.stem, "skipped", 0.0, "", note))
                 continue
-            takes_json = '"--json"' in path.read_text()
+            takes_json = _takes_json(path)
             json_path = Path(scratch) / f"{path.stem}.json" if takes_json else None
             outcome = run_one(path, timeout=max(timeout, own_timeout(path)), json_path=json_path)
             print(f"  -> {outcome.status} in {outcome.seconds:.0f} s", flush=True)

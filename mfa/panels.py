@@ -24,7 +24,9 @@ Graph failure stays in its panel with Graph's code and request-id.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,26 +188,24 @@ def _release(client: GraphClient, *, agent_key: str, oid: str, panel: str) -> No
 
 
 def _methods_read_before(
+    shown: Callable[..., Panel],
     panel: str,
     oid: str,
     *,
     preferences_waiting: BudgetWaitShown | None = None,
     preferences_error: GraphError | None = None,
-    with_default: bool = False,
 ) -> Panel | None:
-    """The methods panel from the methods the load read (cached) before its default-method
-    read waited or failed; None for another panel, or when the methods were not read."""
+    """The methods panel (made by ``shown``) from the methods the load read (cached) before its
+    default-method read waited or failed; None for another panel, or when the methods were not
+    read."""
     after = person_cache.cached(oid)
     if panel != METHODS_PANEL or after is None or not after.has(person_cache.METHODS):
         return None
-    return Panel(
-        name=panel,
-        oid=oid,
+    return shown(
         security=after,
         age_seconds=after.age_seconds(person_cache.METHODS),
         preferences_waiting=preferences_waiting,
         preferences_error=preferences_error,
-        with_default=with_default,
     )
 
 
@@ -220,17 +220,15 @@ def person_panel(
     """
     with_default = with_default and panel == METHODS_PANEL
     parts = WITH_DEFAULT_PARTS if with_default else PANEL_PARTS[panel]
+    shown = functools.partial(Panel, name=panel, oid=oid, with_default=with_default)
     held = person_cache.cached(oid)
     missing = _missing(held, parts)
     if not missing and held is not None:
         _release(client, agent_key=agent_key, oid=oid, panel=panel)
-        return Panel(
-            name=panel,
-            oid=oid,
+        return shown(
             security=held,
             age_seconds=held.age_seconds(*[p for p in parts if held.has(p)]),
             from_cache=True,
-            with_default=with_default,
         )
     try:
         security = person_cache.load(
@@ -245,29 +243,15 @@ def person_panel(
         wait = _waiting(exc.wait.seconds, exc.wait.position)
         # The methods read and only the default waiting: show them now (what the agent needs
         # first); the default mark fills in when its read is granted.
-        shown = _methods_read_before(
-            panel, oid, preferences_waiting=wait, with_default=with_default
+        return _methods_read_before(shown, panel, oid, preferences_waiting=wait) or shown(
+            waiting=wait
         )
-        return shown or Panel(name=panel, oid=oid, waiting=wait, with_default=with_default)
     except GraphThrottled as exc:
         # Graph said 429 after all (the client recorded the pause for every process).
         again = exc.retry_after if exc.retry_after is not None else MIN_RETRY_SECONDS
-        return Panel(name=panel, oid=oid, waiting=_waiting(again, 1), with_default=with_default)
+        return shown(waiting=_waiting(again, 1))
     except GraphError as exc:
         # The methods read and only the default failing: show them, say so.
-        shown = _methods_read_before(panel, oid, preferences_error=exc, with_default=with_default)
-        return shown or Panel(name=panel, oid=oid, error=exc, with_default=with_default)
+        return _methods_read_before(shown, panel, oid, preferences_error=exc) or shown(error=exc)
     held_parts = [p for p in parts if security.has(p)]
-    return Panel(
-        name=panel,
-        oid=oid,
-        security=security,
-        age_seconds=security.age_seconds(*held_parts),
-        with_default=with_default,
-    )
-
-
-def mfa_state_held(oid: str) -> bool:
-    """Whether the cache holds ``oid``'s per-user MFA state: the person page then loads that
-    panel by itself (no Graph call), else it offers to read it."""
-    return person_cache.holds(oid, person_cache.MFA_STATE)
+    return shown(security=security, age_seconds=security.age_seconds(*held_parts))

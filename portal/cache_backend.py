@@ -25,8 +25,9 @@ class RedisCacheClient(DjangoRedisCacheClient):
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
+        # Django keeps each pool for the life of the process, so its id names it.
         client = self._clients.get(id(pool))
-        if client is None or client.connection_pool is not pool:
+        if client is None:
             client = self._clients[id(pool)] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
         return client
 

@@ -149,8 +149,9 @@ def user_detail(request: HttpRequest, oid: str) -> HttpResponse:
         "escalation": escalations.escalation_notice(request.user, found),
         **_verification_context(request, found),
         **_entra_context(request, found.user.id),
-        # Held: the per-user MFA panel loads by itself from the cache; else it is read on asking.
-        "mfa_state_held": panels.mfa_state_held(found.user.id),
+        # The per-user MFA panel loads by itself when the cache holds the state (no Graph
+        # call); else it is read when the agent asks.
+        "mfa_on_demand": not person_cache.holds(found.user.id, person_cache.MFA_STATE),
     }
     return render(request, "mfa/user_detail.html", context)
 

@@ -139,7 +139,8 @@ class KeepAliveHandler(WSGIRequestHandler):
             self.close_connection = True
             return
         except Exception:
-            logger.exception("emulator error for %s %s", self.command, self.path)
+            # The path only: a query can carry codes (as _QuietHandler.log_request keeps it).
+            logger.exception("emulator error for %s %s", self.command, self.path.split("?", 1)[0])
             self.close_connection = True
             self._send(500, [("Content-Type", "text/plain")], b"Internal Server Error")
             return

@@ -45,11 +45,16 @@ class SendCodeForm(forms.Form):
 
     destination = forms.ChoiceField(label="Send the code to", widget=forms.RadioSelect)
 
+    @staticmethod
+    def choices_for(destinations: list[CodeDestination]) -> list[tuple[str, str]]:
+        """The field's choices for ``destinations``: (kind, "label: masked address")."""
+        return [(d.kind, f"{d.label}: {d.masked}") for d in destinations]
+
     def __init__(self, *args: Any, destinations: list[CodeDestination], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["destination"]
         assert isinstance(field, forms.ChoiceField)
-        field.choices = [(d.kind, f"{d.label}: {d.masked}") for d in destinations]
+        field.choices = self.choices_for(destinations)
         if destinations:
             field.initial = destinations[0].kind
 

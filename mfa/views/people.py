@@ -108,7 +108,8 @@ def _verification_context(request: HttpRequest, profile: policy.TargetProfile) -
         "verification": current,
         "verification_until": verification_valid_until(current) if current else None,
         "pending": pending,
-        "send_form": SendCodeForm(destinations=code_destinations(profile)),
+        # The choices SendCodeForm validates a send against (mfa/_code_destinations.html).
+        "code_choices": SendCodeForm.choices_for(code_destinations(profile)),
         "check_form": CheckCodeForm(initial={"verification": pending.pk} if pending else None),
         "manual_fields": _manual_check_fields(tuple(settings.PORTAL_MANUAL_CHECKS)),
         "mailbox_url": reverse("mfa:mailbox") if mailbox_active() else "",

@@ -205,6 +205,19 @@ def test_without_the_script_a_panel_is_a_page_of_its_own(tenant: Any) -> None:
 def test_the_entra_events_panel_reads_the_local_cache_and_syncs_one_person(
     tenant: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from entra_emulator.audit_api import build_audit_event, user_target
+
+    # An event of the person's within the retention Graph lists (the seeded ones fall on days
+    # drawn around the real date, so whether one is within 30 days depends on the day).
+    event = build_audit_event(
+        initiated_by={"user": {"id": PERSONAS.privileged_agent.oid, "displayName": "Aaron"}},
+        category="UserManagement",
+        activity="Admin deleted security info",
+        target_resources=[user_target(tenant.tenant.users[SAM.oid], [])],
+        activity_time=timezone.now() - timedelta(days=2),
+    )
+    with tenant.tenant.lock:
+        tenant.tenant.audit_events.append(event)
     agent = signed_in(PERSONAS.agent)
     with counting_graph_calls(monkeypatch) as calls:
         before = agent.get(f"/users/{SAM.oid}/panels/entra-events/").content.decode()

@@ -600,8 +600,12 @@ def _seed_audit(tenant: Tenant, rng: random.Random, now: datetime, admins: list[
         "Software OATH token",
     )
     for index, target in enumerate(targets[:360]):
-        by_app = rng.random() < 0.6 or not admin_users
-        initiator = app_initiator if by_app else _user_initiator(rng.choice(admin_users), rng)
+        # Helpdesk history: an admin acting on someone else (an admin's change to their own
+        # account is self-service, which the portal does not count as helpdesk work). Which
+        # admin meets which target changes with the real date (when() draws on the weekday).
+        admins_for = [u for u in admin_users if u["id"] != target["id"]]
+        by_app = rng.random() < 0.6 or not admins_for
+        initiator = app_initiator if by_app else _user_initiator(rng.choice(admins_for), rng)
         kind = rng.random()
         if kind < 0.35:
             add(

@@ -15,7 +15,7 @@ batches, holding at most one batch per branch in memory.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,14 +62,13 @@ def _keyset_stream(
     batch: int,
     limit: int | None = None,
     plan: BatchPlan | None = None,
-) -> Iterator[list[HistoryRow]]:
-    """Batches of rows of one table in (time, id) order, strictly beyond ``after``; each batch is
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Batches of rows of one table in (time, id) order, strictly beyond ``after``, as tuples of
+    the source's fields (``PORTAL_FIELDS`` or ``ENTRA_FIELDS``: id, time, ...); each batch is
     one keyset query of ``batch`` rows (of ``plan.size`` when a plan is given: its reader may
     change it between batches). At most ``limit`` rows in all."""
-    time_field, fields, make = (
-        ("created_at", PORTAL_FIELDS, portal_row)
-        if source == "portal"
-        else ("activity_at", ENTRA_FIELDS, entra_row)
+    time_field, fields = (
+        ("created_at", PORTAL_FIELDS) if source == "portal" else ("activity_at", ENTRA_FIELDS)
     )
     rank = SOURCE_RANK[source]
     order = (f"-{time_field}", "-id") if descending else (time_field, "id")
@@ -82,18 +81,32 @@ def _keyset_stream(
         # A plain read, not .iterator(): the LIMIT already bounds the batch, and outside a
         # transaction Django's server-side cursors are WITH HOLD, which PostgreSQL materialises
         # before the first row is fetched (an extra copy and two more round trips per batch).
-        rows = [make(v) for v in values_rows(page, fields, order=order, limit=size)]
+        rows = values_rows(page, fields, order=order, limit=size)
         if rows:
             yield rows
         if len(rows) < size:
             return
-        position = rows[-1].cursor
+        last_id, last_at = rows[-1][0], rows[-1][1]
+        position = Cursor(last_at, rank, last_id)
         if remaining is not None:
             remaining -= len(rows)
 
 
-def _flatten(batches: Iterable[list[HistoryRow]]) -> Iterator[HistoryRow]:
-    for rows in batches:
+def _rows(
+    batches: Iterable[list[tuple[Any, ...]]], make: Callable[[tuple[Any, ...]], HistoryRow]
+) -> Iterator[HistoryRow]:
+    """The batches' rows, each made into a ``HistoryRow`` only when it is read: a merge reads
+    a branch's rows only as far as the page goes, the rest of its batch is never made."""
+    for values in batches:
+        for v in values:
+            yield make(v)
+
+
+def _enriched(
+    batches: Iterable[list[tuple[Any, ...]]], make: Callable[[tuple[Any, ...]], HistoryRow]
+) -> Iterator[HistoryRow]:
+    """The batches' rows with their requests attached, a batch at a time (``with_requests``)."""
+    for rows in with_requests([make(v) for v in values] for values in batches):
         yield from rows
 
 
@@ -119,6 +132,7 @@ def merged_stream(
         ("entra", entra_queryset(filters, scope, request_pk=request_pk)),
     ]
     for source, branches in sources:
+        make = portal_row if source == "portal" else entra_row
         for qs in branches or ():
             batches = _keyset_stream(
                 qs,
@@ -129,7 +143,7 @@ def merged_stream(
                 limit=limit,
                 plan=plan,
             )
-            streams.append(_flatten(with_requests(batches) if enrich else batches))
+            streams.append(_enriched(batches, make) if enrich else _rows(batches, make))
     merged = heapq.merge(
         *streams,
         key=lambda row: (row.at, SOURCE_RANK[row.source], row.id),

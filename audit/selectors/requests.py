@@ -325,9 +325,12 @@ def request_history_query(
     """One page of the request view of what ``viewer`` may read under ``filters`` (module
     docstring): ``page_size`` entries, in ``filters.order``, beyond ``after``."""
     scope = history_scope_for(viewer, opened_target_id=filters.target)
-    # The first read is a page of rows per branch (enough when most rows are events of no
-    # request, Entra's own); the fold then reads on as far as it needs (``_fold``).
-    plan = BatchPlan(size=page_size + 1)
+    # The first read is a page of rows and two more per branch: the fold takes the page's rows
+    # and one more (enough when most rows are events of no request, Entra's own: that row
+    # starts the next page), and taking it leaves every branch a row ahead, so no branch reads a
+    # second batch for it (``heapq.merge`` reads a branch's next row as it yields one). The
+    # fold then reads on as far as it needs (``_fold``).
+    plan = BatchPlan(size=page_size + 2)
     stream = merged_stream(
         filters, scope, after=after, batch=plan.size, limit=None, enrich=False, plan=plan
     )

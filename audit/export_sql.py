@@ -27,7 +27,8 @@ thread's own connection during the COPY, or between two batches' COPYs).
 
 COPY ends a row with ``\\n``, Python's csv module with ``\\r\\n``: each row arrives as one
 message (psycopg's ``Copy.read``), so the end of each message is replaced; a chunk with no line
-break inside its cells (the count of ``\\n`` is the count of rows) is converted at once.
+break inside its cells (the count of ``\\n`` is the count of rows) is converted at once, cut only
+at its markers.
 """
 
 # The statements are written as text (COPY takes no parameters): every value in them is quoted
@@ -640,19 +641,47 @@ def _streamed(export: _Export, line_of: Callable[[FlatRow], bytes]) -> Iterator[
 
 def _piece(blocks: list[Any], wanted: list[tuple[int, int]]) -> bytes | list[bytes]:
     """The rows ``blocks`` (one COPY message each, ending in ``\\n``) as the Python writer's
-    lines (``\\r\\n`` at the end): one string when no row is left to Python, else the lines
-    with ``b""`` for each marker, whose key is appended to ``wanted``."""
+    lines (``\\r\\n`` at the end): one string when no row is left to Python, else a list of
+    strings with ``b""`` for each marker, whose key is appended to ``wanted``."""
     data = b"".join(blocks)
-    if data.count(b"\n") == len(blocks) and not data.startswith(b"#") and b"\n#" not in data:
-        # No line break inside a cell and no marker: every \n ends a row.
-        return data.replace(b"\n", b"\r\n")
+    if data.count(b"\n") == len(blocks):
+        # No line break inside a cell: every \n ends a row, and a row starting with # is a
+        # marker.
+        if not data.startswith(b"#") and b"\n#" not in data:
+            return data.replace(b"\n", b"\r\n")
+        return _cut_at_markers(data, wanted)
     lines: list[bytes] = []
     for block in blocks:
         line = bytes(block)
         if line.startswith(b"#"):
-            rank, _, pk = line[1 : line.index(b",")].partition(b":")
-            wanted.append((int(rank), int(pk)))
+            wanted.append(_marker_key(line))
             lines.append(b"")
         else:
             lines.append(line[:-1] + b"\r\n")
     return lines
+
+
+def _cut_at_markers(data: bytes, wanted: list[tuple[int, int]]) -> list[bytes]:
+    """Rows ``data`` without a line break inside a cell, cut at the markers: each run of real
+    rows converted at once (one string), ``b""`` for each marker (its key appended to
+    ``wanted``). The work in Python is per marker, not per row."""
+    # A line break before the first row: every marker is then found as \n#.
+    text = b"\n" + data
+    parts: list[bytes] = []
+    run = 1
+    while (found := text.find(b"\n#", run - 1)) >= 0:
+        marker = found + 1
+        if marker > run:
+            parts.append(text[run:marker].replace(b"\n", b"\r\n"))
+        run = text.index(b"\n", marker) + 1
+        wanted.append(_marker_key(text[marker:run]))
+        parts.append(b"")
+    if run < len(text):
+        parts.append(text[run:].replace(b"\n", b"\r\n"))
+    return parts
+
+
+def _marker_key(line: bytes) -> tuple[int, int]:
+    """The (source rank, id) of a marker's line (``#<rank>:<id>,...``)."""
+    rank, _, pk = line[1 : line.index(b",")].partition(b":")
+    return int(rank), int(pk)

@@ -260,3 +260,28 @@ def test_streamed_sql_export_writes_the_python_bytes(
             python, sql = _both(params, portal_user(who))
             assert sql == python
     assert len(seen) >= 12
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [b"2026,a\n", b"#0:7,x\n", b"2026,b\n"],
+        [b"#1:3,x\n", b"2026,a\n", b"2026,b\n", b"#0:12,y\n"],
+        [b"#1:3,x\n", b"#0:4,y\n"],
+        [b"2026,a\n", b"#0:5,x\n", b"#1:6,y\n", b"2026,b\n"],
+        [b"2026,a\n", b'2026,"two\nlines"\n', b"#0:8,x\n"],
+        [b"2026,a\n", b"2026,b\n"],
+    ],
+)
+def test_a_chunk_is_cut_at_its_markers_into_the_python_lines(rows: list[bytes]) -> None:
+    # Runs of real rows are converted at once, each marker left as b"" with its key in order;
+    # joined with the markers' own lines, the chunk is the lines row by row.
+    wanted: list[tuple[int, int]] = []
+    piece = export_sql._piece([memoryview(r) for r in rows], wanted)
+    markers = [r for r in rows if r.startswith(b"#")]
+    assert wanted == [export_sql._marker_key(m) for m in markers]
+    parts = [piece] if isinstance(piece, bytes) else piece
+    assert parts.count(b"") == len(markers)
+    lines = iter(m[:-1] + b"\r\n" for m in markers)
+    written = b"".join(p or next(lines) for p in parts)
+    assert written == b"".join(r[:-1] + b"\r\n" for r in rows)

@@ -7,8 +7,9 @@ events in a fresh ``portal_bench_<pid>`` database on ``DATABASE_URL``'s server),
 * **Export** (bench/audit_export.py's child process: the real view path, everything a Lead
   sees, as CSV) against ``COPY (the same query) TO STDOUT WITH CSV``: the export's own queries
   (each branch of ``audit.selectors.flat.history_flat_rows``, the same columns and order, without
-  the keyset batches), run by the server, the CSV read by the client. Goal: the export's rows/s
-  at least 0.5 of COPY's, and memory flat (the export child's resident memory grows by less than
+  the keyset batches), run by the server, the CSV read by the client. Each runs twice,
+  alternated (COPY, export, COPY, export), and the faster of each counts. Goal: the export's
+  rows/s at least 0.5 of COPY's, and memory flat (the export child's resident memory grows by less than
   ``FLAT_MB`` between a quarter of the rows and the end; peak < 150 MB as before).
 * **History** (bench/audit_history.py's filters): each filter's first page, in the event view
   (``history_query``) and in the default request view (``request_history_query``, one row per
@@ -146,33 +147,45 @@ def measure_export(url: str, data: bench_db.BenchData) -> dict[str, Any]:
     from django.db import connections
 
     lead = get_user_model().objects.get(pk=data.lead_user_id)
+
+    def export_once() -> dict[str, Any]:
+        connections.close_all()
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", url, str(data.lead_user_id)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=dict(os.environ),
+        )
+        if child.returncode != 0:
+            raise SystemExit(f"the export child failed:\n{child.stderr[-3000:]}")
+        return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+    # Alternated, COPY, export, COPY, export, so that each sees the cache state the other left;
+    # the faster of each pair counts (both are the same work twice), the memory of both exports.
     copy = copy_baseline(lead)
-    connections.close_all()
-    child = subprocess.run(
-        [sys.executable, __file__, "--child", url, str(data.lead_user_id)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=dict(os.environ),
-    )
-    if child.returncode != 0:
-        raise SystemExit(f"the export child failed:\n{child.stderr[-3000:]}")
-    export = json.loads(child.stdout.strip().splitlines()[-1])
-    # COPY again after the export, so that both see the same cache state; the faster counts.
+    first = export_once()
     again = copy_baseline(lead)
+    second = export_once()
     copy_rate = max(copy["rows"] / copy["seconds"], again["rows"] / again["seconds"])
+    export = min(first, second, key=lambda e: float(e["seconds"]))
     rate = export["rows"] / export["seconds"]
+    growths = []
+    for run in (first, second):
+        samples = run["rss_samples"]
+        growths.append(samples[-1][1] - samples[0][1] if len(samples) > 1 else float("nan"))
+    growth = max(growths)
     samples = export["rss_samples"]
-    growth = samples[-1][1] - samples[0][1] if len(samples) > 1 else float("nan")
     return {
         "export_rows": export["rows"],
+        "export_seconds_both": [round(first["seconds"], 1), round(second["seconds"], 1)],
         "export_seconds": round(export["seconds"], 1),
         "export_rows_per_s": round(rate),
         "copy_rows": copy["rows"],
         "copy_seconds": round(min(copy["seconds"], again["seconds"]), 1),
         "copy_rows_per_s": round(copy_rate),
         "ratio": round(rate / copy_rate, 2),
-        "peak_rss_mb": round(export["peak_rss_mb"]),
+        "peak_rss_mb": round(max(first["peak_rss_mb"], second["peak_rss_mb"])),
         "rss_before_mb": round(export["rss_before_mb"]),
         "rss_growth_mb": round(growth, 1),
         "rss_samples": samples,
@@ -332,8 +345,9 @@ def main() -> int:
         print(f"  loaded and analysed in {data.load_seconds:.0f} s", flush=True)
         export = measure_export(url, data)
         print(
-            f"\nCSV export {export['export_rows']:,} rows in {export['export_seconds']} s = "
-            f"{export['export_rows_per_s']:,} rows/s; COPY of the same query "
+            f"\nCSV export {export['export_rows']:,} rows in {export['export_seconds']} s "
+            f"(the faster of {export['export_seconds_both']} s) = "
+            f"{export['export_rows_per_s']:,} rows/s; COPY of the same query (the faster of two) "
             f"{export['copy_rows']:,} rows in {export['copy_seconds']} s = "
             f"{export['copy_rows_per_s']:,} rows/s; ratio {export['ratio']:.2f} (goal >= "
             f"{RATE_GOAL})",
@@ -342,7 +356,7 @@ def main() -> int:
         print(
             f"  export memory: before {export['rss_before_mb']} MB, peak "
             f"{export['peak_rss_mb']} MB, {export['rss_growth_mb']:+.1f} MB from 1/4 of the rows "
-            f"to the end; samples (rows, MB): {export['rss_samples']}",
+            f"to the end (the larger of both runs); samples (rows, MB): {export['rss_samples']}",
             flush=True,
         )
         print(

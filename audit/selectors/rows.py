@@ -23,7 +23,13 @@ from audit.selectors.filters import (
     Cursor,
     Source,
 )
-from audit.sources import ChangeSummary, change_histories, request_manager, request_source
+from audit.sources import (
+    CandidateRecord,
+    ChangeSummary,
+    change_histories,
+    request_manager,
+    request_source,
+)
 
 
 @dataclass(frozen=True)
@@ -418,12 +424,12 @@ def attach_changes(rows: list[HistoryRow]) -> None:
     queries per flow for the whole list, none when no row can be a change's."""
     for history in change_histories():
         candidates = [
-            row.id
+            CandidateRecord(row.id, row.entra_id, row.kind, row.at)
             for row in rows
             if row.source == "entra" and not row.request_id and not row.change_pk
             and is_role_membership(row.kind)
         ]  # fmt: skip
-        owners = history.for_records(candidates) if candidates else {}
+        owners = history.owners(candidates)
         for row in rows:
             if row.source == "entra" and row.id in owners:
                 row.change_flow, row.change_pk = history.flow, owners[row.id]

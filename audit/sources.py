@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -119,6 +119,18 @@ class ChangeSummary:
     target_id: str = ""
 
 
+class CandidateRecord(NamedTuple):
+    """What a history page already read of an Entra record that may be a change's (a role
+    membership event not linked to an action request): enough for a change history to answer
+    without reading the record again when no change could have made it
+    (``ChangeHistory.for_candidates``)."""
+
+    id: int
+    entra_id: str
+    activity: str
+    activity_at: datetime
+
+
 @dataclass(frozen=True)
 class ChangeHistory:
     """A flow whose changes history shows as requests (roles' role changes).
@@ -128,13 +140,26 @@ class ChangeHistory:
     (one query; unknown ones left out). ``for_records``: for the Entra records among the given
     ones (ids) that belong to one of the flow's changes, that change's primary key: the change
     that linked it, else the one the correlation rule says explains it (a bounded number of
-    queries for the whole batch).
+    queries for the whole batch). ``for_candidates`` (optional): the same answer as
+    ``for_records``, given what the caller already read of the records (each a role membership
+    event not linked to an action request: :class:`CandidateRecord`), so the flow need not read
+    them again; callers use it when it is set.
     """
 
     flow: str
     event_key: str
     summaries: Callable[[Iterable[int]], dict[int, ChangeSummary]]
     for_records: Callable[[Sequence[int]], dict[int, int]]
+    for_candidates: Callable[[Sequence[CandidateRecord]], dict[int, int]] | None = None
+
+    def owners(self, records: Sequence[CandidateRecord]) -> dict[int, int]:
+        """``for_candidates(records)`` when the flow gives it, else ``for_records`` of their
+        ids."""
+        if not records:
+            return {}
+        if self.for_candidates is not None:
+            return self.for_candidates(records)
+        return self.for_records([record.id for record in records])
 
 
 @dataclass

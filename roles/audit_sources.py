@@ -11,8 +11,9 @@ that the Entra events they explain are not "outside the portal". The roles page
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Q
 from django.urls import reverse
@@ -25,7 +26,9 @@ from audit.correlation import (
     is_role_membership,
 )
 from audit.models import DirectoryAuditRecord
+from audit.selectors.compiled import values_rows
 from audit.sources import (
+    CandidateRecord,
     ChangeHistory,
     ChangeSummary,
     PortalChange,
@@ -57,15 +60,22 @@ def change_activities(change: RoleChangeRequest) -> frozenset[str]:
     - a removal of an active holder: either way (direct, or PIM for a time-bound one), with the
       directory's "Remove member from role"; of an eligible holder: the eligible removals.
     """
-    if change.change == RoleChange.ADD:
+    return _activities(str(change.change), str(change.hold_kind))
+
+
+@functools.cache
+def _activities(change: str, hold_kind: str) -> frozenset[str]:
+    """``change_activities`` of a change of kind ``change`` and ``hold_kind`` (a handful of
+    combinations: computed once each)."""
+    if change == RoleChange.ADD:
         names = ADD_ACTIVITIES
-        if change.hold_kind == HoldKind.ELIGIBLE_UNTIL:
+        if hold_kind == HoldKind.ELIGIBLE_UNTIL:
             return frozenset(a for a in names if _is_eligible(a))
-        if change.hold_kind == HoldKind.ACTIVE_UNTIL:
+        if hold_kind == HoldKind.ACTIVE_UNTIL:
             return frozenset(a for a in names if not _is_eligible(a))
         return frozenset(a for a in names if not _is_pim(a) and not _is_eligible(a))
     names = REMOVE_ACTIVITIES
-    if change.hold_kind in (HoldKind.ELIGIBLE, HoldKind.ELIGIBLE_UNTIL):
+    if hold_kind in (HoldKind.ELIGIBLE, HoldKind.ELIGIBLE_UNTIL):
         return frozenset(a for a in names if _is_eligible(a))
     return frozenset(a for a in names if not _is_eligible(a))
 
@@ -86,30 +96,57 @@ def portal_change(change: RoleChangeRequest) -> PortalChange:
     )
 
 
+# The columns of a change that correlation reads (``_portal_changes``), with the model's order.
+_CHANGE_FIELDS = (
+    "id",
+    "change",
+    "hold_kind",
+    "principal_id",
+    "role_template_id",
+    "started_at",
+    "finished_at",
+    "entra_event_ids",
+    "created_at",
+)
+# RoleChangeRequest.Meta.ordering: of two equally near changes, the first in it wins.
+_CHANGE_ORDER = ("-created_at", "-id")
+
+
+def _portal_changes(earliest: datetime, latest: datetime) -> list[PortalChange]:
+    """Every started role change whose run overlaps [earliest, latest], in the model's order
+    (newest first), as correlation sees it: one query of plain values, no model instance."""
+    rows = values_rows(
+        RoleChangeRequest.objects.filter(started_at__isnull=False, started_at__lte=latest).filter(
+            Q(finished_at__isnull=True) | Q(finished_at__gte=earliest)
+        ),
+        _CHANGE_FIELDS,
+        order=_CHANGE_ORDER,
+    )
+    return [
+        PortalChange(
+            pk=pk,
+            target_ids=frozenset({principal_id, role_template_id}),
+            activities=_activities(change, hold_kind),
+            started_at=started_at,
+            finished_at=finished_at,
+            linked_entra_ids=frozenset(entra_event_ids or ()),
+        )
+        for (
+            pk, change, hold_kind, principal_id, role_template_id, started_at, finished_at,
+            entra_event_ids, _created_at,
+        ) in rows
+    ]  # fmt: skip
+
+
 def role_change_changes(
     records: Sequence[DirectoryAuditRecord], slack: timedelta
 ) -> list[PortalChange]:
     """Every started role change that could explain one of the role membership events among
     ``records`` (run within ``slack`` of them): one query for the whole batch."""
-    role_records = [r for r in records if is_role_membership(r.activity)]
-    if not role_records:
+    times = [r.activity_at for r in records if is_role_membership(r.activity)]
+    if not times:
         return []
-    earliest = min(r.activity_at for r in role_records) - slack
-    latest = max(r.activity_at for r in role_records) + slack
-    changes = (
-        RoleChangeRequest.objects.filter(started_at__isnull=False, started_at__lte=latest)
-        .filter(Q(finished_at__isnull=True) | Q(finished_at__gte=earliest))
-        .only(
-            "change",
-            "hold_kind",
-            "principal_id",
-            "role_template_id",
-            "started_at",
-            "finished_at",
-            "entra_event_ids",
-        )
-    )
-    return [portal_change(change) for change in changes]
+    return _portal_changes(min(times) - slack, max(times) + slack)
 
 
 def role_change_summaries(pks: Iterable[int]) -> dict[int, ChangeSummary]:
@@ -149,31 +186,60 @@ def role_change_of_records(record_ids: Sequence[int]) -> dict[int, int]:
     primary key. The change that linked the record (``entra_event_ids``, by
     ``roles.linking``) wins; else the nearest change the one rule says explains it (a change
     not linked yet, before the next sync links it). Records linked to an action request are
-    not role changes' (two queries when no role change ran then, three otherwise)."""
-    # The light columns first: most batches hold no role change's event, and then the heavy
-    # ``raw`` (which the rule reads for the role's template id) is never loaded.
-    light = [
-        record
-        for record in DirectoryAuditRecord.objects.filter(
-            pk__in=list(record_ids), action_request__isnull=True
-        ).only("id", "entra_id", "activity", "activity_at")
-        if is_role_membership(record.activity)
-    ]
-    if not light:
+    not role changes' (``role_change_of_candidates`` after one query of the light columns)."""
+    light = values_rows(
+        DirectoryAuditRecord.objects.filter(pk__in=list(record_ids), action_request__isnull=True),
+        CandidateRecord._fields,
+    )
+    return role_change_of_candidates(
+        [CandidateRecord(*v) for v in light if is_role_membership(v[2])]
+    )
+
+
+def role_change_of_candidates(records: Sequence[CandidateRecord]) -> dict[int, int]:
+    """``role_change_of_records`` of the role membership records ``records`` (not linked to an
+    action request), from what the caller read of them: one query when no role change ran
+    near them (the usual page), and a second, of the records' ``raw`` (which the rule reads
+    for the role's template id), only for records that a change could explain by its activity
+    and run but did not link."""
+    if not records:
         return {}
     slack = correlation_window()
-    changes = role_change_changes(light, slack)
+    times = [r.activity_at for r in records]
+    changes = _portal_changes(min(times) - slack, max(times) + slack)
     if not changes:
         return {}
-    records = list(DirectoryAuditRecord.objects.filter(pk__in=[r.pk for r in light]))
     found: dict[int, int] = {}
+    # Per record, the changes that could explain it, in the changes' order: those that linked
+    # it, else those whose activities and run (with slack) admit it, which ``explains``
+    # requires before it reads the rest of the record.
+    unlinked: dict[int, list[PortalChange]] = {}
     for record in records:
         linked = [c for c in changes if record.entra_id in c.linked_entra_ids]
-        explaining = linked or [c for c in changes if explains(c, record, slack=slack)]
-        if explaining:
-            nearest = min(explaining, key=lambda c: distance_from_run(c, record.activity_at))
-            found[record.pk] = nearest.pk
-    return found
+        if linked:
+            found[record.id] = _nearest(linked, record.activity_at).pk
+            continue
+        possible = [
+            c
+            for c in changes
+            if record.activity in c.activities
+            and record.activity_at >= c.started_at - slack
+            and (c.finished_at is None or record.activity_at <= c.finished_at + slack)
+        ]
+        if possible:
+            unlinked[record.id] = possible
+    if unlinked:
+        for full in DirectoryAuditRecord.objects.filter(pk__in=sorted(unlinked)):
+            explaining = [c for c in unlinked[full.pk] if explains(c, full, slack=slack)]
+            if explaining:
+                found[full.pk] = _nearest(explaining, full.activity_at).pk
+    # In the records' order, as the rule was asked of them.
+    return {r.id: found[r.id] for r in records if r.id in found}
+
+
+def _nearest(changes: list[PortalChange], moment: datetime) -> PortalChange:
+    """Of ``changes``, the nearest to ``moment`` (the first of equally near ones)."""
+    return min(changes, key=lambda c: distance_from_run(c, moment))
 
 
 change_source_register("roles", role_change_changes)
@@ -183,5 +249,6 @@ change_history_register(
         event_key="role_change_id",
         summaries=role_change_summaries,
         for_records=role_change_of_records,
+        for_candidates=role_change_of_candidates,
     )
 )

@@ -86,16 +86,51 @@ def _plain(qs: QuerySet[Any, Any]) -> bool:
     )
 
 
+class Deferred:
+    """A column's value as the database sent it, converted (as the ORM would) only when
+    ``value()`` is called: a JSON column of rows a page reads but may never show or inspect
+    (``values_rows(..., deferred=...)``). ``raw`` is the database's value (for a JSON column
+    on PostgreSQL and SQLite, its text)."""
+
+    __slots__ = ("_convert", "raw")
+
+    def __init__(self, raw: Any, convert: Callable[[Any], Any]) -> None:
+        self.raw = raw
+        self._convert = convert
+
+    def value(self) -> Any:
+        return self._convert(self.raw)
+
+
+def loaded(value: Any) -> Any:
+    """``value``, converted if it is a ``Deferred``."""
+    return value.value() if type(value) is Deferred else value
+
+
+def _converter(
+    convs: tuple[Callable[..., Any], ...], expr: Any, connection: Any
+) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        for conv in convs:
+            value = conv(value, expr, connection)
+        return value
+
+    return convert
+
+
 def values_rows(
     qs: QuerySet[Any, Any],
     fields: tuple[str, ...],
     *,
     order: Sequence[str] = (),
     limit: int | None = None,
+    deferred: frozenset[str] = frozenset(),
 ) -> list[tuple[Any, ...]]:
     """``list(qs.order_by(*order).values_list(*fields)[:limit])``, read with the template of
     ``fields`` (module docstring). ``order``: field names of ``fields`` (``-`` for
-    descending). A queryset the template cannot serve is read through the ORM."""
+    descending). The values of the ``deferred`` fields that need converting come as a
+    :class:`Deferred` (read them with :func:`loaded`); a queryset the template cannot serve is
+    read through the ORM, with every value converted."""
     if not _plain(qs) or any(name.lstrip("-") not in fields for name in order):
         sliced = qs.order_by(*order).values_list(*fields)
         return list(sliced[:limit] if limit is not None else sliced)
@@ -127,13 +162,25 @@ def values_rows(
         rows = cursor.fetchall()
     if not template.converters:
         return [tuple(row) for row in rows]
+    eager = template.converters
+    later: list[tuple[int, Callable[[Any], Any]]] = []
+    if deferred:
+        names = {fields.index(name) for name in deferred}
+        eager = tuple(c for c in template.converters if c[0] not in names)
+        later = [
+            (pos, _converter(convs, expr, connection))
+            for pos, convs, expr in template.converters
+            if pos in names
+        ]
     out: list[tuple[Any, ...]] = []
     for row in rows:
         values = list(row)
-        for pos, convs, expr in template.converters:
+        for pos, convs, expr in eager:
             value = values[pos]
             for convert in convs:
                 value = convert(value, expr, connection)
             values[pos] = value
+        for pos, later_convert in later:
+            values[pos] = Deferred(values[pos], later_convert)
         out.append(tuple(values))
     return out

@@ -34,7 +34,7 @@ from audit.selectors.filters import (
 )
 from audit.selectors.queries import beyond, entra_queryset, portal_queryset, request_pk_for
 from audit.selectors.rows import request_infos
-from audit.sources import change_histories
+from audit.sources import CandidateRecord, change_histories
 
 # The free text people write into a portal event's detail: a manual check's evidence, a request's
 # or a failed verification's reason, a Lead's decision or override comment. In an Agent's export
@@ -163,15 +163,23 @@ def _change_columns(
     return columns, entra_ids
 
 
-def _entra_change_columns(values: list[tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
-    """For the Entra records of a batch (``_ENTRA_FLAT_FIELDS``) that a change history's change
-    made (a role change), that change's columns laid out as ``_NO_REQUEST``, by record id."""
-    candidates = [v[1] for v in values if not v[13] and is_role_membership(v[2])]
+def _entra_change_columns(
+    values: list[tuple[Any, ...]], micros: bool = False
+) -> dict[int, tuple[Any, ...]]:
+    """For the Entra records of a batch (``_ENTRA_FLAT_FIELDS``; the time as epoch microseconds
+    when ``micros``) that a change history's change made (a role change), that change's
+    columns laid out as ``_NO_REQUEST``, by record id."""
+    epoch, one = EPOCH, _ONE_MICROSECOND
+    candidates = [
+        CandidateRecord(v[1], v[12], v[2], epoch + one * v[0] if micros else v[0])
+        for v in values
+        if not v[13] and is_role_membership(v[2])
+    ]
     found: dict[int, tuple[Any, ...]] = {}
     if not candidates:
         return found
     for history in change_histories():
-        owners = history.for_records(candidates)
+        owners = history.owners(candidates)
         summaries = history.summaries(set(owners.values()))
         for record_pk, change_pk in owners.items():
             if summary := summaries.get(change_pk):
@@ -296,7 +304,7 @@ def _entra_flat(
     """Merge items of one batch of Entra records (``_ENTRA_FLAT_FIELDS``), as ``_portal_flat``
     (an Entra record has no detail: ``viewer_pk`` changes nothing)."""
     requests = _request_columns(v[13] for v in values)
-    owners = _entra_change_columns(values)
+    owners = _entra_change_columns(values, micros)
     user, rank = DirectoryAuditRecord.InitiatorKind.USER.value, SOURCE_RANK["entra"]
     epoch, one, outcomes = EPOCH, _ONE_MICROSECOND, ENTRA_RESULT_OUTCOME
     items: list[_FlatItem] = []

@@ -33,6 +33,7 @@ from audit.selectors.queries import (
 )
 from audit.selectors.rows import (
     ENTRA_FIELDS,
+    PORTAL_DEFERRED,
     PORTAL_FIELDS,
     HistoryRow,
     attach_links,
@@ -67,8 +68,10 @@ def _keyset_stream(
     the source's fields (``PORTAL_FIELDS`` or ``ENTRA_FIELDS``: id, time, ...); each batch is
     one keyset query of ``batch`` rows (of ``plan.size`` when a plan is given: its reader may
     change it between batches). At most ``limit`` rows in all."""
-    time_field, fields = (
-        ("created_at", PORTAL_FIELDS) if source == "portal" else ("activity_at", ENTRA_FIELDS)
+    time_field, fields, deferred = (
+        ("created_at", PORTAL_FIELDS, PORTAL_DEFERRED)
+        if source == "portal"
+        else ("activity_at", ENTRA_FIELDS, frozenset())
     )
     rank = SOURCE_RANK[source]
     order = (f"-{time_field}", "-id") if descending else (time_field, "id")
@@ -81,7 +84,7 @@ def _keyset_stream(
         # A plain read, not .iterator(): the LIMIT already bounds the batch, and outside a
         # transaction Django's server-side cursors are WITH HOLD, which PostgreSQL materialises
         # before the first row is fetched (an extra copy and two more round trips per batch).
-        rows = values_rows(page, fields, order=order, limit=size)
+        rows = values_rows(page, fields, order=order, limit=size, deferred=deferred)
         if rows:
             yield rows
         if len(rows) < size:

@@ -30,6 +30,7 @@ from audit.selectors.filters import Cursor, HistoryFilters
 from audit.selectors.history import BatchPlan, merged_stream
 from audit.selectors.rows import (
     ENTRA_FIELDS,
+    PORTAL_DEFERRED,
     PORTAL_FIELDS,
     HistoryRow,
     RequestInfo,
@@ -168,7 +169,8 @@ def _key(row: HistoryRow, verifications: dict[int, int]) -> Key:
     key = row.group_key
     if key is not None:
         return key
-    if row.source == "portal" and isinstance(row.detail, dict):
+    # No verification among the rows: no need to read the detail (most are never decoded).
+    if row.source == "portal" and verifications and isinstance(row.detail, dict):
         owner = verifications.get(row.detail.get("verification_id") or 0)
         if owner:
             return ("mfa", owner)
@@ -221,7 +223,9 @@ def _request_events(
     }
     if not infos:
         return infos, found
-    for v in values_rows(PortalEvent.objects.filter(request__in=list(infos)), PORTAL_FIELDS):
+    for v in values_rows(
+        PortalEvent.objects.filter(request__in=list(infos)), PORTAL_FIELDS, deferred=PORTAL_DEFERRED
+    ):
         row = portal_row(v)
         found[row.request_id or 0].append(row)
     by_verification: dict[int, list[int]] = {}
@@ -238,7 +242,7 @@ def _request_events(
             events = events.filter(
                 created_at__gte=min(times) - VERIFICATION_LOOKBACK, created_at__lte=max(times)
             )
-        for v in values_rows(events, PORTAL_FIELDS):
+        for v in values_rows(events, PORTAL_FIELDS, deferred=PORTAL_DEFERRED):
             row = portal_row(v)
             detail = row.detail if isinstance(row.detail, dict) else {}
             for pk in by_verification.get(detail.get("verification_id") or 0, ()):
@@ -264,7 +268,7 @@ def _change_events(flow: str, pks: set[int]) -> dict[int, list[HistoryRow]]:
         request__isnull=True,
         **{f"detail__{history.event_key}__in": sorted(summaries)},
     )
-    for v in values_rows(events, PORTAL_FIELDS):
+    for v in values_rows(events, PORTAL_FIELDS, deferred=PORTAL_DEFERRED):
         row = portal_row(v)
         if row.change_pk in found:
             found[row.change_pk].append(row)

@@ -5,6 +5,7 @@ there), or a change of a change history (roles' role changes), shown as a reques
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 
 from audit.correlation import is_role_membership
 from audit.models import DirectoryAuditRecord
-from audit.selectors.compiled import values_rows
+from audit.selectors.compiled import Deferred, loaded, values_rows
 from audit.selectors.filters import (
     ENTRA_RESULT_OUTCOME,
     KIND_LABELS,
@@ -23,7 +24,14 @@ from audit.selectors.filters import (
     Cursor,
     Source,
 )
-from audit.sources import ChangeSummary, change_histories, request_manager, request_source
+from audit.sources import (
+    CandidateRecord,
+    ChangeHistory,
+    ChangeSummary,
+    change_histories,
+    request_manager,
+    request_source,
+)
 
 
 @dataclass(frozen=True)
@@ -133,13 +141,27 @@ class HistoryRow:
     initiated_by_name: str = ""
     result_reason: str = ""
     correlation_id: str = ""
-    detail: Any = None
+    # The portal event's detail as read: the value, or a ``Deferred`` decoded on the first read
+    # of ``detail`` (most rows' details are never read: the pages do not show them).
+    stored_detail: Any = field(default=None, repr=False)
     request: RequestInfo | None = None
     linked: list[LinkedEntraRecord] = field(default_factory=list)
     # The primary key of the change history's change (a role change) the row belongs to, with
     # its flow; a portal event's comes from its detail, an Entra record's from the flow.
     change_flow: str = ""
     change_pk: int | None = None
+
+    @property
+    def detail(self) -> Any:
+        """A portal event's JSON detail (None for an Entra record)."""
+        value = self.stored_detail
+        if type(value) is Deferred:
+            value = self.stored_detail = value.value()
+        return value
+
+    @detail.setter
+    def detail(self, value: Any) -> None:
+        self.stored_detail = value
 
     @property
     def group_key(self) -> tuple[str, int] | None:
@@ -171,6 +193,8 @@ PORTAL_FIELDS = (
     "request",
     "detail",
 )
+# The portal fields whose decoding waits for the first read (``HistoryRow.detail``).
+PORTAL_DEFERRED = frozenset({"detail"})
 ENTRA_FIELDS = (
     "id",
     "activity_at",
@@ -191,10 +215,33 @@ ENTRA_FIELDS = (
 )
 
 
+# The characters JSON text holds as they are in a key: a key made of them appears quoted in
+# the text of any JSON value that has it (PostgreSQL's jsonb output and json.dumps escape
+# only quotes, backslashes, control and, for json.dumps, non-ASCII characters).
+_PLAIN_KEY = re.compile(r"[ !#-\[\]-~]+")
+
+
+def _may_name(detail: Any, histories: Sequence[ChangeHistory]) -> bool:
+    """Whether ``detail`` (a value or a ``Deferred`` JSON text) may name a change of
+    ``histories``: False only when its text holds none of their keys, so that it needs no
+    decoding to know."""
+    if type(detail) is not Deferred or not isinstance(detail.raw, str):
+        return True
+    text = detail.raw
+    return any(
+        not _PLAIN_KEY.fullmatch(h.event_key) or f'"{h.event_key}"' in text for h in histories
+    )
+
+
 def _change_of_event(detail: Any) -> tuple[str, int | None]:
-    """(flow, change pk) of a portal event about a change history's change, from its detail."""
+    """(flow, change pk) of a portal event about a change history's change, from its detail
+    (a value or a ``Deferred``)."""
+    histories = change_histories()
+    if not histories or not _may_name(detail, histories):
+        return "", None
+    detail = loaded(detail)
     if isinstance(detail, dict):
-        for history in change_histories():
+        for history in histories:
             pk = detail.get(history.event_key)
             if isinstance(pk, int) and pk > 0:
                 return history.flow, pk
@@ -203,7 +250,8 @@ def _change_of_event(detail: Any) -> tuple[str, int | None]:
 
 def portal_row(v: Sequence[Any]) -> HistoryRow:
     """A portal event's row from its ``PORTAL_FIELDS`` values, in that order (a values_list
-    tuple: no dict per row)."""
+    tuple: no dict per row); ``detail`` may be a ``Deferred`` (``values_rows(...,
+    deferred=PORTAL_DEFERRED)``), decoded when the row's ``detail`` is first read."""
     pk, created_at, kind, actor_name, actor_oid, target_id, target_name, ticket, request, detail = v
     flow, change_pk = ("", None) if request else _change_of_event(detail)
     return HistoryRow(
@@ -220,7 +268,7 @@ def portal_row(v: Sequence[Any]) -> HistoryRow:
         ticket=ticket,
         outcome=PORTAL_KIND_OUTCOME.get(kind, ""),
         request_id=request,
-        detail=detail,
+        stored_detail=detail,
         change_flow=flow,
         change_pk=change_pk,
     )
@@ -418,12 +466,12 @@ def attach_changes(rows: list[HistoryRow]) -> None:
     queries per flow for the whole list, none when no row can be a change's."""
     for history in change_histories():
         candidates = [
-            row.id
+            CandidateRecord(row.id, row.entra_id, row.kind, row.at)
             for row in rows
             if row.source == "entra" and not row.request_id and not row.change_pk
             and is_role_membership(row.kind)
         ]  # fmt: skip
-        owners = history.for_records(candidates) if candidates else {}
+        owners = history.owners(candidates)
         for row in rows:
             if row.source == "entra" and row.id in owners:
                 row.change_flow, row.change_pk = history.flow, owners[row.id]

@@ -30,7 +30,11 @@ from __future__ import annotations
 # KEYS: 1 bucket, 2 pause, 3..6 waiting:0..3, 7 served, 8 since, 9 state, 10 stats prefix.
 # ARGV: 1 capacity, 2 window ms, 3 tokens wanted, 4 priority rank, 5 reserve, 6 fair key,
 #       7 waiter id, 8 waiter ttl ms (0 with mode 1: do not register), 9 mode (0 acquire,
-#       1 try, 2 estimate: changes nothing), 10 ms this call has waited so far.
+#       1 try, 2 estimate: changes nothing), 10 ms this call has waited so far, 11 the send
+#       margin in ms (graph.budget.SEND_MARGIN_SECONDS).
+# The bucket's ``hold``: the refill stops until then (a grant from a full or nearly full bucket:
+# Graph's own bucket, full, refills nothing while that request is on its way to it; see
+# graph.budget.SEND_MARGIN_SECONDS). It never stops a grant of tokens the bucket holds.
 # The reserve (ARGV 5) is what this call must leave in the bucket: 0 for the action and
 # interactive ranks, the interactive reserve below them (the caller passes it so).
 # Returns {granted (0/1), ms to wait before asking again (the estimate), calls ahead}.
@@ -48,6 +52,7 @@ local member = fkey .. '|' .. ARGV[7]
 local ttl = tonumber(ARGV[8])
 local mode = tonumber(ARGV[9])
 local waited = tonumber(ARGV[10])
+local margin = tonumber(ARGV[11])
 local rate = capacity / window
 local slot = math.max(1, math.ceil(1 / rate))
 local keep = 3720000
@@ -103,15 +108,16 @@ for k, _ in pairs(oldest) do
   end
 end
 
-local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'hold')
 local tokens = tonumber(bucket[1])
 local ts = tonumber(bucket[2])
+local hold = tonumber(bucket[3] or '0')
 if tokens == nil or ts == nil then
   tokens = capacity
   ts = now
 end
 if now > ts then
-  tokens = math.min(capacity, tokens + (now - ts) * rate)
+  tokens = math.min(capacity, tokens + (now - math.max(ts, math.min(hold, now))) * rate)
   ts = now
 end
 if mode ~= 2 then
@@ -124,12 +130,19 @@ local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
 local blocked = math.max(0, pause - now, ts - now)
 local need = ahead + wanted + floor - tokens
 local estimate = blocked
-if need > 0 then estimate = blocked + math.ceil(need / rate) end
+if need > 0 then estimate = blocked + math.max(0, hold - now) + math.ceil(need / rate) end
 
 -- A higher rank waiting always goes first; a key of this rank served longer ago goes first
 -- unless the bucket holds a token for each such key and for this call too.
 if blocked == 0 and higher == 0 and need <= 0 then
   if mode == 2 then return {1, 0, 0} end
+  -- Graph's bucket, as full as this one, fills up within (capacity - tokens) / rate and then
+  -- refills nothing until this request reaches it: hold this one's refill for the rest of the
+  -- margin (nothing once the bucket is low: Graph's is then low too, and refills all along).
+  local fills_in = (capacity - tokens) / rate
+  if margin > fills_in then
+    redis.call('HSET', KEYS[1], 'hold', tostring(math.max(hold, now + margin - fills_in)))
+  end
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - wanted))
   redis.call('ZREM', KEYS[W + rank], member)
   redis.call('HDEL', SINCE, member)

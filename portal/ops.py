@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET
 from accounts.models import PortalProfile
 from accounts.roles import ADMIN_ROLES, role_required
 from graph import GraphTransient
-from graph.budget import ANONYMOUS, REFILL_SAFETY_FACTOR, Priority
+from graph.budget import ANONYMOUS, Priority
 
 # The portal roles that reach /ops/.
 OPS_ROLES: tuple[str, ...] = ADMIN_ROLES
@@ -117,7 +117,7 @@ def agent_names(keys: Iterable[str]) -> dict[str, str]:
 
 def _class_rows(state: Mapping[str, Any], stall_seconds: float) -> dict[str, Any]:
     requests, _, window = state["rate"].partition("/")
-    per_minute = int(requests) * 60 / (float(window) * REFILL_SAFETY_FACTOR)
+    per_minute = int(requests) * 60 / float(window)
     hour = state["hour"]
     return {
         **state,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from graph import BudgetRate, GraphThrottled, RequestBudget, users
-from graph.budget import BudgetBusy, BudgetWait, Priority
+from graph.budget import SEND_MARGIN_SECONDS, BudgetBusy, BudgetWait, Priority
 from tests.graph.conftest import MakeClient
 from tests.graph.local_graph import Answer, LocalGraph
 
@@ -45,12 +45,14 @@ def test_try_acquire_takes_a_token_or_says_no_without_sleeping(
     assert not budget.try_acquire("reports", fair_key="agent-a")
     wait = budget.estimate("reports", fair_key="agent-a")
     assert wait.position == 1
-    # One token refills in 100 s / 2 * 1.1 (the safety factor).
-    assert 50 < wait.seconds <= 56
+    # One token refills in 100 s / 2, after the send margin the first grant (from the full
+    # bucket) holds; the second grant's, from a bucket far from full, holds nothing.
+    assert 50 + SEND_MARGIN_SECONDS - 0.01 <= wait.seconds <= 51
 
 
 def test_estimate_counts_the_agents_ahead(budget_prefix: str) -> None:
-    budget = make_budget(budget_prefix, BudgetRate(1, 1), reserve=0)  # a token per 1.1 s
+    budget = make_budget(budget_prefix, BudgetRate(1, 1), reserve=0)  # a token a second
+    # From the full bucket: its refill waits the send margin (Graph's, full, refilled nothing).
     assert budget.try_acquire("reports", fair_key="agent-a")
     # Two other agents keep their places in the queue (as waiting pages do).
     assert not budget.try_acquire("reports", fair_key="agent-b", hold_seconds=30)
@@ -58,11 +60,11 @@ def test_estimate_counts_the_agents_ahead(budget_prefix: str) -> None:
     # agent-a was served last: it is behind both; b, never served, is ahead of c by key.
     behind = budget.estimate("reports", fair_key="agent-a")
     assert behind.position == 3
-    assert 2 * 1.1 < behind.seconds <= 3 * 1.1 + 0.05
+    assert 2 + SEND_MARGIN_SECONDS < behind.seconds <= 3 + SEND_MARGIN_SECONDS + 0.05
     assert budget.estimate("reports", fair_key="agent-b").position == 1
     # Bulk waits behind every interactive caller, and behind the reserve (here 0).
     assert budget.estimate("reports", "bulk").position == 3
-    time.sleep(1.2)  # a token refilled: it is b's
+    time.sleep(1.2 + SEND_MARGIN_SECONDS)  # a token refilled: it is b's
     assert not budget.try_acquire("reports", fair_key="agent-a")
     assert not budget.try_acquire("reports", fair_key="agent-c")
     assert budget.try_acquire("reports", fair_key="agent-b")
@@ -111,7 +113,7 @@ def test_an_agents_view_draws_under_its_fair_key(
 
 
 def test_snapshot_shows_use_waiters_and_pauses(budget_prefix: str) -> None:
-    budget = make_budget(budget_prefix, BudgetRate(2, 2), reserve=0)  # a token per 1.1 s
+    budget = make_budget(budget_prefix, BudgetRate(2, 2), reserve=0)  # a token a second
     budget.acquire("reports", fair_key="agent-a", tokens=2)
     waiting = threading.Thread(
         target=budget.acquire, args=("reports",), kwargs={"fair_key": "agent-b", "timeout": 10}
@@ -158,3 +160,15 @@ def test_stalls_are_waiters_without_grants_or_long_pauses(budget_prefix: str) ->
     assert budget.snapshot()["classes"]["reports"]["stalled_for"] > 0.7
     budget.record_pause("identity", 60)
     assert "429" in budget.stalls(30)["identity"]
+
+
+def test_a_burst_goes_at_once_and_the_refill_is_graphs_own_rate(budget_prefix: str) -> None:
+    """The bucket refills at Graph's rate (5 per 10 s is a token every 2 s, not every 2.2 s as
+    the old safety factor made it), after the send margin a grant from a full bucket holds:
+    Graph's bucket, as full, refills nothing until that request reaches it."""
+    budget = make_budget(budget_prefix, BudgetRate(5, 100), reserve=0)  # a token per 20 s
+    for _ in range(5):
+        assert budget.try_acquire("reports", fair_key="agent-a")
+    wait = budget.estimate("reports", fair_key="agent-a")
+    assert wait.position == 1
+    assert abs(wait.seconds - (20 + SEND_MARGIN_SECONDS)) < 0.05

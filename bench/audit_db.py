@@ -9,8 +9,8 @@ events in a fresh ``portal_bench_<pid>`` database on ``DATABASE_URL``'s server),
   (each branch of ``audit.selectors.flat.history_flat_rows``, the same columns and order, without
   the keyset batches), run by the server, the CSV read by the client. Each runs twice,
   alternated (COPY, export, COPY, export), and the faster of each counts. Goal: the export's
-  rows/s at least 0.5 of COPY's, and memory flat (the export child's resident memory grows by less than
-  ``FLAT_MB`` between a quarter of the rows and the end; peak < 150 MB as before).
+  rows/s at least 0.5 of COPY's, and memory flat (the export child's resident memory grows by
+  less than ``FLAT_MB`` between a quarter of the rows and the end; peak < 150 MB as before).
 * **History** (bench/audit_history.py's filters): each filter's first page, in the event view
   (``history_query``) and in the default request view (``request_history_query``, one row per
   request), against the bare SQL of that page: the statements that page ran (captured with

@@ -34,7 +34,7 @@ def goals(f: dict[str, Any]) -> list[dict[str, Any]]:
     polls = f["refetches"] / f["measured_s"]
     per_view = f["reports_per_view"]
     row(
-        "reports-class calls per person view (real budget, 50 agents)",
+        f"reports-class calls per person view (real budget, {f['agents']} agents)",
         f"{per_view:.2f} ({f['reports_calls']} calls, less {f['runner_minimum_calls']} of the "
         f"runners' minimum, over {f['views']} views; an ideal client: {f['ideal_per_view']:.2f})"
         + (

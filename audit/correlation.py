@@ -191,6 +191,19 @@ def _made_by(
     return bool(agent_oid) and record.initiated_by_id == agent_oid
 
 
+def may_explain(
+    change: PortalChange, activity: str, activity_at: datetime, *, slack: timedelta
+) -> bool:
+    """The part of :func:`explains` that needs only an event's activity and time: ``change``
+    makes that activity, and the time is within ``slack`` of its run. A caller holding only
+    those columns of a record asks this first and reads the rest only when it holds."""
+    if activity not in change.activities:
+        return False
+    if activity_at < change.started_at - slack:
+        return False
+    return change.finished_at is None or activity_at <= change.finished_at + slack
+
+
 def explains(
     change: PortalChange,
     record: DirectoryAuditRecord,
@@ -204,7 +217,8 @@ def explains(
     about many records at once."""
     if record.entra_id in change.linked_entra_ids:
         return True
-    if record.activity not in change.activities:
+    slack = correlation_window() if slack is None else slack
+    if not may_explain(change, record.activity, record.activity_at, slack=slack):
         return False
     wanted = {t.lower() for t in change.target_ids if t}
     if not wanted or not wanted <= record_ids(record):
@@ -212,11 +226,6 @@ def explains(
     if change.required_properties and not change.required_properties <= (
         modified_property_names(record.raw)
     ):
-        return False
-    slack = correlation_window() if slack is None else slack
-    if record.activity_at < change.started_at - slack:
-        return False
-    if change.finished_at is not None and record.activity_at > change.finished_at + slack:
         return False
     client_id = settings.ENTRA_CLIENT_ID if client_id is None else client_id
     via_pim = any(is_pim_activity(a) for a in change.activities)

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -150,16 +148,10 @@ def measure_export(url: str, data: bench_db.BenchData) -> dict[str, Any]:
 
     def export_once() -> dict[str, Any]:
         connections.close_all()
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", url, str(data.lead_user_id)],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=dict(os.environ),
-        )
-        if child.returncode != 0:
-            raise SystemExit(f"the export child failed:\n{child.stderr[-3000:]}")
-        return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+        try:
+            return audit_export.child_figures(__file__, url, data.lead_user_id)
+        except RuntimeError as exc:
+            raise SystemExit(f"the export child failed:\n{exc}") from None
 
     # Alternated, COPY, export, COPY, export, so that each sees the cache state the other left;
     # the faster of each pair counts (both are the same work twice), the memory of both exports.

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -75,6 +76,21 @@ def export_child(database_url: str, lead_user_id: int) -> None:
     )
 
 
+def child_figures(script: str, url: str, lead_user_id: int) -> dict[str, Any]:
+    """Run ``script --child url lead_user_id`` (an export child, as this module's) and return
+    the JSON figures of its last line. Raises RuntimeError with its stderr's end if it fails."""
+    child = subprocess.run(
+        [sys.executable, script, "--child", url, str(lead_user_id)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ),
+    )
+    if child.returncode != 0:
+        raise RuntimeError(child.stderr[-3000:])
+    return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
 def main() -> int:
     with bench_db.created_database() as url:
         bench_db.prepare_environment(url)
@@ -88,17 +104,11 @@ def main() -> int:
         from django.db import connections
 
         connections.close_all()
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", url, str(data.lead_user_id)],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=dict(os.environ),
-        )
-        if child.returncode != 0:
-            print(child.stderr[-3000:], file=sys.stderr)
+        try:
+            figures = child_figures(__file__, url, data.lead_user_id)
+        except RuntimeError as exc:
+            print(exc, file=sys.stderr)
             return 1
-        figures = json.loads(child.stdout.strip().splitlines()[-1])
     rate = figures["rows"] / figures["seconds"]
     expected = bench_db.ENTRA_RECORDS + bench_db.PORTAL_EVENTS
     print(

@@ -24,6 +24,7 @@ from audit.correlation import (
     explains,
     is_pim_activity,
     is_role_membership,
+    may_explain,
 )
 from audit.models import DirectoryAuditRecord
 from audit.selectors.compiled import values_rows
@@ -48,9 +49,10 @@ def _is_eligible(activity: str) -> bool:
     return "eligible" in activity.lower()
 
 
-def change_activities(change: RoleChangeRequest) -> frozenset[str]:
-    """The Entra activities ``change`` writes, by the way the runner makes it
-    (``roles.runners``):
+@functools.cache
+def change_activities(change: str, hold_kind: str) -> frozenset[str]:
+    """The Entra activities a change of kind ``change`` and ``hold_kind`` writes, by the way
+    the runner makes it (``roles.runners``; a handful of combinations, computed once each):
 
     - a permanent active assignment (roleAssignments): the directory's "Add member to role";
     - an active assignment with an end (a PIM request): PIM's "Add member to role in PIM
@@ -60,13 +62,6 @@ def change_activities(change: RoleChangeRequest) -> frozenset[str]:
     - a removal of an active holder: either way (direct, or PIM for a time-bound one), with the
       directory's "Remove member from role"; of an eligible holder: the eligible removals.
     """
-    return _activities(str(change.change), str(change.hold_kind))
-
-
-@functools.cache
-def _activities(change: str, hold_kind: str) -> frozenset[str]:
-    """``change_activities`` of a change of kind ``change`` and ``hold_kind`` (a handful of
-    combinations: computed once each)."""
     if change == RoleChange.ADD:
         names = ADD_ACTIVITIES
         if hold_kind == HoldKind.ELIGIBLE_UNTIL:
@@ -86,13 +81,30 @@ def portal_change(change: RoleChangeRequest) -> PortalChange:
     target there is the directoryRole object). Role changes always run as the portal's app (no
     delegated mode), so no agent is named."""
     assert change.started_at is not None
+    return _portal_change(
+        change.pk, str(change.change), str(change.hold_kind), change.principal_id,
+        change.role_template_id, change.started_at, change.finished_at, change.entra_event_ids,
+    )  # fmt: skip
+
+
+def _portal_change(
+    pk: int,
+    change: str,
+    hold_kind: str,
+    principal_id: str,
+    role_template_id: str,
+    started_at: datetime,
+    finished_at: datetime | None,
+    entra_event_ids: Iterable[str] | None,
+) -> PortalChange:
+    """A started change's columns (``_CHANGE_FIELDS``' order) as correlation sees it."""
     return PortalChange(
-        pk=change.pk,
-        target_ids=frozenset({change.principal_id, change.role_template_id}),
-        activities=change_activities(change),
-        started_at=change.started_at,
-        finished_at=change.finished_at,
-        linked_entra_ids=frozenset(change.entra_event_ids or ()),
+        pk=pk,
+        target_ids=frozenset({principal_id, role_template_id}),
+        activities=change_activities(change, hold_kind),
+        started_at=started_at,
+        finished_at=finished_at,
+        linked_entra_ids=frozenset(entra_event_ids or ()),
     )
 
 
@@ -122,20 +134,8 @@ def _portal_changes(earliest: datetime, latest: datetime) -> list[PortalChange]:
         _CHANGE_FIELDS,
         order=_CHANGE_ORDER,
     )
-    return [
-        PortalChange(
-            pk=pk,
-            target_ids=frozenset({principal_id, role_template_id}),
-            activities=_activities(change, hold_kind),
-            started_at=started_at,
-            finished_at=finished_at,
-            linked_entra_ids=frozenset(entra_event_ids or ()),
-        )
-        for (
-            pk, change, hold_kind, principal_id, role_template_id, started_at, finished_at,
-            entra_event_ids, _created_at,
-        ) in rows
-    ]  # fmt: skip
+    # The last column (created_at) is read for the order only.
+    return [_portal_change(*row[:-1]) for row in rows]
 
 
 def role_change_changes(
@@ -211,8 +211,8 @@ def role_change_of_candidates(records: Sequence[CandidateRecord]) -> dict[int, i
         return {}
     found: dict[int, int] = {}
     # Per record, the changes that could explain it, in the changes' order: those that linked
-    # it, else those whose activities and run (with slack) admit it, which ``explains``
-    # requires before it reads the rest of the record.
+    # it, else those ``may_explain`` admits (``explains`` asks it before reading the rest of
+    # the record).
     unlinked: dict[int, list[PortalChange]] = {}
     for record in records:
         linked = [c for c in changes if record.entra_id in c.linked_entra_ids]
@@ -220,11 +220,7 @@ def role_change_of_candidates(records: Sequence[CandidateRecord]) -> dict[int, i
             found[record.id] = _nearest(linked, record.activity_at).pk
             continue
         possible = [
-            c
-            for c in changes
-            if record.activity in c.activities
-            and record.activity_at >= c.started_at - slack
-            and (c.finished_at is None or record.activity_at <= c.finished_at + slack)
+            c for c in changes if may_explain(c, record.activity, record.activity_at, slack=slack)
         ]
         if possible:
             unlinked[record.id] = possible

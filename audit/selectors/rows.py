@@ -159,10 +159,6 @@ class HistoryRow:
             value = self.stored_detail = value.value()
         return value
 
-    @detail.setter
-    def detail(self, value: Any) -> None:
-        self.stored_detail = value
-
     @property
     def group_key(self) -> tuple[str, int] | None:
         """The request the row belongs to: ("mfa", action request pk) or (flow, change pk)."""
